@@ -1,0 +1,111 @@
+"""`harness check`: the stack spec, the VRAM plan and the preflight findings, in one value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import Settings
+from harness.errors import InputError
+from harness.models import ModelArch, resolve_arch
+from harness.preflight import Finding, PreflightContext, Severity, run_preflight
+from harness.spec import StackSpec, load_stack
+from harness.units import parse_size
+from harness.vram import MemoryAssumptions, VramPlan, plan
+
+DEFAULT_COMPOSE = Path("infra/docker-compose.yml")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    spec: StackSpec
+    plan: VramPlan
+    findings: tuple[Finding, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity is Severity.ERROR for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        a = self.plan.assumptions
+        return {
+            "compose": str(self.spec.path),
+            "compose_sha256": self.spec.sha256,
+            "start_order": list(self.spec.start_order),
+            "gpu": {
+                "total_bytes": a.total_bytes,
+                "total_source": a.total_source,
+                "cuda_context_bytes_per_engine": a.cuda_context_bytes,
+                "utilization_sum": self.plan.utilization_sum,
+                "budgets_bytes": self.plan.budgets_bytes,
+                "headroom_bytes": self.plan.headroom_bytes,
+            },
+            "engines": {
+                e.service: {
+                    "model": e.model,
+                    "arch_source": e.arch_source,
+                    "gpu_memory_utilization": e.utilization,
+                    "budget_bytes": e.budget_bytes,
+                    "weight_bytes": e.weight_bytes,
+                    "activation_reserve_bytes": e.activation_reserve_bytes,
+                    "kv_pool_bytes": e.kv_pool_bytes,
+                    "kv_cache_dtype": e.kv_cache_dtype,
+                    "kv_bytes_per_token": e.kv_bytes_per_token,
+                    "block_size": e.block_size,
+                    "kv_capacity_tokens": e.kv_capacity_tokens,
+                    "max_model_len": e.max_model_len,
+                    "max_num_seqs": e.max_num_seqs,
+                    "max_concurrency_at_max_model_len": round(
+                        e.max_concurrency_at_max_model_len, 4
+                    ),
+                    "full_sequences": e.full_sequences,
+                }
+                for e in self.plan.engines
+            },
+            "findings": [f.to_dict() for f in self.findings],
+            "ok": self.ok,
+        }
+
+
+def assumptions_from(settings: Settings, *, nvml_total: int | None = None) -> MemoryAssumptions:
+    """Memory assumptions: NVML's total when a GPU is visible, else --gpu-memory / harness.toml."""
+    gpu_memory = settings.get("check.gpu_memory", str, "96GiB")
+    if nvml_total is not None and "check.gpu_memory" not in settings.overrides:
+        total, source = nvml_total, "NVML"
+    else:
+        total = parse_size(gpu_memory, what="gpu_memory")
+        source = "--gpu-memory" if "check.gpu_memory" in settings.overrides else "harness.toml"
+    return MemoryAssumptions(
+        total_bytes=total,
+        total_source=source,
+        activation_reserve_bytes=parse_size(
+            settings.get("check.activation_reserve", str, "2GiB"), what="activation_reserve"
+        ),
+        cuda_context_bytes=parse_size(
+            settings.get("check.cuda_context", str, "452MiB"), what="cuda_context"
+        ),
+        block_size=settings.get("check.block_size", int, 16),
+    )
+
+
+def run_check(
+    compose: Path, settings: Settings, *, nvml_total: int | None = None
+) -> CheckResult:
+    spec = load_stack(compose)
+    archs: dict[str, ModelArch] = {}
+    for svc in spec.engines:
+        assert svc.engine is not None
+        try:
+            archs[svc.name] = resolve_arch(svc.engine.model)
+        except InputError as exc:
+            raise InputError(f"{compose}: service {svc.name!r}: {exc}") from None
+    assumptions = assumptions_from(settings, nvml_total=nvml_total)
+    vram = plan([(s.name, s.engine, archs[s.name]) for s in spec.engines if s.engine], assumptions)
+    ctx = PreflightContext(
+        spec=spec,
+        plan=vram,
+        archs=archs,
+        utilization_limit=settings.get("check.utilization_limit", float, 0.85),
+    )
+    return CheckResult(spec=spec, plan=vram, findings=tuple(run_preflight(ctx)))

@@ -1,0 +1,72 @@
+"""The `harness` command: parses options, calls the library, prints, and sets the exit code.
+
+Exit codes: 0 success, 1 a check or comparison failed, 2 bad input, 3 the stack or the machine
+could not do what was asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.errors import CapabilityError, HarnessError, InputError
+
+
+def _cmd_check(ns: argparse.Namespace) -> int:
+    from harness.check import run_check
+    from harness.check_render import render_markdown_table, render_text
+    from harness.config import load_settings
+    from harness.telemetry.nvml import total_memory_or_none
+
+    overrides = {"check.gpu_memory": ns.gpu_memory} if ns.gpu_memory else {}
+    settings = load_settings(ns.config, overrides)
+    nvml_total = None if ns.gpu_memory else total_memory_or_none()
+    result = run_check(ns.compose, settings, nvml_total=nvml_total)
+    if ns.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    elif ns.markdown:
+        print(render_markdown_table(result))
+    else:
+        print(render_text(result))
+    return 0 if result.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=None, help="harness.toml to use")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="preflight: VRAM math and rules, no GPU needed")
+    check.add_argument("--compose", type=Path, default=Path("infra/docker-compose.yml"))
+    check.add_argument("--gpu-memory", default=None, help="total GPU memory, e.g. 96GiB, 80GB")
+    fmt = check.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="machine-readable output")
+    fmt.add_argument("--markdown", action="store_true", help="the budget table as Markdown")
+    check.set_defaults(func=_cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        return int(ns.func(ns))
+    except InputError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+    except CapabilityError as exc:
+        print(f"harness: cannot run here: {exc}", file=sys.stderr)
+        return 3
+    except HarnessError as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

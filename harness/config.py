@@ -1,0 +1,94 @@
+"""The owner's knobs: `harness.toml`, then `HARNESS_*` environment variables, then options.
+
+One precedence rule for every setting: an option beats the environment, which beats the file,
+which beats the built-in default. Settings are addressed as `section.key` (nested tables as
+`section.sub.key`); the environment variable is HARNESS_ + the dotted name in upper case with
+dots and dashes as underscores, e.g. `check.gpu_memory` -> HARNESS_CHECK_GPU_MEMORY.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harness.errors import ConfigError
+
+T = TypeVar("T")
+CONFIG_NAME = "harness.toml"
+
+
+def env_name(dotted: str) -> str:
+    return "HARNESS_" + dotted.upper().replace(".", "_").replace("-", "_")
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    """HARNESS_CONFIG, else the nearest harness.toml from `start` (the cwd) upwards."""
+    explicit = os.environ.get("HARNESS_CONFIG")
+    if explicit:
+        return Path(explicit)
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / CONFIG_NAME).is_file():
+            return d / CONFIG_NAME
+    return None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Read-only view of the merged settings."""
+
+    path: Path | None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def get(self, dotted: str, kind: Callable[[Any], T], default: T) -> T:
+        """The setting `dotted`, converted with `kind`; errors name where the value came from."""
+        if dotted in self.overrides and self.overrides[dotted] is not None:
+            return self._convert(self.overrides[dotted], kind, f"option for {dotted}")
+        env = env_name(dotted)
+        if env in self.environ:
+            return self._convert(self.environ[env], kind, f"environment variable {env}")
+        node: Any = self.data
+        for part in dotted.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return default
+            node = node[part]
+        return self._convert(node, kind, f"{self.path or CONFIG_NAME}: {dotted}")
+
+    def section(self, dotted: str) -> Mapping[str, Any]:
+        node: Any = self.data
+        for part in dotted.split("."):
+            node = node.get(part, {}) if isinstance(node, Mapping) else {}
+        return node if isinstance(node, Mapping) else {}
+
+    @staticmethod
+    def _convert(value: Any, kind: Callable[[Any], T], where: str) -> T:
+        try:
+            if kind is bool and isinstance(value, str):
+                low = value.strip().lower()
+                if low not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError(value)
+                return low in ("1", "true", "yes")  # type: ignore[return-value]
+            return kind(value)
+        except (TypeError, ValueError) as exc:
+            name = getattr(kind, "__name__", str(kind))
+            raise ConfigError(f"{where}: expected {name}, got {value!r} ({exc})") from None
+
+
+def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Merge harness.toml (if any), the environment and `overrides`."""
+    path = path or find_config()
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return Settings(path=path, data=data, overrides=dict(overrides or {}))

@@ -1,0 +1,17 @@
+"""The stack as declared in the compose file: StackSpec, ServiceSpec, EngineArgs."""
+
+from harness.spec.compose import load_stack, parse_stack
+from harness.spec.engine_args import EngineArgs, parse_engine_args
+from harness.spec.services import HealthCheck, PortMapping, ServiceSpec
+from harness.spec.stack import StackSpec
+
+__all__ = [
+    "EngineArgs",
+    "HealthCheck",
+    "PortMapping",
+    "ServiceSpec",
+    "StackSpec",
+    "load_stack",
+    "parse_engine_args",
+    "parse_stack",
+]

@@ -1,0 +1,1 @@
+"""Telemetry: NVML readings, Prometheus scrapes of the engines, and the background sampler."""

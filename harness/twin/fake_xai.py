@@ -1,0 +1,591 @@
+"""A fake xAI Responses API server for the CPU twin.
+
+Stands in for ``https://api.x.ai/v1`` so tests can check what the router sends (every model
+request is recorded, with the API key dropped) and how it copes with faults: error statuses,
+latency, requests that never answer and length-truncated answers with no text.
+Standard library only. ``FakeXAI`` is the programmatic API; ``main`` is the CLI::
+
+    python -m harness.twin.fake_xai --host 127.0.0.1 --port 0 [--record PATH] [--latency S]
+        [--status CODE] [--mode MODE] [--stream-delay S]
+
+Endpoints:
+
+* ``POST /v1/responses``: the model endpoint (needs ``Authorization: Bearer ...``)
+* ``GET /health``: ``{"status": "ok"}``
+* ``GET /_requests``: the recorded model requests; ``DELETE /_requests`` clears them
+* ``GET /_faults``: the fault knobs in effect; ``POST /_faults`` replaces them (see ``Faults``)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, TypeGuard
+
+Json = dict[str, Any]
+
+MODES = ("ok", "timeout", "empty_length", "status")
+TIMEOUT_MAX_S = 120.0  # how long "timeout" mode holds a request before dropping it unanswered
+DEFAULT_MAX_OUTPUT_TOKENS = 4096  # "empty_length" usage when the request sets no limit
+ECHO_CHARS = 40  # how much of the last user input the answer echoes
+# xAI answers errors with gRPC-style descriptions in "code".
+_ERROR_CODES = {
+    400: "Client specified an invalid argument",
+    401: "The caller does not have permission to execute the specified operation",
+    403: "The caller does not have permission to execute the specified operation",
+    404: "Some requested entity was not found",
+    429: "Some resource has been exhausted",
+    500: "Internal error",
+    503: "The service is currently unavailable",
+}
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Fault knobs for ``POST /v1/responses``.
+
+    ``mode``: ``ok``; ``status`` (answer ``status`` with an xAI-style error; 429 and 503 add
+    ``Retry-After: 1``); ``timeout`` (hold the request unanswered for up to ``TIMEOUT_MAX_S``);
+    ``empty_length`` (an ``incomplete`` answer that spent every output token on reasoning).
+    ``latency_s`` is slept before answering. ``count`` limits the knobs to the next N model
+    requests, after which the knobs set without a count apply again; ``None`` means until changed.
+    """
+
+    status: int | None = None
+    latency_s: float = 0.0
+    mode: str = "ok"
+    count: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if self.mode == "status" and not (_is_int(self.status) and 400 <= self.status <= 599):
+            raise ValueError("mode 'status' needs a status between 400 and 599")
+        if self.mode != "status" and self.status is not None:
+            raise ValueError(f"status only applies to mode 'status', not {self.mode!r}")
+        if isinstance(self.latency_s, bool) or not isinstance(self.latency_s, int | float):
+            raise ValueError("latency_s must be a number")
+        if self.latency_s < 0:
+            raise ValueError("latency_s must not be negative")
+        if self.count is not None and not (_is_int(self.count) and self.count >= 1):
+            raise ValueError("count must be a positive integer or null")
+
+    @classmethod
+    def of(
+        cls,
+        status: int | None = None,
+        latency_s: float = 0.0,
+        mode: str | None = None,
+        count: int | None = None,
+    ) -> Faults:
+        """Build faults; ``mode`` defaults to ``status`` when a status is given, else ``ok``."""
+        if mode is None:
+            mode = "ok" if status is None else "status"
+        return cls(status=status, latency_s=latency_s, mode=mode, count=count)
+
+    @classmethod
+    def from_json(cls, data: object) -> Faults:
+        """Parse a ``POST /_faults`` body; missing keys take their defaults."""
+        if not isinstance(data, dict):
+            raise ValueError("faults must be a JSON object")
+        unknown = sorted(set(data) - {"status", "latency_s", "mode", "count"})
+        if unknown:
+            raise ValueError(f"unknown fault keys: {unknown}")
+        return cls.of(**data)
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts; ``output_tokens`` includes ``reasoning_tokens``."""
+
+    input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+
+    def to_json(self) -> Json:
+        return {
+            "input_tokens": self.input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": self.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+            "total_tokens": self.input_tokens + self.output_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One model request as received; the Authorization value is never kept."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names, without authorization
+    authorization_present: bool
+    body: Any  # the parsed JSON body, or None when it did not parse
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def _content_text(content: object) -> str:
+    """Text of a message ``content``: a string or a list of ``{"type", "text"}`` parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = (p.get("text") for p in content if isinstance(p, dict))
+        return " ".join(p for p in parts if isinstance(p, str))
+    return ""
+
+
+def _input_messages(input_: object) -> list[Json]:
+    if isinstance(input_, str):
+        return [{"role": "user", "content": input_}]
+    return [m for m in input_ if isinstance(m, dict)] if isinstance(input_, list) else []
+
+
+def count_tokens(text: str) -> int:
+    """The fake's token estimate: whitespace-separated words."""
+    return len(text.split())
+
+
+def answer_text(input_: object) -> str:
+    """The deterministic answer: says it is fake and echoes the last user input's start."""
+    users = [m for m in _input_messages(input_) if m.get("role") == "user"]
+    last = " ".join(_content_text(users[-1].get("content")).split()) if users else ""
+    return f"Fake xAI search answer for: {last[:ECHO_CHARS]}"
+
+
+def input_tokens(body: Json) -> int:
+    """The words of every input message (at least 1)."""
+    texts = [_content_text(m.get("content")) for m in _input_messages(body.get("input"))]
+    return max(1, count_tokens(" ".join(texts)))
+
+
+def _error_code(status: int) -> str:
+    try:
+        return _ERROR_CODES.get(status) or HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def build_response(body: Json, mode: str = "ok") -> Json:
+    """The non-streaming ``/v1/responses`` reply for ``body`` (mode ``ok`` or ``empty_length``)."""
+    reply: Json = {
+        "id": _new_id("resp"),
+        "object": "response",
+        "created_at": int(time.time()),
+        "model": body.get("model"),
+    }
+    if mode == "empty_length":
+        limit = body.get("max_output_tokens")
+        limit = limit if _is_int(limit) else DEFAULT_MAX_OUTPUT_TOKENS
+        return reply | {
+            "status": "incomplete",
+            "incomplete_details": {"reason": "max_output_tokens"},
+            "output": [
+                {"type": "reasoning", "id": _new_id("rs"), "summary": [], "status": "incomplete"},
+                {
+                    "type": "message",
+                    "id": _new_id("msg"),
+                    "role": "assistant",
+                    "status": "incomplete",
+                    "content": [],
+                },
+            ],
+            "usage": Usage(input_tokens(body), limit, limit).to_json(),
+        }
+    text = answer_text(body.get("input"))
+    visible = count_tokens(text)  # as many tokens again go to reasoning
+    return reply | {
+        "status": "completed",
+        "incomplete_details": None,
+        "output": [
+            {"type": "web_search_call", "id": _new_id("ws"), "status": "completed"},
+            {
+                "type": "message",
+                "id": _new_id("msg"),
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            },
+        ],
+        "usage": Usage(input_tokens(body), 2 * visible, visible).to_json(),
+    }
+
+
+def stream_events(response: Json) -> Iterator[Json]:
+    """The server-sent events that stream ``response``, ending with its full object."""
+    yield {
+        "type": "response.created",
+        "response": response | {"status": "in_progress", "output": [], "usage": None},
+    }
+    for index, item in enumerate(response["output"]):
+        texts = [part["text"] for part in item.get("content", []) if "text" in part]
+        started = (item | {"status": "in_progress", "content": []}) if texts else item
+        yield {"type": "response.output_item.added", "output_index": index, "item": started}
+        place = {"item_id": item["id"], "output_index": index, "content_index": 0}
+        for text in texts:
+            for delta in re.findall(r"\s*\S+", text):
+                yield {"type": "response.output_text.delta", **place, "delta": delta}
+            yield {"type": "response.output_text.done", **place, "text": text}
+        yield {"type": "response.output_item.done", "output_index": index, "item": item}
+    final = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
+    yield {"type": final, "response": response}
+
+
+class _State:
+    """What the handler threads share: recorded requests, fault knobs, settings."""
+
+    def __init__(self, faults: Faults, record_path: Path | None, stream_delay_s: float) -> None:
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()  # set on shutdown; wakes sleeping handlers
+        self.stream_delay_s = stream_delay_s
+        self.record_path = record_path
+        self.records: list[RecordedRequest] = []
+        self.base = Faults()
+        self.limited: Faults | None = None  # count-limited knobs, ahead of the base ones
+        self.set_faults(faults)
+
+    def set_faults(self, faults: Faults) -> None:
+        with self.lock:
+            if faults.count is None:
+                self.base, self.limited = faults, None
+            else:
+                self.limited = faults
+
+    def faults(self) -> Faults:
+        with self.lock:
+            return self.limited or self.base
+
+    def take_faults(self) -> Faults:
+        """The knobs for one model request, using up one count of limited ones."""
+        with self.lock:
+            if self.limited is None or self.limited.count is None:
+                return self.base
+            current, left = self.limited, self.limited.count - 1
+            self.limited = replace(current, count=left) if left else None
+            return current
+
+    def record(self, request: RecordedRequest) -> None:
+        with self.lock:
+            self.records.append(request)
+            if self.record_path is not None:
+                with self.record_path.open("a", encoding="utf-8") as out:
+                    out.write(json.dumps(request.to_json()) + "\n")
+
+    def recorded(self) -> list[Json]:
+        with self.lock:
+            return [r.to_json() for r in self.records]
+
+    def clear(self) -> int:
+        with self.lock:
+            cleared = len(self.records)
+            self.records.clear()
+            return cleared
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state: _State) -> None:
+        self.state = state
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # clients that hang up are fine
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: tests read results from the control endpoints."""
+
+    def do_GET(self) -> None:
+        path = self.path.partition("?")[0]
+        if path == "/health":
+            self._send_json(200, {"status": "ok"})
+        elif path == "/_requests":
+            self._send_json(200, self.server.state.recorded())
+        elif path == "/_faults":
+            self._send_json(200, self.server.state.faults().to_json())
+        else:
+            self._send_error(404, "not_found", f"no route for GET {path}")
+
+    def do_DELETE(self) -> None:
+        if self.path.partition("?")[0] == "/_requests":
+            self._send_json(200, {"cleared": self.server.state.clear()})
+        else:
+            self._send_error(404, "not_found", f"no route for DELETE {self.path}")
+
+    def do_POST(self) -> None:
+        path = self.path.partition("?")[0]
+        raw = self._read_body()
+        if raw is None:
+            return
+        try:
+            body, bad_json = json.loads(raw), False
+        except ValueError:
+            body, bad_json = None, True
+        if path == "/v1/responses":
+            self._responses(body, bad_json)
+        elif path == "/_faults":
+            try:
+                faults = Faults.from_json(body)
+            except (TypeError, ValueError) as exc:
+                self._send_error(400, "invalid_faults", str(exc))
+            else:
+                self.server.state.set_faults(faults)
+                self._send_json(200, faults.to_json())
+        else:
+            self._send_error(404, "not_found", f"no route for POST {path}")
+
+    def _responses(self, body: Any, bad_json: bool) -> None:
+        state = self.server.state
+        auth = self.headers.get("Authorization", "")
+        headers = {k.lower(): v for k, v in self.headers.items() if k.lower() != "authorization"}
+        state.record(RecordedRequest("POST", self.path, headers, bool(auth), body))
+        if not re.fullmatch(r"bearer\s+\S.*", auth, re.IGNORECASE):
+            self._send_error(401, "invalid_api_key", "missing or malformed Bearer API key")
+            return
+        if bad_json or not isinstance(body, dict):
+            self._send_error(400, "invalid_json", "the request body must be a JSON object")
+            return
+        if not isinstance(body.get("input"), str | list):
+            self._send_error(400, "invalid_input", "'input' must be a string or a list")
+            return
+        faults = state.take_faults()
+        if faults.mode == "timeout":
+            state.stopping.wait(TIMEOUT_MAX_S)
+            self.close_connection = True  # hang up without an answer
+            return
+        if state.stopping.wait(faults.latency_s):
+            self.close_connection = True
+            return
+        if faults.mode == "status" and faults.status is not None:
+            status = faults.status
+            retry = {"Retry-After": "1"} if status in (429, 503) else {}
+            error = f"fake-xai injected fault: HTTP {status}"
+            self._send_json(status, {"code": _error_code(status), "error": error}, retry)
+            return
+        response = build_response(body, faults.mode)
+        if body.get("stream") is True:
+            self._stream(response)
+        else:
+            self._send_json(200, response)
+
+    def _stream(self, response: Json) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        state = self.server.state
+        for number, event in enumerate(stream_events(response)):
+            is_delta = event["type"] == "response.output_text.delta"
+            if is_delta and state.stream_delay_s and state.stopping.wait(state.stream_delay_s):
+                self.close_connection = True
+                return
+            data = json.dumps(event | {"sequence_number": number})
+            self._write_chunk(f"event: {event['type']}\ndata: {data}\n\n".encode())
+        self._write_chunk(b"")  # the last chunk
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None after answering a body this server cannot read."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            self._send_error(411, "length_required", "send a Content-Length body")
+            return None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._send_error(400, "invalid_request", "bad Content-Length")
+            return None
+        return self.rfile.read(length)
+
+    def _send_error(self, status: int, code: str, message: str) -> None:
+        error = {"message": message, "type": "invalid_request_error", "code": code}
+        self._send_json(status, {"error": error})
+
+    def _send_json(
+        self, status: int, payload: object, headers: dict[str, str] | None = None
+    ) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class FakeXAI:
+    """The fake server in a daemon thread; a context manager that starts and stops it."""
+
+    def __init__(
+        self,
+        *,
+        faults: Faults | None = None,
+        record_path: str | Path | None = None,
+        stream_delay_s: float = 0.0,
+    ) -> None:
+        path = Path(record_path) if record_path is not None else None
+        self._state = _State(faults or Faults(), path, stream_delay_s)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._host = "127.0.0.1"
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Serve on ``host:port`` (0: a free port the OS picks); returns the bound port."""
+        if self._server is not None:
+            raise RuntimeError("fake-xai is already running")
+        self._state.stopping.clear()
+        self._server = _Server((host, port), self._state)
+        self._host = host
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-xai",
+            daemon=True,
+        )
+        self._thread.start()
+        return self.port
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("fake-xai is not running")
+        return self._server.server_port
+
+    @property
+    def url(self) -> str:
+        """The server root, for the control endpoints: ``http://HOST:PORT``."""
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What a client uses as the xAI base URL: ``http://HOST:PORT/v1``."""
+        return f"{self.url}/v1"
+
+    def requests(self) -> list[Json]:
+        """The recorded model requests, oldest first, as ``GET /_requests`` returns them."""
+        return self._state.recorded()
+
+    def clear_requests(self) -> None:
+        self._state.clear()
+
+    def faults(self) -> Faults:
+        return self._state.faults()
+
+    def set_faults(
+        self,
+        faults: Faults | None = None,
+        *,
+        status: int | None = None,
+        latency_s: float = 0.0,
+        mode: str | None = None,
+        count: int | None = None,
+    ) -> Faults:
+        """Replace the fault knobs, given as ``faults`` or as keywords (see ``Faults.of``)."""
+        if faults is None:
+            faults = Faults.of(status, latency_s, mode, count)
+        self._state.set_faults(faults)
+        return faults
+
+    def stop(self) -> None:
+        """Stop serving; wakes handlers that sleep on latency or timeout. Idempotent."""
+        self._state.stopping.set()
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> FakeXAI:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.twin.fake_xai", description="A fake xAI Responses API server."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    parser.add_argument("--record", type=Path, help="append each model request to this JSONL")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before answering")
+    parser.add_argument("--status", type=int, help="answer every model request with this status")
+    parser.add_argument("--mode", choices=MODES, help="fault mode (default: ok, or status)")
+    parser.add_argument("--stream-delay", type=float, default=0.0, help="seconds between deltas")
+    args = parser.parse_args(argv)
+    try:
+        faults = Faults.of(status=args.status, latency_s=args.latency, mode=args.mode)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    fake = FakeXAI(faults=faults, record_path=args.record, stream_delay_s=args.stream_delay)
+    port = fake.start(args.host, args.port)
+    print(f"fake-xai listening on http://{args.host}:{port}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

