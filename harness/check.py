@@ -89,9 +89,7 @@ def assumptions_from(settings: Settings, *, nvml_total: int | None = None) -> Me
     )
 
 
-def run_check(
-    compose: Path, settings: Settings, *, nvml_total: int | None = None
-) -> CheckResult:
+def run_check(compose: Path, settings: Settings, *, nvml_total: int | None = None) -> CheckResult:
     spec = load_stack(compose)
     archs: dict[str, ModelArch] = {}
     for svc in spec.engines:

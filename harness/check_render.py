@@ -21,7 +21,7 @@ COLUMNS = (
 
 
 def _rows(result: CheckResult) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for e in result.plan.engines:
         rows.append(
             (
@@ -86,5 +86,40 @@ def render_markdown_table(result: CheckResult) -> str:
         "|" + "|".join("---" for _ in COLUMNS) + "|",
     ]
     lines += ["| " + " | ".join(r) + " |" for r in _rows(result)]
-    lines += ["", card_line(result)]
+    lines += ["", card_line(result), "", render_worked_example(result)]
+    return "\n".join(lines)
+
+
+def render_worked_example(result: CheckResult) -> str:
+    """The arithmetic behind each row, step by step, as the infra docs show it."""
+    a = result.plan.assumptions
+    lines = []
+    for e in result.plan.engines:
+        tp = (
+            ""
+            if e.kv_bytes_per_token
+            == (2 * e.num_layers * e.num_kv_heads * e.head_dim * e.kv_dtype_bytes)
+            else " (split over tensor-parallel ranks)"
+        )
+        lines += [
+            f"**{e.service}** ({e.model}, KV cache {e.kv_cache_dtype}):",
+            "",
+            f"- budget = {e.utilization:g} x {gib(a.total_bytes)} = {gib(e.budget_bytes)}",
+            f"- weights = {gib(e.weight_bytes)} ({e.arch_source})",
+            f"- KV pool = {gib(e.budget_bytes)} - {gib(e.weight_bytes)} - "
+            f"{gib(e.activation_reserve_bytes)} reserve = {gib(e.kv_pool_bytes)}",
+            f"- KV bytes per token = 2 x {e.num_layers} layers x {e.num_kv_heads} KV heads x "
+            f"{e.head_dim} head_dim x {e.kv_dtype_bytes} byte(s) = {e.kv_bytes_per_token:,} B{tp}",
+            f"- capacity = floor(KV pool / ({e.kv_bytes_per_token:,} B x {e.block_size}-token "
+            f"blocks)) x {e.block_size} = {e.kv_capacity_tokens:,} tokens",
+            f"- concurrency at max-model-len = {e.kv_capacity_tokens:,} / {e.max_model_len:,} = "
+            f"{e.max_concurrency_at_max_model_len:.2f}x, against --max-num-seqs {e.max_num_seqs}",
+            "",
+        ]
+    p = result.plan
+    lines.append(
+        f"**Card**: {gib(p.budgets_bytes)} of budgets + {len(p.engines)} x "
+        f"{gib(a.cuda_context_bytes)} CUDA contexts = {gib(p.budgets_bytes + p.contexts_bytes)} "
+        f"of {gib(a.total_bytes)}, headroom {gib(p.headroom_bytes)}."
+    )
     return "\n".join(lines)

@@ -34,6 +34,18 @@ def _cmd_check(ns: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _cmd_order(ns: argparse.Namespace) -> int:
+    from harness.spec import load_stack
+
+    spec = load_stack(ns.compose)
+    names = list(reversed(spec.start_order)) if ns.reverse else list(spec.start_order)
+    for name in names:
+        svc = spec.services[name]
+        timeout = int(svc.healthcheck.startup_budget_s) if svc.healthcheck else 60
+        print(name, timeout, "engine" if svc.is_engine else "service")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=None, help="harness.toml to use")
@@ -46,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", help="machine-readable output")
     fmt.add_argument("--markdown", action="store_true", help="the budget table as Markdown")
     check.set_defaults(func=_cmd_check)
+
+    order = sub.add_parser("order", help="start order with health timeouts, one service a line")
+    order.add_argument("--compose", type=Path, default=Path("infra/docker-compose.yml"))
+    order.add_argument("--reverse", action="store_true", help="stop order")
+    order.set_defaults(func=_cmd_order)
     return parser
 
 

@@ -113,7 +113,9 @@ def _kv_one(ctx: PreflightContext) -> Iterator[Finding]:
                     f"KV pool {gib(e.kv_pool_bytes)} holds {e.kv_capacity_tokens:,} tokens, "
                     f"fewer than one {e.max_model_len:,}-token sequence"
                 )
-            need = e.weight_bytes + e.activation_reserve_bytes + e.max_model_len * e.kv_bytes_per_token
+            need = (
+                e.weight_bytes + e.activation_reserve_bytes + e.max_model_len * e.kv_bytes_per_token
+            )
             share = need / ctx.plan.assumptions.total_bytes
             yield Finding(
                 "kv-holds-one-sequence",

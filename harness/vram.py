@@ -52,6 +52,10 @@ class EngineMemory:
     kv_pool_bytes: int  # negative when weights and reserve exceed the budget
     kv_cache_dtype: str
     kv_bytes_per_token: int
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    kv_dtype_bytes: int
     block_size: int
     kv_capacity_tokens: int
     max_model_len: int
@@ -104,8 +108,12 @@ def kv_dtype_bytes(kv_cache_dtype: str, arch: ModelArch) -> int:
 
 def kv_bytes_per_token(arch: ModelArch, kv_cache_dtype: str) -> int:
     """2 (K and V) x layers x kv_heads x head_dim x dtype bytes."""
-    return 2 * arch.num_layers * arch.num_kv_heads * arch.head_dim * kv_dtype_bytes(
-        kv_cache_dtype, arch
+    return (
+        2
+        * arch.num_layers
+        * arch.num_kv_heads
+        * arch.head_dim
+        * kv_dtype_bytes(kv_cache_dtype, arch)
     )
 
 
@@ -150,6 +158,10 @@ def engine_memory(
         kv_pool_bytes=pool,
         kv_cache_dtype=args.kv_cache_dtype,
         kv_bytes_per_token=per_token,
+        num_layers=arch.num_layers,
+        num_kv_heads=arch.num_kv_heads,
+        head_dim=arch.head_dim,
+        kv_dtype_bytes=kv_dtype_bytes(args.kv_cache_dtype, arch),
         block_size=block,
         kv_capacity_tokens=capacity,
         max_model_len=mml,

@@ -130,7 +130,7 @@ def _environment(value: Any, service: str, where: str) -> tuple[dict[str, str], 
     if value is None:
         return {}, []
     if isinstance(value, list):
-        pairs = [(str(v).split("=", 1) + [""])[:2] for v in value]
+        pairs = [[*str(v).split("=", 1), ""][:2] for v in value]
         items = {k: v for k, v in pairs}
     elif isinstance(value, dict):
         items = {str(k): "" if v is None else str(v) for k, v in value.items()}
@@ -151,7 +151,7 @@ def _labels(value: Any, where: str) -> dict[str, str]:
     if value is None:
         return {}
     if isinstance(value, list):
-        return dict((str(v).split("=", 1) + [""])[:2] for v in value)  # type: ignore[misc]
+        return dict([*str(v).split("=", 1), ""][:2] for v in value)
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
     raise SpecError(f"{where}: `labels:` must be a list or a mapping")
@@ -212,7 +212,9 @@ def _healthcheck(value: Any, where: str) -> HealthCheck | None:
         try:
             kw["retries"] = int(value["retries"])
         except (TypeError, ValueError):
-            raise SpecError(f"{where}: healthcheck.retries {value['retries']!r} is not an integer")
+            raise SpecError(
+                f"{where}: healthcheck.retries {value['retries']!r} is not an integer"
+            ) from None
     return HealthCheck(test=tuple(str(t) for t in test), **kw)
 
 
@@ -244,7 +246,9 @@ def _port(value: Any, where: str) -> PortMapping:
             return PortMapping(int(parts[2]), host_port, parts[0], proto)
     except (KeyError, ValueError):
         pass
-    raise SpecError(f"{where}: cannot read port mapping {value!r} (expected HOST_IP:HOST:CONTAINER)")
+    raise SpecError(
+        f"{where}: cannot read port mapping {value!r} (expected HOST_IP:HOST:CONTAINER)"
+    )
 
 
 def _volume(value: Any) -> str:

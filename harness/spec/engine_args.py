@@ -145,7 +145,9 @@ def _split_command(command: str | Sequence[str], where: str) -> list[str]:
     return [str(t) for t in command]
 
 
-def _tokens_to_pairs(tokens: list[str], where: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
+def _tokens_to_pairs(
+    tokens: list[str], where: str
+) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """Split argv into positionals and (flag, values) pairs; `--flag=value` is one token."""
     positionals: list[str] = []
     pairs: list[tuple[str, list[str]]] = []
@@ -260,9 +262,7 @@ def _validate(args: EngineArgs, where: str) -> None:
             raise SpecError(f"{where}: {flag} must be positive, got {value}")
     if args.kv_cache_dtype != "auto" and args.kv_cache_dtype not in KV_DTYPE_BYTES:
         known = ", ".join(["auto", *sorted(KV_DTYPE_BYTES)])
-        raise SpecError(
-            f"{where}: --kv-cache-dtype {args.kv_cache_dtype!r} is not one of: {known}"
-        )
+        raise SpecError(f"{where}: --kv-cache-dtype {args.kv_cache_dtype!r} is not one of: {known}")
     if not 0 < args.port < 65536:
         raise SpecError(f"{where}: --port {args.port} is not a TCP port")
     if args.has_flag("--enable-auto-tool-choice") and not args.has_flag("--tool-call-parser"):

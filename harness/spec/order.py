@@ -15,7 +15,9 @@ def start_order(depends: Mapping[str, Sequence[str]], where: str) -> tuple[str, 
     for name, deps in depends.items():
         for dep in deps:
             if dep not in depends:
-                raise SpecError(f"{where}: service {name!r} depends on {dep!r}, which is not defined")
+                raise SpecError(
+                    f"{where}: service {name!r} depends on {dep!r}, which is not defined"
+                )
     done: list[str] = []
     placed: set[str] = set()
     remaining = list(depends)

@@ -76,15 +76,19 @@ def snapshot(index: int = 0) -> GpuSnapshot:
         h = nv.nvmlDeviceGetHandleByIndex(index)
         name = nv.nvmlDeviceGetName(h)
         mem = nv.nvmlDeviceGetMemoryInfo(h)
+        ug: int | None = None
+        um: int | None = None
         try:
             util = nv.nvmlDeviceGetUtilizationRates(h)
             ug, um = int(util.gpu), int(util.memory)
-        except Exception:
-            ug = um = None
+        except Exception:  # some boards (and MIG slices) do not report utilization
+            pass
         procs = []
         for p in nv.nvmlDeviceGetComputeRunningProcesses(h):
             used = getattr(p, "usedGpuMemory", None)
-            procs.append(GpuProcess(int(p.pid), None if used is None else int(used), container_of(p.pid)))
+            procs.append(
+                GpuProcess(int(p.pid), None if used is None else int(used), container_of(p.pid))
+            )
         return GpuSnapshot(
             index=index,
             name=name.decode() if isinstance(name, bytes) else str(name),

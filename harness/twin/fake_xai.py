@@ -242,14 +242,16 @@ def stream_events(response: Json) -> Iterator[Json]:
         "response": response | {"status": "in_progress", "output": [], "usage": None},
     }
     for index, item in enumerate(response["output"]):
-        texts = [part["text"] for part in item.get("content", []) if "text" in part]
-        started = (item | {"status": "in_progress", "content": []}) if texts else item
+        parts = item.get("content", [])
+        started = (item | {"status": "in_progress", "content": []}) if parts else item
         yield {"type": "response.output_item.added", "output_index": index, "item": started}
-        place = {"item_id": item["id"], "output_index": index, "content_index": 0}
-        for text in texts:
-            for delta in re.findall(r"\s*\S+", text):
+        for content_index, part in enumerate(parts):
+            place = {"item_id": item["id"], "output_index": index, "content_index": content_index}
+            yield {"type": "response.content_part.added", **place, "part": part | {"text": ""}}
+            for delta in re.findall(r"\s*\S+", part["text"]):
                 yield {"type": "response.output_text.delta", **place, "delta": delta}
-            yield {"type": "response.output_text.done", **place, "text": text}
+            yield {"type": "response.output_text.done", **place, "text": part["text"]}
+            yield {"type": "response.content_part.done", **place, "part": part}
         yield {"type": "response.output_item.done", "output_index": index, "item": item}
     final = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
     yield {"type": final, "response": response}

@@ -39,7 +39,8 @@ def fake() -> Iterator[FakeXAI]:
 
 @pytest.fixture
 def client(fake: FakeXAI) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=fake.url, headers=AUTH, timeout=5) as http:
+    # Plain HTTP on loopback: verify=False only skips loading the CA bundle (~50 ms a client).
+    with httpx.Client(base_url=fake.url, headers=AUTH, timeout=5, verify=False) as http:
         yield http
 
 
@@ -115,6 +116,7 @@ def test_stream_events_end_with_the_completed_response(client: httpx.Client) -> 
     assert names[0] == "response.created"
     assert events[0][1]["response"]["status"] == "in_progress"
     assert "response.output_item.added" in names
+    assert "response.content_part.added" in names
     assert names[-2:] == ["response.output_item.done", "response.completed"]
 
     final = events[-1][1]["response"]
@@ -128,6 +130,20 @@ def test_stream_events_end_with_the_completed_response(client: httpx.Client) -> 
     }
     (done,) = [data for name, data in events if name == "response.output_text.done"]
     assert "".join(d["delta"] for d in deltas) == done["text"] == output_text(final)
+
+
+def test_the_openai_sdk_reads_replies_and_streams(fake: FakeXAI) -> None:
+    openai = pytest.importorskip("openai")
+    sdk = openai.OpenAI(base_url=fake.base_url, api_key=KEY, max_retries=0)
+    reply = sdk.responses.create(model="grok-4-fast", input="weather in Oslo?")
+    assert reply.output_text == "Fake xAI search answer for: weather in Oslo?"
+    with sdk.responses.stream(model="grok-4-fast", input="weather in Oslo?") as stream:
+        for _ in stream:
+            pass
+        assert stream.get_final_response().output_text == reply.output_text
+    fake.set_faults(mode="empty_length")
+    reply = sdk.responses.create(model="grok-4-fast", input="x", max_output_tokens=50)
+    assert (reply.status, reply.output_text, reply.usage.output_tokens) == ("incomplete", "", 50)
 
 
 def test_stream_delay_spaces_out_the_deltas() -> None:

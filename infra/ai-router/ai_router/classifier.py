@@ -68,10 +68,13 @@ class Classifier:
             return self._max_tokens
         with self._lock:
             if self._max_tokens is None:
-                counts = [self._token_count(label) for label in ROUTES]
-                if None in counts:
-                    return FALLBACK_MAX_TOKENS
-                self._max_tokens = max(c for c in counts if c is not None) + 1
+                longest = 0
+                for label in ROUTES:
+                    count = self._token_count(label)
+                    if count is None:
+                        return FALLBACK_MAX_TOKENS
+                    longest = max(longest, count)
+                self._max_tokens = longest + 1
             return self._max_tokens
 
     def _token_count(self, label: str) -> int | None:

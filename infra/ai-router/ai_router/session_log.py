@@ -36,7 +36,8 @@ class SessionRecord:
     def as_json(self) -> str:
         data: dict[str, Any] = asdict(self)
         data.pop("started")
-        return json.dumps(data, separators=(",", ":"))
+        # ts first: the line reads as a log entry and sorts by time with plain tools.
+        return json.dumps({"ts": data.pop("ts"), **data}, separators=(",", ":"))
 
 
 class SessionLog:

@@ -197,7 +197,8 @@ class XaiSearch:
                         finished = _response_of(event)
                         break
                     elif event.type in FAILED:
-                        failure = ("bad_gateway", f"xAI response failed: {self._event_error(event)}")
+                        detail = self._event_error(event)
+                        failure = ("bad_gateway", f"xAI response failed: {detail}")
                         break
             except httpx.TimeoutException:
                 failure = ("upstream_timeout", "xAI timed out mid-stream")

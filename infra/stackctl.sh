@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Sequential, health-gated control of the production stack with docker compose.
+#   stackctl.sh up|down|restart-gpu [COMPOSE_FILE]
+# The order and each service's health timeout come from the compose file (depends_on and
+# healthcheck), printed by `harness order`; nothing here lists services by name.
+set -euo pipefail
+action=${1:?usage: stackctl.sh up|down|restart-gpu [compose-file]}
+compose=${2:-infra/docker-compose.yml}
+harness=${HARNESS:-harness}
+dc() { docker compose -f "$compose" "$@"; }
+
+wait_healthy() {  # service timeout_s
+  local svc=$1 timeout=$2 start=$SECONDS cid status
+  cid=$(dc ps -q "$svc")
+  while :; do
+    status=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$cid" 2>/dev/null || echo missing)
+    case "$status" in
+      healthy|running) echo "  $svc: $status after $((SECONDS - start)) s"; return 0 ;;
+      unhealthy|exited|dead|missing)
+        echo "  $svc: $status after $((SECONDS - start)) s; last log lines:" >&2
+        dc logs --tail 40 "$svc" >&2 || true; return 1 ;;
+    esac
+    if (( SECONDS - start > timeout )); then
+      echo "  $svc: not healthy within ${timeout} s; last log lines:" >&2
+      dc logs --tail 40 "$svc" >&2 || true; return 1
+    fi
+    sleep 5
+  done
+}
+
+start_services() {  # filter: all|engines
+  "$harness" order --compose "$compose" | while read -r svc timeout kind; do
+    [[ $1 == engines && $kind != engine ]] && continue
+    echo "starting $svc (health timeout ${timeout} s)"
+    dc up -d --no-deps "$svc"
+    wait_healthy "$svc" "$timeout"
+  done
+}
+
+stop_services() {  # filter: all|engines; reverse start order
+  "$harness" order --compose "$compose" --reverse | while read -r svc _ kind; do
+    [[ $1 == engines && $kind != engine ]] && continue
+    echo "stopping $svc"
+    dc stop "$svc"
+  done
+}
+
+case "$action" in
+  up) start_services all ;;
+  down) stop_services all; dc down ;;
+  restart-gpu) stop_services engines; start_services engines ;;
+  *) echo "unknown action: $action" >&2; exit 2 ;;
+esac
