@@ -83,7 +83,7 @@ def assumptions_from(settings: Settings, *, nvml_total: int | None = None) -> Me
             settings.get("check.activation_reserve", str, "2GiB"), what="activation_reserve"
         ),
         cuda_context_bytes=parse_size(
-            settings.get("check.cuda_context", str, "452MiB"), what="cuda_context"
+            settings.get("check.cuda_context", str, "520MiB"), what="cuda_context"
         ),
         block_size=settings.get("check.block_size", int, 16),
     )

@@ -21,9 +21,9 @@ from harness.units import GIB, MIB
 
 DEFAULT_TOTAL_BYTES = 96 * GIB
 DEFAULT_ACTIVATION_RESERVE = 2 * GIB
-# Measured on an H100: a torch process that reserved 0.14 of the card showed +452 MiB in NVML
-# beyond its reservation (vllm-facts.md, "Memory model").
-DEFAULT_CUDA_CONTEXT = 452 * MIB
+# NVML memory a process shows beyond what it reserves: 452 MiB measured on an H100 (vllm-facts.md,
+# "Memory model"), 518-519 MiB on an H200 (infra/vram-requirements.md). The larger one is safer.
+DEFAULT_CUDA_CONTEXT = 520 * MIB
 DEFAULT_BLOCK_SIZE = 16
 
 

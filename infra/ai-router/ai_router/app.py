@@ -82,7 +82,7 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     def chat_completions() -> Response:
-        req = parse_chat_request(request.get_data(cache=False))
+        req = parse_chat_request(_read_body(config))
         g.record.stream = req.stream
         decision = _decide(classifier, req.messages)
         service = xai if decision.route == "search" else primary
@@ -105,7 +105,7 @@ def create_app(
 
     @app.post("/v1/route")
     def route_only() -> Response:
-        messages = parse_messages(parse_json_object(request.get_data(cache=False)))
+        messages = parse_messages(parse_json_object(_read_body(config)))
         decision = _decide(classifier, messages)
         return _json(
             {
@@ -165,6 +165,15 @@ def create_app(
         return response
 
     return app
+
+
+def _read_body(config: Config) -> bytes:
+    data = request.get_data(cache=False)
+    if request.content_length is None and len(data) >= config.max_body_bytes:
+        # A chunked upload is silently cut at MAX_CONTENT_LENGTH; reading on past the cap is
+        # what makes werkzeug raise the 413 instead of handing over a truncated body.
+        request.stream.read(1)
+    return data
 
 
 def _decide(classifier: Classifier, messages: list[dict[str, Any]]) -> Decision:

@@ -84,8 +84,9 @@ class Config:
                 raise ConfigError(f"{ENV_NAMES[name]} must be a non-empty string")
         if not isinstance(self.api_keys, tuple) or not self.api_keys:
             raise ConfigError("ROUTER_API_KEYS must list at least one key (comma-separated)")
-        if not all(isinstance(k, str) and k and k == k.strip() for k in self.api_keys):
-            raise ConfigError("ROUTER_API_KEYS entries must be non-empty and without spaces")
+        if not all(isinstance(k, str) and k and len(k.split()) == 1 for k in self.api_keys):
+            # A bearer token cannot carry whitespace; such an entry is a paste error.
+            raise ConfigError("ROUTER_API_KEYS entries must be non-empty and without whitespace")
         if not isinstance(self.xai_api_key, str):
             raise ConfigError("XAI_API_KEY must be a string")
         if not self.xai_search_tools:

@@ -58,7 +58,8 @@ class Primary:
             if not resp.is_success:
                 resp.read()
                 raise from_upstream_status(NAME, resp.status_code, resp.content, resp.headers)
-            chunks = resp.iter_raw()
+            # In-memory transports hand over an already-read body; a socket never does.
+            chunks = iter([resp.content]) if resp.is_stream_consumed else resp.iter_raw()
             # Wait for the first bytes before committing to a 200, so that an engine that
             # fails or says nothing still gets an honest HTTP error.
             first = _first_chunk(chunks)
