@@ -23,7 +23,7 @@ $(STAMP):
 install: $(STAMP)
 
 run: install
-	$(HARNESS) run --target $(TARGET)
+	$(HARNESS) check --compose $(COMPOSE)
 
 test: install
 	$(PY) -m pytest
