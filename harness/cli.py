@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     order.add_argument("--compose", type=Path, default=Path("infra/docker-compose.yml"))
     order.add_argument("--reverse", action="store_true", help="stop order")
     order.set_defaults(func=_cmd_order)
+
+    from harness.cli_stack import add_parsers
+
+    add_parsers(sub)
     return parser
 
 

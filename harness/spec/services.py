@@ -12,6 +12,13 @@ MASK = "***"
 _SECRET_NAME = re.compile(r"(TOKEN(?!S)|SECRET|PASSWORD|PASSWD|API_?KEYS?|CREDENTIAL)", re.I)
 _URL = re.compile(r"https?://[^\s'\"\]\),]+")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+_ROLE_BY_NAME = {
+    "vllm-router": "classifier",
+    "vllm-primary": "primary",
+    "ai-router": "router",
+    "traefik": "proxy",
+    "cloudflared": "tunnel",
+}
 
 
 def is_secret_name(name: str) -> bool:
@@ -83,6 +90,12 @@ class ServiceSpec:
     ipc: str | None = None
     shm_size: str | None = None
     engine: EngineArgs | None = None
+
+    @property
+    def role(self) -> str:
+        """`classifier`, `primary`, `router`, `proxy`, `tunnel`, or `other`: the label
+        `harness.role`, else the conventional service name."""
+        return self.labels.get("harness.role") or _ROLE_BY_NAME.get(self.name, "other")
 
     @property
     def is_engine(self) -> bool:

@@ -9,7 +9,6 @@ from harness.errors import SpecError
 from harness.spec.services import ServiceSpec
 
 ENGINE_ROLES = ("classifier", "primary")
-_DEFAULT_NAMES = {"classifier": "vllm-router", "primary": "vllm-primary", "router": "ai-router"}
 
 
 @dataclass(frozen=True)
@@ -29,13 +28,10 @@ class StackSpec:
         return [self.services[n] for n in self.start_order if self.services[n].is_engine]
 
     def role(self, role: str) -> ServiceSpec:
-        """The service with label `harness.role: ROLE`, else the conventional service name."""
+        """The service with that role (label `harness.role`, else the conventional name)."""
         for s in self.services.values():
-            if s.labels.get("harness.role") == role:
+            if s.role == role:
                 return s
-        name = _DEFAULT_NAMES.get(role)
-        if name in self.services:
-            return self.services[name]
         raise SpecError(f"{self.path}: no service has the label harness.role={role}")
 
     @property

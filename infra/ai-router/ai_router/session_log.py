@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ai_router.config import ConfigError
+
 
 @dataclass
 class SessionRecord:
@@ -51,7 +53,13 @@ class SessionLog:
         self._lock = threading.Lock()
         self._fd: int | None = None
         if path:
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            except OSError as exc:
+                # Fail at start, like any other bad setting, rather than on the first request.
+                raise ConfigError(
+                    f"ROUTER_SESSION_LOG cannot be opened for appending: {exc.strerror}"
+                ) from None
 
     def write(self, record: SessionRecord) -> None:
         line = record.as_json() + "\n"

@@ -53,6 +53,7 @@ class XaiSearch:
             )
         tokens = max(req.max_tokens or 0, self._config.xai_min_max_tokens)
         retry_headers: dict[str, str] = {}
+        status, reason = "unknown", "none"
         for attempt in range(2):
             try:
                 reply, empty = (self._stream if req.stream else self._complete)(req, tokens)
@@ -82,7 +83,7 @@ class XaiSearch:
             headers=retry_headers,
         )
 
-    # Each attempt returns (reply, None) on text, or (None, response) when xAI produced none.
+    # One attempt each: (reply, {}) when there is text, (None, xAI response) when there is none.
 
     def _complete(self, req: ChatRequest, tokens: int) -> tuple[Reply | None, dict[str, Any]]:
         resp = self._send(self._request(req, tokens, stream=False), stream=False)
@@ -183,16 +184,16 @@ class XaiSearch:
 
         try:
             yield chunk({"role": "assistant"})
-            for delta in head:
-                yield chunk({"content": delta})
+            for text in head:
+                yield chunk({"content": text})
             finished: dict[str, Any] | None = None
             failure: tuple[str, str] | None = None
             try:
                 for event in events:
                     if event.type == TEXT_DELTA:
-                        delta = event.data.get("delta")
-                        if isinstance(delta, str) and delta:
-                            yield chunk({"content": delta})
+                        piece = event.data.get("delta")
+                        if isinstance(piece, str) and piece:
+                            yield chunk({"content": piece})
                     elif event.type in FINISHED:
                         finished = _response_of(event)
                         break

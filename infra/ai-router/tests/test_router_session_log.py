@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ai_router.config import ConfigError
 from ai_router.session_log import SessionLog, SessionRecord
 from flask.testing import FlaskClient
 from router_fakes import (
@@ -176,3 +177,10 @@ def test_concurrent_writes_never_interleave(tmp_path: Path) -> None:
     lines = path.read_text().splitlines()
     assert len(lines) == 1600
     assert len({json.loads(line)["request_id"] for line in lines}) == 1600
+
+
+def test_unwritable_path_is_a_config_error(
+    make_client: Callable[..., FlaskClient], tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="ROUTER_SESSION_LOG"):
+        make_client(session_log=str(tmp_path / "missing-dir" / "s.jsonl"))

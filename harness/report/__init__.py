@@ -1,0 +1,1 @@
+"""Run records, run directories, renderers, history and comparison."""

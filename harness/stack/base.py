@@ -1,0 +1,79 @@
+"""The Backend protocol and the Stack value every backend returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from harness.spec import StackSpec
+from harness.stack.kv_line import KvLine
+
+
+@dataclass
+class ServiceHandle:
+    """One running service as the harness reaches it."""
+
+    name: str
+    role: str  # classifier | primary | xai | router | other
+    url: str  # base URL, without /v1
+    health_path: str = "/health"
+    log_path: Path | None = None
+    pid: int | None = None
+    container_id: str | None = None
+    model_name: str | None = None
+    started_at: float | None = None  # time.time() when started
+    healthy_at: float | None = None
+    kv: KvLine | None = None
+    command: tuple[str, ...] = ()
+
+    @property
+    def time_to_healthy_s(self) -> float | None:
+        if self.started_at is None or self.healthy_at is None:
+            return None
+        return self.healthy_at - self.started_at
+
+
+@dataclass
+class Stack:
+    """A stack under test: its services by name, in start order, and where its run writes."""
+
+    target: str
+    spec: StackSpec
+    run_dir: Path
+    services: dict[str, ServiceHandle] = field(default_factory=dict)
+    # The bearer key the harness uses against the ai-router. Never printed: repr hides it.
+    api_key: str = field(default="", repr=False)
+    notes: list[str] = field(default_factory=list)
+
+    def by_role(self, role: str) -> ServiceHandle:
+        for s in self.services.values():
+            if s.role == role:
+                return s
+        raise KeyError(f"the {self.target} stack has no {role} service")
+
+    @property
+    def router(self) -> ServiceHandle:
+        return self.by_role("router")
+
+    @property
+    def classifier(self) -> ServiceHandle:
+        return self.by_role("classifier")
+
+    @property
+    def primary(self) -> ServiceHandle:
+        return self.by_role("primary")
+
+    @property
+    def engines(self) -> list[ServiceHandle]:
+        return [s for s in self.services.values() if s.role in ("classifier", "primary")]
+
+
+class Backend(Protocol):
+    """Brings a stack up in the compose file's start order, each service gated on health."""
+
+    target: str
+
+    def up(self) -> Stack: ...
+
+    def down(self) -> None: ...

@@ -1,0 +1,86 @@
+"""One place that turns a target name into a backend, for the CLI and the pytest plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from harness.check import run_check
+from harness.config import Settings
+from harness.errors import CapabilityError, ConfigError
+from harness.spec import StackSpec
+from harness.stack.attach import AttachBackend
+from harness.stack.base import Backend
+from harness.stack.process import ProcessBackend, TwinModelDirs
+
+TARGETS = ("twin", "attach", "gpu", "twin-docker")
+
+
+def twin_capability() -> str | None:
+    """Why the twin cannot run here, or None when it can."""
+    import importlib.util
+
+    for module, extra in (("vllm", "twin"), ("gunicorn", "twin"), ("ai_router", "infra/ai-router")):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (make install, extra '{extra}')"
+    return None
+
+
+def make_backend(
+    target: str,
+    compose: Path,
+    settings: Settings,
+    run_dir: Path,
+    *,
+    kv_overrides: Mapping[str, int] | None = None,
+    router_env: Mapping[str, str] | None = None,
+    progress: Callable[[str], None] = print,
+) -> Backend:
+    if target == "attach":
+        from harness.spec import load_stack
+
+        return AttachBackend(load_stack(compose), settings, run_dir)
+    if target == "twin":
+        why = twin_capability()
+        if why:
+            raise CapabilityError(f"the CPU twin cannot run: {why}")
+        from harness.twin.build import build_twin
+
+        # The GPU configuration's predicted KV capacity is what the twin is given: the same
+        # VRAM model `harness check` prints, with the configured card (never this machine's).
+        result = run_check(compose, settings)
+        models = build_twin(progress=progress)
+        return ProcessBackend(
+            spec=result.spec,
+            plan=result.plan,
+            models=TwinModelDirs(models.classifier_dir, models.primary_dir),
+            run_dir=run_dir,
+            kv_overrides=dict(kv_overrides or {}),
+            startup_timeout_s=settings.get("twin.startup_timeout_s", float, 300.0),
+            router_env=dict(router_env or {}),
+            progress=progress,
+        )
+    if target in ("gpu", "twin-docker"):
+        raise CapabilityError(f"target {target!r}: the containers backend is not available yet")
+    raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+
+
+def parse_kv_overrides(items: list[str] | None, spec: StackSpec) -> dict[str, int]:
+    """KV capacity overrides for what-if runs: `primary=49152`, or `vllm-primary=1.5x`
+    (a multiple of that engine's max-model-len)."""
+    out: dict[str, int] = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        svc = next((s for s in spec.engines if name in (s.name, s.role)), None)
+        if svc is None or not value:
+            engines = ", ".join(f"{s.name}/{s.role}" for s in spec.engines)
+            raise ConfigError(f"--kv-tokens {item!r}: expected ENGINE=TOKENS, ENGINE one of {engines}")
+        try:
+            if value.endswith("x"):
+                assert svc.engine is not None
+                out[name] = int(float(value[:-1]) * (svc.engine.max_model_len or 0))
+            else:
+                out[name] = int(value.replace(",", "").replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"--kv-tokens {item!r}: {value!r} is not a token count") from None
+    return out

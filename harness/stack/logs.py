@@ -1,0 +1,22 @@
+"""Service logs: where they go and how their last lines are read back."""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from pathlib import Path
+
+# Values of these are replaced before a log tail is shown anywhere.
+_SECRET_ASSIGN = re.compile(
+    r"(?i)((?:api[_-]?keys?|token|secret|password|authorization)\W{0,3})(\S+)"
+)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """The last `lines` lines of a log file, secrets masked; '' when it does not exist."""
+    try:
+        with path.open("r", errors="replace") as fh:
+            last = deque(fh, maxlen=lines)
+    except OSError:
+        return ""
+    return "".join(_SECRET_ASSIGN.sub(r"\1***", ln) for ln in last).rstrip()

@@ -1,0 +1,201 @@
+"""The `twin` target: the stack as local processes, in the compose file's start order.
+
+Engines run the real vLLM CPU build with the twin's tiny models; the reference ai-router runs
+under gunicorn; a fake xAI stands in for the paid API and starts just before the ai-router.
+traefik and cloudflared are not part of the twin (no proxy, no tunnel on loopback).
+Each service waits for the previous one's health endpoint; a failure tears down what started.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import StackError
+from harness.spec import ServiceSpec, StackSpec
+from harness.spec.services import is_secret_name
+from harness.stack.base import ServiceHandle, Stack
+from harness.stack.health import wait_healthy
+from harness.stack.kv_line import kv_line_from_log
+from harness.stack.ports import free_port
+from harness.stack.procs import spawn, stop_group
+from harness.twin.engines import twin_engine
+from harness.vram import VramPlan
+
+XAI_SERVICE = "fake-xai"
+
+
+@dataclass(frozen=True)
+class TwinModelDirs:
+    classifier: Path
+    primary: Path
+
+
+@dataclass
+class ProcessBackend:
+    """Brings up and tears down the twin as process groups."""
+
+    spec: StackSpec
+    plan: VramPlan
+    models: TwinModelDirs
+    run_dir: Path
+    kv_overrides: Mapping[str, int] = field(default_factory=dict)  # role or service -> tokens
+    startup_timeout_s: float = 300.0
+    router_env: Mapping[str, str] = field(default_factory=dict)  # extra ai-router settings
+    progress: Callable[[str], None] = print
+    target: str = "twin"
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
+    stack: Stack | None = field(default=None, init=False)
+
+    # -- public -------------------------------------------------------------------------------
+
+    def up(self) -> Stack:
+        stack = Stack(self.target, self.spec, self.run_dir, api_key=secrets.token_urlsafe(24))
+        self.stack = stack
+        try:
+            for name in self.service_order():
+                self._start(stack, name)
+        except BaseException:
+            self.down()
+            raise
+        return stack
+
+    def down(self) -> None:
+        """Stop every started service, in reverse start order. Safe to call twice."""
+        for name in reversed(list(self._procs)):
+            proc = self._procs.pop(name)
+            stop_group(proc.pid)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def restart(self, name: str) -> ServiceHandle:
+        """Stop and start one service again, gated on its health, as after a crash."""
+        if self.stack is None:
+            raise StackError("the twin is not up")
+        proc = self._procs.pop(name, None)
+        if proc is not None:
+            stop_group(proc.pid)
+        return self._start(self.stack, name)
+
+    def process(self, name: str) -> subprocess.Popen[bytes]:
+        return self._procs[name]
+
+    def service_order(self) -> list[str]:
+        """The twin's services: the compose start order, with the fake xAI before the router."""
+        order: list[str] = []
+        for name in self.spec.start_order:
+            role = self.spec.services[name].role
+            if role == "router":
+                order += [XAI_SERVICE, name]
+            elif role in ("classifier", "primary"):
+                order.append(name)
+        return order
+
+    # -- one service --------------------------------------------------------------------------
+
+    def _start(self, stack: Stack, name: str) -> ServiceHandle:
+        port = free_port()
+        log = self.run_dir / "logs" / f"{name}.log"
+        if name == XAI_SERVICE:
+            handle, argv, env = self._xai(name, port, log)
+        else:
+            svc = self.spec.services[name]
+            if svc.role == "router":
+                handle, argv, env = self._router(stack, svc, port, log)
+            else:
+                handle, argv, env = self._engine(stack, svc, port, log)
+        handle.log_path = log
+        handle.command = tuple(argv)
+        timeout = self._timeout(name)
+        self.progress(f"starting {name} on 127.0.0.1:{port} (health timeout {timeout:.0f} s)")
+        handle.started_at = time.time()
+        proc = spawn(argv, log_path=log, env=env, cwd=self._repo_root())
+        self._procs[name] = proc
+        handle.pid = proc.pid
+        stack.services[name] = handle
+        handle.healthy_at = wait_healthy(
+            name,
+            handle.url + handle.health_path,
+            timeout_s=timeout,
+            exited=proc.poll,
+            log_path=log,
+        )
+        line = f"{name}: healthy in {handle.time_to_healthy_s:.1f} s"
+        if handle.role in ("classifier", "primary"):
+            handle.kv = kv_line_from_log(log)
+            if handle.kv:
+                line += f"; {handle.kv.text.split('] ')[-1]}"
+        self.progress(line)
+        return handle
+
+    def _timeout(self, name: str) -> float:
+        svc = self.spec.services.get(name)
+        if svc is None or svc.healthcheck is None:
+            return min(60.0, self.startup_timeout_s)
+        return min(svc.healthcheck.startup_budget_s, self.startup_timeout_s)
+
+    def _engine(
+        self, stack: Stack, svc: ServiceSpec, port: int, log: Path
+    ) -> tuple[ServiceHandle, list[str], dict[str, str]]:
+        assert svc.engine is not None
+        model_dir = self.models.classifier if svc.role == "classifier" else self.models.primary
+        kv_tokens = self.kv_overrides.get(
+            svc.name, self.kv_overrides.get(svc.role, self.plan.engine(svc.name).kv_capacity_tokens)
+        )
+        eng = twin_engine(svc.name, svc.engine, model_dir, port=port, kv_tokens=kv_tokens)
+        stack.notes.extend(eng.notes)
+        env = {**_clean_env(), **eng.env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        handle = ServiceHandle(
+            svc.name, svc.role, f"http://127.0.0.1:{port}", model_name=svc.engine.name
+        )
+        return handle, list(eng.argv), env
+
+    def _xai(
+        self, name: str, port: int, log: Path
+    ) -> tuple[ServiceHandle, list[str], dict[str, str]]:
+        argv = [
+            sys.executable, "-m", "harness.twin.fake_xai", "--host", "127.0.0.1",
+            "--port", str(port), "--record", str(log.with_name(f"{name}-requests.jsonl")),
+        ]  # fmt: skip
+        return ServiceHandle(name, "xai", f"http://127.0.0.1:{port}"), argv, _clean_env()
+
+    def _router(
+        self, stack: Stack, svc: ServiceSpec, port: int, log: Path
+    ) -> tuple[ServiceHandle, list[str], dict[str, str]]:
+        clf = self.spec.role("classifier")
+        prim = self.spec.role("primary")
+        assert clf.engine is not None and prim.engine is not None
+        # Non-secret settings from the compose file; URLs, keys and paths for this machine.
+        env = {k: v for k, v in svc.environment.items() if not is_secret_name(k)}
+        env.update(
+            ROUTER_CLASSIFIER_URL=stack.services[clf.name].url,
+            ROUTER_CLASSIFIER_MODEL=clf.engine.name,
+            ROUTER_PRIMARY_URL=stack.services[prim.name].url,
+            ROUTER_PRIMARY_MODEL=prim.engine.name,
+            XAI_BASE_URL=stack.services[XAI_SERVICE].url + "/v1",
+            XAI_API_KEY="twin-" + secrets.token_hex(8),
+            ROUTER_API_KEYS=stack.api_key,
+            ROUTER_BIND=f"127.0.0.1:{port}",
+            ROUTER_SESSION_LOG=str(log.with_name(f"{svc.name}-session.jsonl")),
+        )
+        env.update(self.router_env)
+        conf = self.spec.path.resolve().parent / "ai-router" / "gunicorn.conf.py"
+        argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), "ai_router.app:create_app()"]
+        handle = ServiceHandle(svc.name, "router", f"http://127.0.0.1:{port}")
+        return handle, argv, {**_clean_env(), **env}
+
+    def _repo_root(self) -> Path:
+        return self.spec.path.resolve().parent.parent
+
+
+def _clean_env() -> dict[str, str]:
+    """The harness's environment without its secrets: children get only what they need."""
+    return {k: v for k, v in os.environ.items() if not is_secret_name(k)}

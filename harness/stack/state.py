@@ -1,0 +1,52 @@
+"""What `harness up` leaves for `harness status` and `harness down`: the running twin's process
+groups and URLs. Kept in the user's state directory with mode 0600, never under reports/,
+because it holds the router key the harness generated."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from harness.stack.base import Stack
+
+
+def state_path() -> Path:
+    override = os.environ.get("HARNESS_STATE_DIR")
+    base = Path(override) if override else Path(platformdirs.user_state_dir("ai-router-harness"))
+    return base / "stack.json"
+
+
+def save(stack: Stack, path: Path | None = None) -> Path:
+    path = path or state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {
+        "target": stack.target,
+        "run_dir": str(stack.run_dir),
+        "compose": str(stack.spec.path),
+        "api_key": stack.api_key,
+        "services": [
+            {"name": s.name, "role": s.role, "url": s.url, "pid": s.pid, "model": s.model_name}
+            for s in stack.services.values()
+        ],
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(doc, fh, indent=2)
+    return path
+
+
+def load(path: Path | None = None) -> dict[str, Any] | None:
+    path = path or state_path()
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def clear(path: Path | None = None) -> None:
+    (path or state_path()).unlink(missing_ok=True)
