@@ -6,7 +6,18 @@ into skips (with reasons) and failures.
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+from harness.errors import CapabilityError, HarnessError
+
+_PENDING_JUNIT = pytest.StashKey[Path]()
+_RECORD = pytest.StashKey[Any]()
 
 MARKERS = {
     "gpu": "needs an NVIDIA GPU and the real stack",
@@ -41,9 +52,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--harness-xai", action="store_true", help="run the xai tests (costs money)")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    # Each run directory gets a junit.xml: written to a pending path, moved in at the end.
+    if not getattr(config.option, "xmlpath", None) and not hasattr(config, "workerinput"):
+        pending = Path(config.rootpath) / "reports" / f".junit-{os.getpid()}.xml"
+        pending.parent.mkdir(parents=True, exist_ok=True)
+        config.option.xmlpath = str(pending)
+        config.stash[_PENDING_JUNIT] = pending
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    record = session.config.stash.get(_RECORD, None)
+    if record is not None:
+        failed = session.testsfailed or exitstatus not in (0, 5)
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        record.finish("interrupted" if interrupted else "failed" if failed else "passed")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    pending = config.stash.get(_PENDING_JUNIT, None)
+    if pending is None or not pending.exists():
+        return
+    record = config.stash.get(_RECORD, None)
+    if record is not None:
+        shutil.move(str(pending), str(record.path.with_name("junit.xml")))
+    else:
+        pending.unlink()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -53,3 +90,105 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "xai" in item.keywords:
             item.add_marker(skip)
+
+
+def _target(config: pytest.Config) -> str:
+    explicit = config.getoption("--harness-target")
+    if explicit:
+        return str(explicit)
+    markexpr = config.getoption("-m") or ""
+    return "gpu" if "gpu" in markexpr and "not gpu" not in markexpr else "twin"
+
+
+def _compose(config: pytest.Config) -> Path:
+    given = config.getoption("--harness-compose")
+    return Path(given) if given else Path(config.rootpath) / "infra" / "docker-compose.yml"
+
+
+@pytest.fixture(scope="session")
+def harness_settings(pytestconfig: pytest.Config) -> Any:
+    from harness.config import load_settings
+
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def harness_target(pytestconfig: pytest.Config) -> str:
+    return _target(pytestconfig)
+
+
+def skip_or_fail(config: pytest.Config, target: str, reason: str) -> None:
+    """Skip with the reason; with --harness-require-gpu a GPU target fails instead."""
+    if target == "gpu" and config.getoption("--harness-require-gpu"):
+        pytest.fail(f"GPU required but not usable: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: str) -> Iterator[Any]:
+    """The stack under test, brought up once per session in start order, health-gated."""
+    from harness.report.run_dir import new_run_dir
+    from harness.stack.factory import make_backend
+
+    run_dir = new_run_dir(harness_target)
+    try:
+        backend = make_backend(harness_target, _compose(pytestconfig), harness_settings, run_dir)
+        up = backend.up()
+    except CapabilityError as exc:
+        skip_or_fail(pytestconfig, harness_target, str(exc))
+        raise  # unreachable: skip/fail raise
+    except HarnessError as exc:
+        pytest.fail(f"bring-up of the {harness_target} stack failed: {exc}", pytrace=False)
+    from harness.report.record import RunRecord
+    from harness.report.stack_facts import stack_facts
+
+    record = RunRecord(run_dir, harness_target, secrets=[up.api_key])
+    record.put("stack", "services", stack_facts(up))
+    record.put("stack", "notes", list(up.notes))
+    pytestconfig.stash[_RECORD] = record
+    try:
+        yield up
+    finally:
+        if not pytestconfig.getoption("--harness-keep-stack"):
+            backend.down()
+
+
+@pytest.fixture(scope="session")
+def run_record(pytestconfig: pytest.Config, stack: Any) -> Any:
+    """The run's RunRecord: tests put their results in it, next to the stack's facts."""
+    return pytestconfig.stash[_RECORD]
+
+
+@pytest.fixture(scope="session")
+def router_client(stack: Any) -> Any:
+    """The official openai SDK, pointed at the ai-router with the harness's key."""
+    import openai
+
+    return openai.OpenAI(base_url=stack.router.url + "/v1", api_key=stack.api_key, max_retries=0)
+
+
+@pytest.fixture(scope="session")
+def classifier_client(stack: Any) -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=stack.classifier.url + "/v1", api_key="unused", max_retries=0)
+
+
+@pytest.fixture(scope="session")
+def primary_client(stack: Any) -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=stack.primary.url + "/v1", api_key="unused", max_retries=0)
+
+
+@pytest.fixture(scope="session")
+def router_http(stack: Any) -> Iterator[Any]:
+    """httpx client on the ai-router, authorized, for what the SDK hides (headers, raw SSE)."""
+    import httpx
+
+    with httpx.Client(
+        base_url=stack.router.url,
+        headers={"Authorization": f"Bearer {stack.api_key}"},
+        timeout=httpx.Timeout(600.0, connect=10.0),
+    ) as client:
+        yield client

@@ -74,7 +74,9 @@ def parse_kv_overrides(items: list[str] | None, spec: StackSpec) -> dict[str, in
         svc = next((s for s in spec.engines if name in (s.name, s.role)), None)
         if svc is None or not value:
             engines = ", ".join(f"{s.name}/{s.role}" for s in spec.engines)
-            raise ConfigError(f"--kv-tokens {item!r}: expected ENGINE=TOKENS, ENGINE one of {engines}")
+            raise ConfigError(
+                f"--kv-tokens {item!r}: expected ENGINE=TOKENS, ENGINE one of {engines}"
+            )
         try:
             if value.endswith("x"):
                 assert svc.engine is not None

@@ -27,6 +27,7 @@ from harness.twin import (
     corpus,
     primary_train,
     router_prompt,
+    synthetic,
     tiny_llama,
     tokenizer,
     training,
@@ -49,6 +50,7 @@ _BUILD_MODULES = (
     corpus,
     primary_train,
     router_prompt,
+    synthetic,
     tiny_llama,
     tokenizer,
     training,
@@ -159,7 +161,9 @@ def _result(out: Path, digest: str, built: bool) -> TwinModels:
     )
 
 
-def _save(model: TinyLlama, tok_dir: Path, out: Path, config: BuildConfig, ids: dict[str, int]) -> None:
+def _save(
+    model: TinyLlama, tok_dir: Path, out: Path, config: BuildConfig, ids: dict[str, int]
+) -> None:
     shutil.copytree(tok_dir, out)
     tiny_llama.save_hf_model(
         model,
@@ -173,7 +177,9 @@ def _save(model: TinyLlama, tok_dir: Path, out: Path, config: BuildConfig, ids: 
     )
 
 
-def _build_into(tmp: Path, config: BuildConfig, progress: Callable[[str], None]) -> dict[str, float]:
+def _build_into(
+    tmp: Path, config: BuildConfig, progress: Callable[[str], None]
+) -> dict[str, float]:
     start = time.monotonic()
     routes = classify_prompt_module().ROUTES
     train_items = corpus.scored(corpus.load_routing(config.train_path), routes)
@@ -182,9 +188,9 @@ def _build_into(tmp: Path, config: BuildConfig, progress: Callable[[str], None])
     progress(f"twin: {len(train_items)} train / {len(eval_items)} eval routing items")
 
     # Held-out text stays out of the tokenizer too.
-    tok = tokenizer.train_tokenizer(
-        corpus.tokenizer_texts(train_items, filler), config.vocab_size
-    )
+    texts = corpus.tokenizer_texts(train_items, filler)
+    texts += synthetic.tokenizer_sample(tuple(filler), 400, config.seed)
+    tok = tokenizer.train_tokenizer(texts, config.vocab_size)
     tok_dir = tmp / "tokenizer"
     tokenizer.save_tokenizer(tok, tok_dir)
     ids = {t: tokenizer.token_id(tok, t) for t in chat_format.SPECIAL_TOKENS}

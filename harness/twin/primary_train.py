@@ -23,7 +23,7 @@ from harness.twin.chat_format import (
 from harness.twin.corpus import Message, RoutingItem, assistant_reply, history_pairs
 from harness.twin.tiny_llama import TinyLlama, TinyLlamaConfig
 from harness.twin.tokenizer import token_id
-from harness.twin.training import Example, train
+from harness.twin.training import Example, length_bucketed, train
 
 REASONING_TEXT = "The user asked a question. A short and clear reply is enough here."
 ANSWER_TEXT = "Here is a short answer from the twin model."
@@ -40,6 +40,7 @@ class PrimaryParams:
     no_think_prob: float = 0.2
     system_prob: float = 0.3
     max_history_pairs: int = 6
+    eval_prompts: int = 4
 
 
 def reply_text(thinking: bool) -> str:
@@ -104,8 +105,7 @@ def train_primary(
         text = render_chat(chat_prompt(rng, items, filler, params), enable_thinking=thinking)
         return Example(prompt=_encode(tok, text), target=targets[thinking])
 
-    def batch(_step: int) -> list[Example]:
-        return [example() for _ in range(params.batch_size)]
+    batch = length_bucketed(example, params.batch_size, rng)
 
     model = TinyLlama(cfg)
     result = train(
@@ -118,7 +118,7 @@ def train_primary(
         progress=progress,
     )
     eval_rng = random.Random(params.seed + 1)
-    checks = eval_items[:4] or items[:4]
+    checks = (eval_items or items)[: params.eval_prompts]
     exact = 0
     for it in checks:
         convo = [*history_pairs(eval_rng, items, filler, 2), *it.messages]

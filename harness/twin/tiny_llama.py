@@ -8,6 +8,7 @@ it here instead of importing transformers keeps the build and its tests fast.
 from __future__ import annotations
 
 import json
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
+
+KV = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,10 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(h, cfg.num_key_value_heads * d, bias=False)
         self.o_proj = nn.Linear(cfg.num_attention_heads * d, h, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, past: KV | None = None
+    ) -> tuple[torch.Tensor, KV]:
+        """Attend over `past` (a shared prefix's keys/values, batch 1) and causally over x."""
         b, t, _ = x.shape
         d = self.cfg.head_dim
         q = self.q_proj(x).view(b, t, -1, d).transpose(1, 2)
@@ -81,13 +87,23 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(b, t, -1, d).transpose(1, 2)
         q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
+        kv = (k, v)
+        mask = None
+        if past is not None:
+            n = past[0].shape[2]
+            k = torch.cat((past[0].expand(b, -1, -1, -1), k), dim=2)
+            v = torch.cat((past[1].expand(b, -1, -1, -1), v), dim=2)
+            mask = torch.ones(t, n + t, dtype=torch.bool).tril(diagonal=n)
         groups = self.cfg.num_attention_heads // self.cfg.num_key_value_heads
         if groups > 1:
             k = k.repeat_interleave(groups, dim=1)
             v = v.repeat_interleave(groups, dim=1)
         # Right padding only: a causal mask already keeps real tokens off the pads after them.
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+        if mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), kv
 
 
 class MLP(nn.Module):
@@ -109,9 +125,12 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, past: KV | None = None
+    ) -> tuple[torch.Tensor, KV]:
+        attn, kv = self.self_attn(self.input_layernorm(x), cos, sin, past)
+        x = x + attn
+        return x + self.mlp(self.post_attention_layernorm(x)), kv
 
 
 class LlamaBody(nn.Module):
@@ -137,12 +156,25 @@ class TinyLlama(nn.Module):
             elif not name.endswith("norm.weight"):
                 nn.init.zeros_(p)
 
-    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Final-norm hidden states [batch, seq, hidden]."""
-        cos, sin = rope_cos_sin(self.cfg, input_ids.shape[1])
-        x = self.model.embed_tokens(input_ids)
-        for layer in self.model.layers:
-            x = layer(x, cos, sin)
+    def hidden_states(self, input_ids: torch.Tensor, shared_prefix: int = 0) -> torch.Tensor:
+        """Final-norm hidden states [batch, seq - shared_prefix, hidden].
+
+        When every row starts with the same `shared_prefix` tokens (the classification system
+        prompt, or one long history), the prefix is computed once, for row 0, and the rest
+        attends to its keys/values: the result is the same, for a fraction of the work.
+        """
+        p = shared_prefix
+        x = self.model.embed_tokens(input_ids[:, p:])
+        cos, sin = rope_cos_sin(self.cfg, x.shape[1], offset=p)
+        if p == 0:
+            for layer in self.model.layers:
+                x, _ = layer(x, cos, sin)
+        else:
+            xp = self.model.embed_tokens(input_ids[:1, :p])
+            pcos, psin = rope_cos_sin(self.cfg, p)
+            for layer in self.model.layers:
+                xp, kv = layer(xp, pcos, psin)
+                x, _ = layer(x, cos, sin, past=kv)
         out: torch.Tensor = self.model.norm(x)
         return out
 
@@ -197,7 +229,17 @@ def save_hf_model(
         json.dumps(gen, indent=2) + "\n", encoding="utf-8"
     )
     # Tied embeddings: no lm_head.weight, as HF saves a tied Llama.
-    tensors = {
-        name: p.detach().to(dtype).contiguous() for name, p in model.state_dict().items()
-    }
+    tensors = {name: p.detach().to(dtype).contiguous() for name, p in model.state_dict().items()}
     save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+
+
+def load_hf_model(model_dir: Path) -> TinyLlama:
+    """Read back a directory written by save_hf_model, as float32 for evaluation."""
+    from safetensors.torch import load_file
+
+    raw = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    names = {f.name for f in dataclasses.fields(TinyLlamaConfig)}
+    model = TinyLlama(TinyLlamaConfig(**{k: v for k, v in raw.items() if k in names}))
+    state = load_file(str(model_dir / "model.safetensors"))
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()

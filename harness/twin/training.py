@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,31 @@ class TrainResult:
     steps: int
     final_loss: float
     seconds: float
+
+
+def length_bucketed(
+    example: Callable[[], Example], batch_size: int, rng: random.Random, pool: int = 4
+) -> Callable[[int], list[Example]]:
+    """A batch(step) source that draws `pool` batches at a time and groups them by length.
+
+    A batch then pads to similar lengths instead of to the longest of a random draw, which on
+    CPU is most of the cost.
+    """
+    pending: list[list[Example]] = []
+
+    def batch(_step: int) -> list[Example]:
+        if not pending:
+            drawn = sorted((example() for _ in range(pool * batch_size)), key=_length)
+            chunks = [drawn[i : i + batch_size] for i in range(0, len(drawn), batch_size)]
+            rng.shuffle(chunks)
+            pending.extend(chunks)
+        return pending.pop()
+
+    return batch
+
+
+def _length(ex: Example) -> int:
+    return len(ex.prompt) + len(ex.target)
 
 
 @contextmanager
@@ -60,11 +86,21 @@ def collate(examples: Sequence[Example], pad_id: int) -> tuple[torch.Tensor, tor
     return ids, labels
 
 
+def shared_prefix_len(ids: torch.Tensor, labels: torch.Tensor) -> int:
+    """How many leading tokens all rows share, stopping before the first target position."""
+    same = (ids == ids[:1]).all(dim=0)
+    differs = (~same).nonzero()
+    common = int(differs[0]) if len(differs) else ids.shape[1]
+    first_target = int((labels != -100).any(dim=0).nonzero()[0])
+    return min(common, first_target)
+
+
 def target_loss(model: TinyLlama, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy on target positions; logits are computed only there."""
-    hidden = model.hidden_states(ids)
-    mask = labels != -100
-    return F.cross_entropy(model.logits(hidden[mask]), labels[mask])
+    p = shared_prefix_len(ids, labels)
+    hidden = model.hidden_states(ids, shared_prefix=p)
+    mask = labels[:, p:] != -100
+    return F.cross_entropy(model.logits(hidden[mask]), labels[:, p:][mask])
 
 
 def train(

@@ -1,0 +1,110 @@
+"""Conversations of an exact token count, measured with the classifier engine's own /tokenize.
+
+The classifier sees `classification_messages(conversation)` through its chat template, so the
+count is taken on exactly that. Padding is neutral filler text in assistant turns; the routing
+cue is placed in the last message, in the first message (filler after it), or spread over many
+turns. Binary search over the padding length finds the longest padding whose count is at most
+the target; BPE adds at most one token per character, so that count is almost always exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+Message = dict[str, str]
+PLACEMENTS = ("last", "first", "spread")
+
+
+@dataclass(frozen=True)
+class Conversation:
+    placement: str
+    target_tokens: int
+    tokens: int  # what /tokenize says the classifier will see
+    messages: list[Message]
+
+
+class Tokenizer:
+    """Counts through an engine's POST /tokenize."""
+
+    def __init__(self, http: httpx.Client, base_url: str, model: str) -> None:
+        self.http, self.url, self.model = http, base_url.rstrip("/"), model
+
+    def count_messages(self, messages: Sequence[Message]) -> int:
+        r = self.http.post(
+            self.url + "/tokenize",
+            json={"model": self.model, "messages": list(messages), "add_generation_prompt": True},
+        )
+        r.raise_for_status()
+        return int(r.json()["count"])
+
+    def count_prompt(self, prompt: str) -> int:
+        r = self.http.post(self.url + "/tokenize", json={"model": self.model, "prompt": prompt})
+        r.raise_for_status()
+        return int(r.json()["count"])
+
+
+def label_budget(tok: Tokenizer, labels: Sequence[str]) -> int:
+    """The classifier's output budget as the router computes it: longest label + 1 token."""
+    return max(tok.count_prompt(label) for label in labels) + 1
+
+
+def _shape(placement: str, cue: str, pad: str, turns: int) -> list[Message]:
+    if placement == "last":
+        return [
+            {"role": "user", "content": "Hello, I have a few things to ask."},
+            {"role": "assistant", "content": pad},
+            {"role": "user", "content": cue},
+        ]
+    if placement == "first":
+        return [
+            {"role": "user", "content": cue},
+            {"role": "assistant", "content": pad},
+            {"role": "user", "content": "Thanks, go on."},
+        ]
+    if placement == "spread":
+        words = cue.split()
+        k = max(2, min(turns, len(words)))
+        parts = [" ".join(words[i::k]) for i in range(k)]
+        size = len(pad) // k
+        msgs: list[Message] = []
+        for i, part in enumerate(parts):
+            msgs.append({"role": "user", "content": part})
+            if i < k - 1:
+                msgs.append({"role": "assistant", "content": pad[i * size : (i + 1) * size]})
+        return msgs
+    raise ValueError(f"unknown placement {placement!r}; one of {PLACEMENTS}")
+
+
+def build(
+    count: Callable[[Sequence[Message]], int],
+    wrap: Callable[[list[Message]], list[Message]],
+    *,
+    placement: str,
+    cue: str,
+    target_tokens: int,
+    filler: str,
+    turns: int = 8,
+) -> Conversation:
+    """A conversation whose wrapped form counts `target_tokens` (or just under, if BPE skips)."""
+
+    def tokens(n_chars: int) -> int:
+        return count(wrap(_shape(placement, cue, pad_text[:n_chars], turns)))
+
+    base = tokens(0)
+    if base > target_tokens:
+        raise ValueError(f"the cue alone is {base} tokens, more than the target {target_tokens}")
+    # Enough filler for the target at a pessimistic 1 char per token.
+    pad_text = (filler + " ") * (target_tokens // max(1, len(filler) // 4) + 2)
+    pad_text = pad_text[: target_tokens * 8]
+    lo, hi = 0, len(pad_text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if tokens(mid) <= target_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    messages = _shape(placement, cue, pad_text[:lo], turns)
+    return Conversation(placement, target_tokens, count(wrap(messages)), messages)

@@ -1,0 +1,81 @@
+"""Routing accuracy: confusion matrix, per-route precision and recall, `either` reported apart."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: str
+    expected: str  # a route, or "either"
+    got: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoutingReport:
+    routes: tuple[str, ...]
+    scored: int
+    correct: int
+    confusion: dict[str, dict[str, int]]  # expected -> got -> count
+    either: dict[str, int]  # got -> count, for ambiguous items
+    fallbacks: int  # outcomes whose reason was not "classified"
+    misses: tuple[Outcome, ...]
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.scored if self.scored else 0.0
+
+    def precision(self, route: str) -> float:
+        predicted = sum(self.confusion[e].get(route, 0) for e in self.routes)
+        return self.confusion[route].get(route, 0) / predicted if predicted else 0.0
+
+    def recall(self, route: str) -> float:
+        actual = sum(self.confusion[route].values())
+        return self.confusion[route].get(route, 0) / actual if actual else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scored": self.scored,
+            "correct": self.correct,
+            "accuracy": round(self.accuracy, 4),
+            "per_route": {
+                r: {"precision": round(self.precision(r), 4), "recall": round(self.recall(r), 4)}
+                for r in self.routes
+            },
+            "confusion": self.confusion,
+            "either": self.either,
+            "fallbacks": self.fallbacks,
+            "misses": [o.__dict__ for o in self.misses[:50]],
+        }
+
+
+def summarize(outcomes: Iterable[Outcome], routes: Sequence[str]) -> RoutingReport:
+    outcomes = list(outcomes)
+    confusion = {e: {g: 0 for g in (*routes, "other")} for e in routes}
+    either: Counter[str] = Counter()
+    correct = 0
+    misses = []
+    for o in outcomes:
+        if o.expected not in routes:
+            either[o.got] += 1
+            continue
+        col = o.got if o.got in routes else "other"
+        confusion[o.expected][col] += 1
+        if o.got == o.expected:
+            correct += 1
+        else:
+            misses.append(o)
+    return RoutingReport(
+        routes=tuple(routes),
+        scored=sum(sum(row.values()) for row in confusion.values()),
+        correct=correct,
+        confusion=confusion,
+        either=dict(either),
+        fallbacks=sum(o.reason != "classified" for o in outcomes),
+        misses=tuple(misses),
+    )

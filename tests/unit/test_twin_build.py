@@ -1,0 +1,147 @@
+"""Fast checks of the CPU twin build: tokenizer, chat template, model config, hashing, caching.
+
+The real build trains for minutes; these tests shrink it to a few steps on a tiny corpus.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("tokenizers")
+
+from harness.twin import chat_format
+from harness.twin.build import BuildConfig, ModelShape, build_twin, input_hash
+from harness.twin.classifier_train import ClassifierParams, classification_prompt
+from harness.twin.primary_train import PrimaryParams
+from harness.twin.router_prompt import classify_prompt_module
+from harness.twin.tokenizer import train_tokenizer
+
+QUESTIONS = {
+    "search": [
+        "What's the weather in Oslo today?",
+        "Who won the match last night?",
+        "What is the price of gold right now?",
+        "Any news about the rail strike?",
+    ],
+    "local": [
+        "Write a Python function that reverses a list.",
+        "Explain how photosynthesis works.",
+        "Translate to French: good morning.",
+        "What is 12 times 7?",
+    ],
+}
+
+
+def _write_corpus(root: Path) -> BuildConfig:
+    rows = []
+    for route, qs in QUESTIONS.items():
+        for i, q in enumerate(qs):
+            rows.append({"id": f"{route}-{i}", "messages": [{"role": "user", "content": q}],
+                         "route": route, "tags": []})  # fmt: skip
+    train = root / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    either = {"id": "e", "messages": [{"role": "user", "content": "Hi"}], "route": "either"}
+    evals = root / "eval.jsonl"
+    evals.write_text("".join(json.dumps(r) + "\n" for r in [*rows[::3], either]), "utf-8")
+    filler = root / "filler.txt"
+    filler.write_text("# comment\nSure, here is an answer.\nThat is a good question.\n", "utf-8")
+    return BuildConfig(
+        train_path=train,
+        eval_path=evals,
+        filler_path=filler,
+        vocab_size=320,
+        shape=ModelShape(intermediate_size=64, max_position_embeddings=40960),
+        classifier=ClassifierParams(steps=2, batch_size=2, eval_history_tokens=32),
+        primary=PrimaryParams(steps=2, batch_size=2, max_history_pairs=1),
+    )
+
+
+TEXTS = [q for qs in QUESTIONS.values() for q in qs] * 3
+
+
+def test_tokenizer_is_deterministic_and_has_special_tokens() -> None:
+    a = train_tokenizer(TEXTS, 300)
+    b = train_tokenizer(TEXTS, 300)
+    assert a.to_str() == b.to_str()
+    for i, token in enumerate(chat_format.SPECIAL_TOKENS):
+        assert a.token_to_id(token) == i
+        # vLLM's qwen3 reasoning parser looks <think> and </think> up as single vocab entries.
+        assert a.encode(f"x {token} y").tokens.count(token) == 1
+    assert a.decode(a.encode("Ünïcode ✓ text").ids) == "Ünïcode ✓ text"
+
+
+def test_chat_template_renders_classification_messages() -> None:
+    cp = classify_prompt_module()
+    convo = [
+        {"role": "system", "content": "client system prompt"},
+        {"role": "user", "content": "Explain recursion."},
+        {"role": "assistant", "content": "It is a function calling itself."},
+        {"role": "user", "content": "What's the weather in Oslo today?"},
+    ]
+    text = chat_format.render_chat(cp.classification_messages(convo))
+    assert text.startswith(f"<|im_start|>system\n{cp.CLASSIFY_SYSTEM_PROMPT}<|im_end|>\n")
+    assert "client system prompt" not in text
+    assert text.endswith(
+        "<|im_start|>user\nWhat's the weather in Oslo today?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    no_think = chat_format.render_chat(convo[1:2], enable_thinking=False)
+    assert no_think.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    # Special tokens stay single tokens inside the rendered prompt.
+    tok = train_tokenizer(TEXTS, 300)
+    ids = classification_prompt(tok, convo)
+    assert ids.count(tok.token_to_id("<|im_start|>")) == 4
+
+
+def test_build_skips_when_unchanged_and_hash_tracks_inputs(tmp_path: Path) -> None:
+    config = _write_corpus(tmp_path)
+    cache = tmp_path / "cache"
+    lines: list[str] = []
+    first = build_twin(cache, progress=lines.append, config=config)
+    assert first.built
+    assert first.classifier_dir == cache / first.input_hash[:12] / "classifier"
+    assert "classifier_accuracy_short" in first.metrics
+    assert "classifier_train_seconds" in first.metrics
+    assert any("step 2/2" in line for line in lines)
+    assert [p.name for p in cache.iterdir()] == [first.input_hash[:12]]  # no temp dirs left
+
+    for model_dir in (first.classifier_dir, first.primary_dir):
+        names = {p.name for p in model_dir.iterdir()}
+        assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                "generation_config.json"} <= names  # fmt: skip
+        cfg = json.loads((model_dir / "config.json").read_text())
+        assert cfg["architectures"] == ["LlamaForCausalLM"]
+        assert cfg["head_dim"] == 64
+        assert cfg["max_position_embeddings"] >= 40960
+        tcfg = json.loads((model_dir / "tokenizer_config.json").read_text())
+        assert tcfg["chat_template"] == chat_format.CHAT_TEMPLATE
+        assert tcfg["eos_token"] == "<|im_end|>"
+
+    again = build_twin(cache, progress=lines.append, config=config)
+    assert not again.built
+    assert again.input_hash == first.input_hash
+    assert again.metrics == first.metrics
+
+    forced = build_twin(cache, force=True, progress=lines.append, config=config)
+    assert forced.built
+
+    base = input_hash(config)
+    config.filler_path.write_text("A different filler line.\n", encoding="utf-8")
+    assert input_hash(config) != base
+    tweaked = dataclasses.replace(config, primary=PrimaryParams(steps=3))
+    config.filler_path.write_text("# comment\nSure, here is an answer.\nThat is a good question.\n")
+    assert input_hash(config) == base
+    assert input_hash(tweaked) != base
+
+
+def test_cache_dir_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.twin.build import default_cache_dir
+
+    monkeypatch.setenv("HARNESS_TWIN_CACHE", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("HARNESS_TWIN_CACHE")
+    assert default_cache_dir().parts[-1] == "twin"
