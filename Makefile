@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-$(INSTALL_HASH)
 $(STAMP):
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,twin,gpu]' -e infra/ai-router
+	$(PY) -m pip install --quiet -e '.[dev,twin,load,gpu]' -e infra/ai-router
 	@# PyPI's torchvision/torchaudio/torchcodec break `import vllm` beside the CPU torch, and
 	@# serving text needs none of them.
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true

@@ -13,6 +13,15 @@ from harness.errors import StackError
 DEFAULT_COMPOSE = Path("infra/docker-compose.yml")
 
 
+def _seconds(text: str) -> float:
+    from harness.spec.compose import parse_duration
+
+    try:
+        return parse_duration(text, where="--duration", key="duration")
+    except Exception:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 60s or 2m") from None
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -103,6 +112,67 @@ def cmd_twin_build(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_load(ns: argparse.Namespace) -> int:
+    from harness.config import load_settings
+    from harness.load.runner import run_profile
+    from harness.load.slo import check_slos
+    from harness.report.run_dir import new_run_dir
+    from harness.spec import load_stack
+    from harness.stack.factory import make_backend, parse_kv_overrides
+
+    settings = load_settings(ns.config)
+    spec = load_stack(ns.compose)
+    kv_items = list(ns.kv_tokens or [])
+    max_tokens = settings.get("load.max_tokens", int, 64)
+    if ns.profile == "kv-pressure":
+        max_tokens = settings.get("load.kv_pressure_max_tokens", int, 256)
+        if ns.target == "twin" and not kv_items:
+            kv_items = [f"primary={settings.get('load.twin_kv_pressure_capacity', str, '1.5x')}"]
+    duration = ns.duration or settings.get(f"load.duration_s.{ns.profile}", float, 60.0)
+    run_dir = new_run_dir(f"{ns.target}-load")
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    backend = make_backend(
+        ns.target, ns.compose, settings, run_dir, kv_overrides=parse_kv_overrides(kv_items, spec)
+    )
+    stack = backend.up()
+    try:
+        print(f"running {ns.profile} for {duration:.0f} s against {stack.router.url}")
+        result = run_profile(
+            stack, ns.profile, run_dir / "load", duration_s=duration, users=ns.users,
+            max_tokens=max_tokens,
+            context_fraction=settings.get("load.context_fraction", float, 0.65),
+        )  # fmt: skip
+    finally:
+        backend.down()
+    print(render_load(result.summary, stack.primary.name))
+    print(f"timeline, requests and locust output: {result.out_dir}")
+    violations = check_slos(settings, result.summary, stack.primary.name)
+    for v in violations:
+        print(f"SLO: {v}")
+    return 1 if violations else 0
+
+
+def render_load(s: dict, primary: str) -> str:  # type: ignore[type-arg]
+    lines = [f"{s['profile']}: {s['requests']} requests, {s['failed']} failed "
+             f"({s['error_rate']:.1%}), {s['throughput']['requests_per_s']:.2f} req/s"]  # fmt: skip
+    for label, lat in s["latency"].items():
+        t = lat["ttft_s"]
+        if t["p50"] is None:
+            continue
+        lines.append(f"  {label:10} TTFT p50 {t['p50']:.3f} s  p95 {t['p95']:.3f} s  "
+                     f"ITL p50 {lat['itl_s']['p50'] or 0:.4f} s  n={lat['ok']}")  # fmt: skip
+    for name, e in s["engines"].items():
+        lines.append(f"  {name}: KV peak {e['kv_usage_peak']:.2f}, above 90% for "
+                     f"{e['kv_usage_above_90_s']} s, waiting max {e['waiting_max']:.0f} "
+                     f"(capacity {e['waiting_capacity_max']:.0f}), preemptions "
+                     f"{e['preemptions']:.0f}")  # fmt: skip
+    o = s["client_overhead_ms"]
+    if o.get("median_ms") is not None:
+        lines.append(f"  client overhead vs {primary} TTFT: median {o['median_ms']:.1f} ms, "
+                     f"mean {o['mean_ms']:.1f} ms")  # fmt: skip
+    return "\n".join(lines)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up = sub.add_parser("up", help="bring the stack up, one service at a time, health-gated")
     up.add_argument("--target", default="twin", choices=("twin", "attach", "gpu", "twin-docker"))
@@ -117,6 +187,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
     down = sub.add_parser("down", help="stop the stack `harness up` started, in reverse order")
     down.set_defaults(func=cmd_down)
+
+    load = sub.add_parser("load", help="run one load profile against a fresh stack")
+    load.add_argument("profile", choices=("steady", "saturate", "kv-pressure", "ramp"))
+    load.add_argument("--target", default="twin", choices=("twin", "attach", "gpu"))
+    load.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
+    load.add_argument("--duration", type=_seconds, default=None, help="e.g. 60s, 2m")
+    load.add_argument("--users", type=int, default=None)
+    load.add_argument("--kv-tokens", action="append", metavar="ENGINE=TOKENS")
+    load.set_defaults(func=cmd_load)
 
     status = sub.add_parser("status", help="health of each service of the running stack")
     status.set_defaults(func=cmd_status)

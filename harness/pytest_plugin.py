@@ -18,6 +18,7 @@ from harness.errors import CapabilityError, HarnessError
 
 _PENDING_JUNIT = pytest.StashKey[Path]()
 _RECORD = pytest.StashKey[Any]()
+_BACKEND = pytest.StashKey[Any]()
 
 MARKERS = {
     "gpu": "needs an NVIDIA GPU and the real stack",
@@ -146,11 +147,18 @@ def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: st
     record.put("stack", "services", stack_facts(up))
     record.put("stack", "notes", list(up.notes))
     pytestconfig.stash[_RECORD] = record
+    pytestconfig.stash[_BACKEND] = backend
     try:
         yield up
     finally:
         if not pytestconfig.getoption("--harness-keep-stack"):
             backend.down()
+
+
+@pytest.fixture(scope="session")
+def stack_backend(pytestconfig: pytest.Config, stack: Any) -> Any:
+    """The backend that brought `stack` up, for tests that restart a service."""
+    return pytestconfig.stash[_BACKEND]
 
 
 @pytest.fixture(scope="session")

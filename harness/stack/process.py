@@ -48,6 +48,7 @@ class ProcessBackend:
     kv_overrides: Mapping[str, int] = field(default_factory=dict)  # role or service -> tokens
     startup_timeout_s: float = 300.0
     router_env: Mapping[str, str] = field(default_factory=dict)  # extra ai-router settings
+    only: tuple[str, ...] = ()  # start just these services (still in start order)
     progress: Callable[[str], None] = print
     target: str = "twin"
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
@@ -83,7 +84,10 @@ class ProcessBackend:
         proc = self._procs.pop(name, None)
         if proc is not None:
             stop_group(proc.pid)
-        return self._start(self.stack, name)
+        old = self.stack.services.get(name)
+        # The same port, so that services started after it still reach it.
+        port = int(old.url.rsplit(":", 1)[1]) if old else None
+        return self._start(self.stack, name, port=port)
 
     def process(self, name: str) -> subprocess.Popen[bytes]:
         return self._procs[name]
@@ -97,12 +101,12 @@ class ProcessBackend:
                 order += [XAI_SERVICE, name]
             elif role in ("classifier", "primary"):
                 order.append(name)
-        return order
+        return [n for n in order if not self.only or n in self.only]
 
     # -- one service --------------------------------------------------------------------------
 
-    def _start(self, stack: Stack, name: str) -> ServiceHandle:
-        port = free_port()
+    def _start(self, stack: Stack, name: str, port: int | None = None) -> ServiceHandle:
+        port = port or free_port()
         log = self.run_dir / "logs" / f"{name}.log"
         if name == XAI_SERVICE:
             handle, argv, env = self._xai(name, port, log)

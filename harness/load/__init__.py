@@ -1,0 +1,1 @@
+"""Load runs: locust users and profiles, the subprocess runner, per-request records and stats."""

@@ -1,0 +1,62 @@
+"""One JSON line per request of a load run, and reading them back."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RequestRecord:
+    user: str  # the locust user class
+    target: str  # router | classifier | primary
+    intended_start: float  # epoch seconds: when the schedule wanted the request sent
+    actual_start: float  # epoch seconds: when it was sent
+    status: int  # HTTP status; 0 when no response arrived
+    ok: bool
+    route: str | None = None
+    reason: str | None = None
+    classifier_ms: float | None = None
+    ttft_s: float | None = None  # from the actual start
+    ttft_from_intended_s: float | None = None
+    itl_s: list[float] = field(default_factory=list)
+    e2e_s: float | None = None
+    output_tokens: int | None = None
+    prompt_tokens: int | None = None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.route or self.target
+
+
+class RecordWriter:
+    """Appends records to a JSON-lines file; safe across greenlets and threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = path.open("a", buffering=1)
+        self._lock = threading.Lock()
+
+    def write(self, record: RequestRecord) -> None:
+        line = json.dumps(asdict(record), separators=(",", ":"))
+        with self._lock:
+            self._fh.write(line + "\n")
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def read_records(path: Path) -> list[RequestRecord]:
+    out = []
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        if line.strip():
+            data: dict[str, Any] = json.loads(line)
+            out.append(RequestRecord(**data))
+    return out

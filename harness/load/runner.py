@@ -1,0 +1,146 @@
+"""Run one load profile: locust headless in a subprocess, the telemetry sampler beside it, then
+the stats. Locust runs in its own process because gevent's monkey-patching must never reach the
+harness (or pytest) process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from harness.errors import ConfigError, StackError
+from harness.load.records import RequestRecord, read_records
+from harness.load.settings import LoadSettings
+from harness.load.shapes import PROFILES
+from harness.load.stats import client_overhead_ms, engine_stats, latency_stats, throughput
+from harness.spec.services import is_secret_name
+from harness.stack.base import Stack
+from harness.stack.procs import stop_group
+from harness.telemetry.sampler import Sampler
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    profile: str
+    out_dir: Path
+    records: list[RequestRecord]
+    summary: dict[str, Any]
+
+    @property
+    def error_rate(self) -> float:
+        return float(self.summary["error_rate"])
+
+
+def locustfile(profile: str, root: Path) -> Path:
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown load profile {profile!r}; one of {', '.join(PROFILES)}")
+    path = root / "tests" / "load" / f"locustfile_{profile.replace('-', '_')}.py"
+    if not path.is_file():
+        raise ConfigError(f"{path}: the locustfile of profile {profile!r} is missing")
+    return path
+
+
+def chars_per_token(stack: Stack) -> float:
+    """Calibrate prompt sizing with the primary's own tokenizer; 3.0 when it cannot be asked."""
+    from harness.load.prompts import filler_sentences
+
+    sample = " ".join(filler_sentences()[:200])
+    try:
+        r = httpx.post(stack.primary.url + "/tokenize",
+                       json={"model": stack.primary.model_name, "prompt": sample}, timeout=30)  # fmt: skip
+        r.raise_for_status()
+        return len(sample) / max(1, int(r.json()["count"]))
+    except (httpx.HTTPError, KeyError, ValueError):
+        return 3.0
+
+
+def run_profile(
+    stack: Stack,
+    profile: str,
+    out_root: Path,
+    *,
+    duration_s: float,
+    users: int | None = None,
+    max_tokens: int = 64,
+    context_fraction: float = 0.65,
+    interval_s: float = 0.25,
+    seed: int = 1,
+) -> LoadResult:
+    root = stack.spec.path.resolve().parents[1]
+    lf = locustfile(profile, root)
+    out = out_root / profile
+    out.mkdir(parents=True, exist_ok=True)
+    primary = stack.spec.primary.engine
+    assert primary is not None
+    settings = LoadSettings(
+        records=out / "requests.jsonl",
+        api_key=stack.api_key,
+        classifier_url=stack.classifier.url,
+        classifier_model=stack.classifier.model_name or "",
+        max_model_len=primary.max_model_len or 32768,
+        max_num_seqs=primary.max_num_seqs,
+        max_tokens=max_tokens,
+        context_fraction=context_fraction,
+        chars_per_token=chars_per_token(stack) if profile == "kv-pressure" else 3.0,
+        users=users,
+        duration_s=duration_s,
+        pace_s=0.0,
+        seed=seed,
+    )
+    env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
+    env.update(settings.to_env())
+    argv = [
+        sys.executable, "-m", "locust", "-f", str(lf), "--headless",
+        "--host", stack.router.url,
+        "--csv", str(out / "locust"), "--json-file", str(out / "locust"),
+        "--only-summary", "--loglevel", "WARNING", "--logfile", str(out / "locust.log"),
+        "--stop-timeout", "300", "--exit-code-on-error", "0",
+    ]  # fmt: skip
+    engines = {s.name: s.url for s in stack.engines}
+    sampler = Sampler(engines, interval_s=interval_s)
+    with sampler, (out / "locust.out").open("wb") as log:
+        proc = subprocess.Popen(argv, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        try:
+            rc = proc.wait(timeout=duration_s + 600)
+        except BaseException:
+            stop_group(proc.pid)
+            raise
+    if rc != 0:
+        raise StackError(f"locust exited with {rc} for profile {profile}; see {out / 'locust.out'}")
+    sampler.save(out / "timeline.jsonl")
+    records = read_records(settings.records)
+    summary = summarize(profile, records, sampler, primary.max_num_seqs, stack.primary.name)
+    summary["settings"] = {"duration_s": duration_s, "users": users, "max_tokens": max_tokens,
+                           "context_fraction": context_fraction,
+                           "chars_per_token": round(settings.chars_per_token, 3)}  # fmt: skip
+    (out / "stats.json").write_text(json.dumps(summary, indent=2, default=str))
+    return LoadResult(profile, out, records, summary)
+
+
+def summarize(
+    profile: str,
+    records: list[RequestRecord],
+    sampler: Sampler,
+    max_num_seqs: int,
+    primary: str,
+) -> dict[str, Any]:
+    failed = sum(not r.ok for r in records)
+    return {
+        "profile": profile,
+        "requests": len(records),
+        "failed": failed,
+        "error_rate": failed / len(records) if records else 0.0,
+        "errors": sorted({(r.error or f"HTTP {r.status}")[:120] for r in records if not r.ok}),
+        "latency": latency_stats(records),
+        "throughput": throughput(records),
+        "engines": engine_stats(sampler, max_num_seqs),
+        "client_overhead_ms": client_overhead_ms(records, sampler, primary),
+        "scrape_errors": sampler.errors,
+    }

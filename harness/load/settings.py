@@ -1,0 +1,72 @@
+"""What a load user needs to know, passed from the runner to the locust subprocess by env vars.
+
+Running a profile straight from the `locust` command line works too: set the variables by hand
+(the router key in HARNESS_LOAD_API_KEY, never on the command line).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    records: Path
+    api_key: str
+    classifier_url: str
+    classifier_model: str
+    max_model_len: int
+    max_num_seqs: int
+    max_tokens: int
+    context_fraction: float
+    chars_per_token: float
+    users: int | None
+    duration_s: float | None
+    pace_s: float
+    seed: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> LoadSettings:
+        e = dict(os.environ if env is None else env)
+
+        def opt_int(name: str) -> int | None:
+            return int(e[name]) if e.get(name) else None
+
+        return cls(
+            records=Path(e.get("HARNESS_LOAD_RECORDS", "load-records.jsonl")),
+            api_key=e.get("HARNESS_LOAD_API_KEY", ""),
+            classifier_url=e.get("HARNESS_LOAD_CLASSIFIER_URL", "http://127.0.0.1:8001"),
+            classifier_model=e.get("HARNESS_LOAD_CLASSIFIER_MODEL", "router-classifier"),
+            max_model_len=int(e.get("HARNESS_LOAD_MAX_MODEL_LEN", "32768")),
+            max_num_seqs=int(e.get("HARNESS_LOAD_MAX_NUM_SEQS", "3")),
+            max_tokens=int(e.get("HARNESS_LOAD_MAX_TOKENS", "64")),
+            context_fraction=float(e.get("HARNESS_LOAD_CONTEXT_FRACTION", "0.65")),
+            chars_per_token=float(e.get("HARNESS_LOAD_CHARS_PER_TOKEN", "3.0")),
+            users=opt_int("HARNESS_LOAD_USERS"),
+            duration_s=float(e["HARNESS_LOAD_DURATION_S"]) if e.get("HARNESS_LOAD_DURATION_S")
+            else None,
+            pace_s=float(e.get("HARNESS_LOAD_PACE_S", "0")),
+            seed=int(e.get("HARNESS_LOAD_SEED", "1")),
+        )  # fmt: skip
+
+    def to_env(self) -> dict[str, str]:
+        env = {
+            "HARNESS_LOAD_RECORDS": str(self.records),
+            "HARNESS_LOAD_API_KEY": self.api_key,
+            "HARNESS_LOAD_CLASSIFIER_URL": self.classifier_url,
+            "HARNESS_LOAD_CLASSIFIER_MODEL": self.classifier_model,
+            "HARNESS_LOAD_MAX_MODEL_LEN": str(self.max_model_len),
+            "HARNESS_LOAD_MAX_NUM_SEQS": str(self.max_num_seqs),
+            "HARNESS_LOAD_MAX_TOKENS": str(self.max_tokens),
+            "HARNESS_LOAD_CONTEXT_FRACTION": str(self.context_fraction),
+            "HARNESS_LOAD_CHARS_PER_TOKEN": str(self.chars_per_token),
+            "HARNESS_LOAD_PACE_S": str(self.pace_s),
+            "HARNESS_LOAD_SEED": str(self.seed),
+        }
+        if self.users is not None:
+            env["HARNESS_LOAD_USERS"] = str(self.users)
+        if self.duration_s is not None:
+            env["HARNESS_LOAD_DURATION_S"] = str(self.duration_s)
+        return env

@@ -1,0 +1,134 @@
+"""Statistics of a load run: exact percentiles per route, KV pressure, queueing, and the client's
+TTFT against the engine's own histogram over the same window."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from harness.load.records import RequestRecord
+from harness.telemetry.prom import ITL, histogram_quantile
+from harness.telemetry.sampler import Sampler
+
+PERCENTILES = (50, 90, 95, 99)
+TTFT = "vllm:time_to_first_token_seconds"
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """Exact percentile with linear interpolation between order statistics (numpy's default)."""
+    if not values:
+        return None
+    xs = sorted(values)
+    k = (len(xs) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def summary(values: Sequence[float]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {f"p{p}": percentile(values, p) for p in PERCENTILES}
+    out["mean"] = statistics.fmean(values) if values else None
+    out["n"] = float(len(values))
+    return out
+
+
+def latency_stats(records: Sequence[RequestRecord]) -> dict[str, Any]:
+    """Per label (route, or the target for direct users) and overall; failures counted apart."""
+    groups: dict[str, list[RequestRecord]] = {"all": list(records)}
+    for r in records:
+        groups.setdefault(r.label, []).append(r)
+    out: dict[str, Any] = {}
+    for label, recs in groups.items():
+        ok = [r for r in recs if r.ok]
+        tps = [
+            r.output_tokens / (r.e2e_s - r.ttft_s)
+            for r in ok
+            if r.output_tokens and r.ttft_s is not None and r.e2e_s and r.e2e_s > r.ttft_s
+        ]
+        out[label] = {
+            "requests": len(recs),
+            "ok": len(ok),
+            "failed": len(recs) - len(ok),
+            "ttft_s": summary([r.ttft_s for r in ok if r.ttft_s is not None]),
+            "ttft_from_intended_s": summary(
+                [r.ttft_from_intended_s for r in ok if r.ttft_from_intended_s is not None]
+            ),
+            "itl_s": summary([g for r in ok for g in r.itl_s]),
+            "e2e_s": summary([r.e2e_s for r in ok if r.e2e_s is not None]),
+            "output_tokens_per_s": summary(tps),
+            "output_tokens": sum(r.output_tokens or 0 for r in ok),
+        }
+    return out
+
+
+def throughput(records: Sequence[RequestRecord]) -> dict[str, float | None]:
+    ok = [r for r in records if r.ok and r.e2e_s is not None]
+    if not ok:
+        return {"requests_per_s": 0.0, "window_s": None}
+    start = min(r.actual_start for r in ok)
+    end = max(r.actual_start + (r.e2e_s or 0.0) for r in ok)
+    window = max(end - start, 1e-9)
+    return {"requests_per_s": len(ok) / window, "window_s": window}
+
+
+def engine_stats(sampler: Sampler, max_num_seqs: int) -> dict[str, Any]:
+    """KV peak and time above 90 %, most waiting at once, preemptions, from the timeline."""
+    out: dict[str, Any] = {}
+    for engine in sampler.engines:
+        rows = [r for r in sampler.rows if r["engine"] == engine]
+        if not rows:
+            continue
+        above = 0.0
+        for a, b in zip(rows, rows[1:], strict=False):
+            if a["kv_usage"] >= 0.9:
+                above += b["t"] - a["t"]
+        out[engine] = {
+            "samples": len(rows),
+            "kv_usage_peak": max(r["kv_usage"] for r in rows),
+            "kv_usage_above_90_s": round(above, 3),
+            "running_max": max(r["running"] for r in rows),
+            "waiting_max": max(r["waiting"] for r in rows),
+            "waiting_capacity_max": max(r["waiting_capacity"] for r in rows),
+            "preemptions": rows[-1]["preemptions"] - rows[0]["preemptions"],
+            "prompt_tokens": rows[-1]["prompt_tokens"] - rows[0]["prompt_tokens"],
+            "generation_tokens": rows[-1]["generation_tokens"] - rows[0]["generation_tokens"],
+            "max_num_seqs": max_num_seqs,
+            "ttft_server_p50_s": histogram_quantile(0.5, sampler.histogram_window(engine, TTFT)),
+            "itl_server_p50_s": histogram_quantile(0.5, sampler.histogram_window(engine, ITL)),
+        }
+        total, count = sampler.counter_window(engine, TTFT)
+        out[engine]["ttft_server_mean_s"] = total / count if count else None
+    return out
+
+
+def client_overhead_ms(
+    records: Sequence[RequestRecord], sampler: Sampler, engine: str
+) -> dict[str, float | None]:
+    """Client TTFT against the engine's TTFT over the same window, in ms.
+
+    Through the router the client's TTFT includes classification; X-Classifier-Ms is taken off,
+    so what is left is the primary's TTFT plus router and client overhead. The engine reports
+    its TTFT as a histogram: the mean comes exactly from _sum/_count, the median is interpolated
+    within buckets.
+    """
+    client = [
+        (r.ttft_s - (r.classifier_ms or 0.0) / 1000.0)
+        for r in records
+        if r.ok and r.ttft_s is not None and (r.target != "router" or r.route == "local")
+    ]
+    total, count = sampler.counter_window(engine, TTFT)
+    server_mean = total / count if count else None
+    server_p50 = histogram_quantile(0.5, sampler.histogram_window(engine, TTFT))
+    client_mean = statistics.fmean(client) if client else None
+    client_p50 = percentile(client, 50)
+    return {
+        "requests": float(len(client)),
+        "engine_requests": count,
+        "mean_ms": None
+        if client_mean is None or server_mean is None
+        else (client_mean - server_mean) * 1000,
+        "median_ms": None
+        if client_p50 is None or server_p50 is None
+        else (client_p50 - server_p50) * 1000,
+    }

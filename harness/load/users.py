@@ -1,0 +1,183 @@
+"""Locust users. Imported only inside the locust subprocess: gevent's monkey-patching must never
+reach the pytest process.
+
+- ChatUser: streaming chats of both routes through the ai-router, labelled by X-Route.
+- LongContextUser: prompts of a fraction of max-model-len, unique from the first token.
+- ClassifierUser: the classification request, straight to the classifier engine.
+Each writes one RequestRecord per request and fires locust's request event with the route as
+the name, so locust's own CSV and JSON are per route too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from typing import Any
+
+import requests
+from locust import User, constant, events, task
+
+from harness.load.prompts import chat_prompts, filler_sentences, long_prompt
+from harness.load.records import RecordWriter, RequestRecord
+from harness.load.settings import LoadSettings
+from harness.load.sse import measure_stream
+
+SETTINGS = LoadSettings.from_env()
+_writer: RecordWriter | None = None
+_counter = itertools.count()
+
+
+def writer() -> RecordWriter:
+    global _writer
+    if _writer is None:
+        _writer = RecordWriter(SETTINGS.records)
+    return _writer
+
+
+@events.quitting.add_listener
+def _close(**_: Any) -> None:
+    if _writer is not None:
+        _writer.close()
+
+
+class _StreamingUser(User):
+    abstract = True
+    wait_time = constant(0)
+    target = "router"
+
+    def on_start(self) -> None:
+        self.session = requests.Session()
+        self.rng = random.Random(SETTINGS.seed * 1000 + next(_counter))
+        self.next_at = time.time()
+
+    def url(self) -> str:
+        return str(self.host).rstrip("/") + "/v1/chat/completions"
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {SETTINGS.api_key}"} if SETTINGS.api_key else {}
+
+    def body(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _schedule(self) -> float:
+        """The intended start: now in a closed loop, else the next slot of a fixed pace."""
+        if SETTINGS.pace_s <= 0:
+            return time.time()
+        intended = self.next_at
+        self.next_at += SETTINGS.pace_s
+        delay = intended - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        return intended
+
+    def send(self) -> None:
+        intended = self._schedule()
+        start_wall, start = time.time(), time.perf_counter()
+        rec = RequestRecord(type(self).__name__, self.target, intended, start_wall, 0, False)
+        exc: Exception | None = None
+        try:
+            with self.session.post(
+                self.url(), json=self.body(), headers=self.headers(), stream=True,
+                timeout=(10, 900),
+            ) as resp:  # fmt: skip
+                rec.status = resp.status_code
+                rec.route = resp.headers.get("X-Route")
+                rec.reason = resp.headers.get("X-Route-Reason")
+                if resp.headers.get("X-Classifier-Ms"):
+                    rec.classifier_ms = float(resp.headers["X-Classifier-Ms"])
+                if resp.status_code != 200:
+                    rec.error = resp.text[:300]
+                else:
+                    timing = measure_stream(resp.iter_content(chunk_size=None))
+                    rec.e2e_s = time.perf_counter() - start
+                    if timing.first_token_at is not None:
+                        rec.ttft_s = timing.first_token_at - start
+                        rec.ttft_from_intended_s = rec.ttft_s + (start_wall - intended)
+                    rec.itl_s = [round(g, 6) for g in timing.gaps_s]
+                    if timing.usage:
+                        rec.output_tokens = timing.usage.get("completion_tokens")
+                        rec.prompt_tokens = timing.usage.get("prompt_tokens")
+                    rec.error = timing.error or (None if timing.done else "stream ended early")
+                    rec.ok = rec.error is None and rec.ttft_s is not None
+        except requests.RequestException as e:
+            exc, rec.error = e, f"{type(e).__name__}: {e}"[:300]
+        if rec.e2e_s is None:
+            rec.e2e_s = time.perf_counter() - start
+        if not rec.ok and exc is None:
+            exc = RuntimeError(rec.error or f"HTTP {rec.status}")
+        writer().write(rec)
+        self.environment.events.request.fire(
+            request_type="POST",
+            name=f"{self.target}:{rec.label}",
+            response_time=rec.e2e_s * 1000,
+            response_length=rec.output_tokens or 0,
+            exception=exc,
+            context={},
+        )
+
+    @task
+    def one(self) -> None:
+        self.send()
+
+
+class ChatUser(_StreamingUser):
+    """Short chats of both routes through the ai-router."""
+
+    prompts = chat_prompts()
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "model": "ai-router",
+            "messages": [{"role": "user", "content": self.rng.choice(self.prompts)}],
+            "max_tokens": SETTINGS.max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+
+
+class LongContextUser(_StreamingUser):
+    """Long prompts through the ai-router, each unique from its first token."""
+
+    sentences = filler_sentences()
+
+    def body(self) -> dict[str, Any]:
+        chars = int(SETTINGS.max_model_len * SETTINGS.context_fraction * SETTINGS.chars_per_token)
+        text = long_prompt(self.rng, self.sentences, chars, next(_counter))
+        return {
+            "model": "ai-router",
+            "messages": [{"role": "user", "content": text}],
+            "max_tokens": SETTINGS.max_tokens,
+            # A sequence holds its KV blocks until it finishes: decoding the full budget keeps
+            # the pressure on even when a model would stop early.
+            "ignore_eos": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+
+
+class ClassifierUser(_StreamingUser):
+    """The router's classification request, sent straight to the classifier engine."""
+
+    target = "classifier"
+    prompts = chat_prompts()
+
+    def url(self) -> str:
+        return SETTINGS.classifier_url.rstrip("/") + "/v1/chat/completions"
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def body(self) -> dict[str, Any]:
+        from ai_router.classify_prompt import ROUTES, classification_messages
+
+        msgs = [{"role": "user", "content": self.rng.choice(self.prompts)}]
+        return {
+            "model": SETTINGS.classifier_model,
+            "messages": classification_messages(msgs),
+            "max_tokens": 4,
+            "temperature": 0,
+            "structured_outputs": {"choice": list(ROUTES)},
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
