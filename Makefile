@@ -23,7 +23,7 @@ $(STAMP):
 install: $(STAMP)
 
 run: install
-	$(HARNESS) check --compose $(COMPOSE)
+	$(HARNESS) run --target $(TARGET)
 
 test: install
 	$(PY) -m pytest

@@ -64,9 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     order.add_argument("--reverse", action="store_true", help="stop order")
     order.set_defaults(func=_cmd_order)
 
-    from harness.cli_stack import add_parsers
+    from harness import cli_run, cli_stack
 
-    add_parsers(sub)
+    cli_stack.add_parsers(sub)
+    cli_run.add_parsers(sub)
     return parser
 
 

@@ -17,7 +17,7 @@ import httpx
 from harness.errors import ConfigError, StackError
 from harness.load.records import RequestRecord, read_records
 from harness.load.settings import LoadSettings
-from harness.load.shapes import PROFILES
+from harness.load.profiles import PROFILES
 from harness.load.stats import client_overhead_ms, engine_stats, latency_stats, throughput
 from harness.spec.services import is_secret_name
 from harness.stack.base import Stack

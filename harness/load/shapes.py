@@ -5,17 +5,8 @@ from __future__ import annotations
 
 from locust import LoadTestShape
 
+from harness.load.profiles import DEFAULT_DURATION_S, users_for
 from harness.load.settings import LoadSettings
-
-DEFAULT_DURATION_S = 60.0
-PROFILES = ("steady", "saturate", "kv-pressure", "ramp")
-
-
-def users_for(profile: str, s: LoadSettings) -> int:
-    """The profile's peak user count: max-num-seqs, or twice it for saturate and ramp."""
-    if s.users is not None:
-        return s.users
-    return 2 * s.max_num_seqs if profile in ("saturate", "ramp") else s.max_num_seqs
 
 
 class ConstantShape(LoadTestShape):

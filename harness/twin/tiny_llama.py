@@ -7,8 +7,8 @@ it here instead of importing transformers keeps the build and its tests fast.
 
 from __future__ import annotations
 
-import json
 import dataclasses
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 

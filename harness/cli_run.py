@@ -1,0 +1,48 @@
+"""`harness run`: the main job. Bring-up, the acceptance suite, the `steady` and `kv-pressure`
+load profiles, then the report; all through one pytest session so that it writes one run
+record, one junit.xml and one report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.report.run_dir import reports_root
+
+MAIN_JOB = ["tests/acceptance", "tests/load/test_profiles.py"]
+MAIN_FILTER = "not test_chat_profiles or steady"
+
+
+def newest_run(target: str, before: set[Path]) -> Path | None:
+    runs = sorted(p for p in (reports_root() / "runs").glob(f"*-{target}*") if p not in before)
+    return runs[-1] if runs else None
+
+
+def run_main_job(target: str, extra: list[str] | None = None) -> tuple[int, Path | None]:
+    import pytest
+
+    before = set((reports_root() / "runs").glob("*"))
+    args = [*MAIN_JOB, "-k", MAIN_FILTER, "--harness-target", target, "-p", "no:cacheprovider",
+            *(extra or [])]  # fmt: skip
+    code = int(pytest.main(args))
+    return code, newest_run(target, before)
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    code, run_dir = run_main_job(ns.target, ns.pytest_args)
+    if run_dir is None:
+        print("no run directory was written (the stack never came up)")
+        return code or 3
+    print(f"\nrun {run_dir.name}: pytest exit code {code}")
+    for name in ("report.md", "report.html", "record.json", "junit.xml"):
+        path = run_dir / name
+        if path.exists():
+            print(f"  {path}")
+    return code
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    run = sub.add_parser("run", help="the main job: bring-up, acceptance, steady + kv-pressure")
+    run.add_argument("--target", default="twin", choices=("twin", "attach", "gpu", "twin-docker"))
+    run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    run.set_defaults(func=cmd_run)

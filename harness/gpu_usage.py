@@ -1,0 +1,68 @@
+"""What each engine really holds on the GPU, against what the VRAM model gave it.
+
+NVML lists compute processes by host PID; each is mapped to its engine through the engine's
+container (or, for local processes, its process group). An engine's use is the sum over its
+processes, compared with its budget plus one CUDA context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from harness.stack.base import ServiceHandle
+from harness.telemetry.nvml import GpuSnapshot
+from harness.units import gib
+from harness.vram import VramPlan
+
+
+@dataclass(frozen=True)
+class EngineUse:
+    service: str
+    used_bytes: int
+    expected_bytes: int  # budget + one CUDA context
+    pids: tuple[int, ...]
+
+    @property
+    def error_frac(self) -> float:
+        return (self.used_bytes - self.expected_bytes) / self.expected_bytes
+
+
+def engine_use(
+    snap: GpuSnapshot, engines: Iterable[ServiceHandle], plan: VramPlan, pgid_of: dict[int, int]
+) -> list[EngineUse]:
+    """Per engine: NVML memory of the processes in its container or process group."""
+    out = []
+    for eng in engines:
+        mine = [
+            p
+            for p in snap.processes
+            if (eng.container_id and p.container_id and p.container_id.startswith(eng.container_id))
+            or (eng.pid is not None and pgid_of.get(p.pid) == eng.pid)
+        ]
+        budget = plan.engine(eng.name).budget_bytes + plan.assumptions.cuda_context_bytes
+        out.append(EngineUse(eng.name, sum(p.used_bytes or 0 for p in mine), budget,
+                             tuple(p.pid for p in mine)))  # fmt: skip
+    return out
+
+
+def usage_problems(
+    snap: GpuSnapshot, uses: list[EngineUse], tolerance: float, headroom_bytes: int
+) -> list[str]:
+    """Engines outside budget + context (by `tolerance` of it), absent engines, and a card
+    with less than `headroom_bytes` left."""
+    bad = []
+    for u in uses:
+        if not u.pids:
+            bad.append(f"{u.service}: no GPU process found for it on GPU {snap.index}")
+        elif abs(u.error_frac) > tolerance:
+            bad.append(
+                f"{u.service}: holds {gib(u.used_bytes)}, expected {gib(u.expected_bytes)} "
+                f"(budget + CUDA context) within {tolerance:.0%}; off by {u.error_frac:+.1%}"
+            )
+    if snap.total_bytes - snap.used_bytes < headroom_bytes:
+        bad.append(
+            f"GPU {snap.index}: {gib(snap.used_bytes)} used of {gib(snap.total_bytes)} leaves less "
+            f"than the {gib(headroom_bytes)} headroom asked for"
+        )
+    return bad

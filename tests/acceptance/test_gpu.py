@@ -1,0 +1,74 @@
+"""VRAM on the real card: each engine against its budget, the card's headroom, one device.
+
+These need an NVIDIA GPU and the real stack (`pytest -m gpu`); elsewhere they skip with the
+reason, and `--harness-require-gpu` turns that skip into a failure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.gpu_usage import engine_use, usage_problems
+from harness.telemetry.nvml import nvml_device_count, snapshot
+from harness.units import parse_size
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture
+def gpu_snapshot(pytestconfig: pytest.Config, stack: Any) -> Any:
+    from harness.pytest_plugin import skip_or_fail
+
+    if nvml_device_count() == 0:
+        skip_or_fail(pytestconfig, "gpu", "NVML sees no GPU on this machine")
+    return snapshot(0)
+
+
+def pgids(snap: Any) -> dict[int, int]:
+    import os
+
+    out = {}
+    for p in snap.processes:
+        try:
+            out[p.pid] = os.getpgid(p.pid)
+        except OSError:
+            pass
+    return out
+
+
+def test_engines_hold_their_budget_and_the_card_keeps_headroom(
+    stack: Any, gpu_snapshot: Any, harness_settings: Any, run_record: Any
+) -> None:
+    from harness.check import run_check
+
+    plan = run_check(stack.spec.path, harness_settings, nvml_total=gpu_snapshot.total_bytes).plan
+    uses = engine_use(gpu_snapshot, stack.engines, plan, pgids(gpu_snapshot))
+    tolerance = harness_settings.get("targets.gpu.vram_tolerance", float, 0.05)
+    headroom = parse_size(harness_settings.get("targets.gpu.min_headroom", str, "1GiB"))
+    run_record.put("acceptance", "gpu", {
+        "device": gpu_snapshot.name, "total_bytes": gpu_snapshot.total_bytes,
+        "used_bytes": gpu_snapshot.used_bytes,
+        "engines": {u.service: {"used_bytes": u.used_bytes, "expected_bytes": u.expected_bytes,
+                                "pids": list(u.pids)} for u in uses},
+    })  # fmt: skip
+    problems = usage_problems(gpu_snapshot, uses, tolerance, headroom)
+    assert not problems, "; ".join(problems)
+
+
+def test_both_engines_on_the_same_device(
+    stack: Any, gpu_snapshot: Any, harness_settings: Any
+) -> None:
+    from harness.check import run_check
+
+    plan = run_check(stack.spec.path, harness_settings, nvml_total=gpu_snapshot.total_bytes).plan
+    devices: dict[str, set[int]] = {e.name: set() for e in stack.engines}
+    for index in range(nvml_device_count()):
+        snap = snapshot(index)
+        for use in engine_use(snap, stack.engines, plan, pgids(snap)):
+            if use.pids:
+                devices[use.service].add(index)
+    where = {name: sorted(d) for name, d in devices.items()}
+    assert all(len(d) == 1 for d in devices.values()), f"engines by GPU index: {where}"
+    assert len(set().union(*devices.values())) == 1, f"engines on different GPUs: {where}"
