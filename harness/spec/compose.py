@@ -58,7 +58,11 @@ def parse_stack(text: str, path: Path) -> StackSpec:
         where = f"{path}: service {name!r}"
         if not isinstance(body, dict):
             raise SpecError(f"{where}: must be a mapping")
-        service, secrets = _service(str(name), body, where)
+        try:
+            service, secrets = _service(str(name), body, where)
+        except (TypeError, AttributeError, ValueError, KeyError) as exc:
+            # A shape no specific check anticipated: still an input error, never a traceback.
+            raise SpecError(f"{where}: unexpected structure ({type(exc).__name__}: {exc})") from None
         services[service.name] = service
         inline.extend(secrets)
 
@@ -82,6 +86,8 @@ def _service(name: str, body: dict[str, Any], where: str) -> tuple[ServiceSpec, 
     if not isinstance(image, str) or not image:
         raise SpecError(f"{where}: `image:` is missing")
     command = body.get("command") or ()
+    if not isinstance(command, str | list | tuple):
+        raise SpecError(f"{where}: `command:` must be a string or a list")
     env, inline = _environment(body.get("environment"), name, where)
     labels = _labels(body.get("labels"), where)
     is_engine = "vllm-openai" in image or labels.get("harness.role") in ("classifier", "primary")
@@ -96,6 +102,11 @@ def _service(name: str, body: dict[str, Any], where: str) -> tuple[ServiceSpec, 
     env_file = body.get("env_file") or ()
     if isinstance(env_file, str | dict):
         env_file = (env_file,)
+    if not isinstance(env_file, list | tuple) or not all(
+        isinstance(f, str) or (isinstance(f, dict) and isinstance(f.get("path"), str))
+        for f in env_file
+    ):
+        raise SpecError(f"{where}: `env_file:` must be a path or a list of paths")
     deploy_gpu = _wants_gpu(body, where)
     spec = ServiceSpec(
         name=name,

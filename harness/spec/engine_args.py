@@ -140,7 +140,9 @@ def _split_command(command: str | Sequence[str], where: str) -> list[str]:
             return shlex.split(command)
         except ValueError as exc:
             raise SpecError(f"{where}: command cannot be split: {exc}") from None
-    if not all(isinstance(t, str | int | float) for t in command):
+    if not isinstance(command, list | tuple) or not all(
+        isinstance(t, str | int | float) and not isinstance(t, bool) for t in command
+    ):
         raise SpecError(f"{where}: command must be a string or a list of strings")
     return [str(t) for t in command]
 

@@ -1,0 +1,183 @@
+"""The numbers every view of a run shows, derived once from a record (a dict that
+`harness.report.schema.load_record` has validated): report.md, report.html, the history line and
+the comparison all read them from here, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Long-context outcomes, in the order a reader scans them.
+OK = "ok"  # classified, the classifier saw the whole conversation, routed right when scored
+FLAGGED = "flagged"  # at or past max-model-len and the router said so (fallback or 4xx): correct
+FALLBACK = "fallback"  # below max-model-len the router fell back instead of classifying
+TRUNCATED = "truncated"  # "classified", yet the classifier saw fewer tokens: a silent fallback
+MISROUTED = "misrouted"  # cue last, classified, but the wrong route
+ERROR = "error"  # HTTP 5xx
+UNFLAGGED = "unflagged"  # past max-model-len and the router claims it classified
+OUTCOMES = (OK, FLAGGED, FALLBACK, TRUNCATED, MISROUTED, ERROR, UNFLAGGED)
+PASSING = frozenset({OK, FLAGGED})
+
+
+@dataclass(frozen=True)
+class LongContextRow:
+    placement: str
+    route: str
+    tokens: int
+    status: int
+    got: str
+    reason: str
+    seen_tokens: int | None
+    over_limit: bool
+    outcome: str
+
+
+def max_model_len(doc: dict[str, Any]) -> int | None:
+    """The served max-model-len (smallest over engines), else the preflight's, else None."""
+    served = doc.get("acceptance", {}).get("max_model_len")
+    if isinstance(served, dict) and served:
+        return min(int(v) for v in served.values())
+    engines = doc.get("preflight", {}).get("engines", {})
+    lens = [int(e["max_model_len"]) for e in engines.values() if e.get("max_model_len")]
+    return min(lens) if lens else None
+
+
+def _outcome(row: dict[str, Any], over: bool) -> str:
+    status = int(row.get("status") or 0)
+    reason = str(row.get("reason") or "")
+    if status >= 500:
+        return ERROR
+    if over:
+        return FLAGGED if status >= 400 or reason.startswith("fallback") else UNFLAGGED
+    if reason != "classified":
+        return FALLBACK
+    seen = row.get("classifier_prompt_tokens")
+    if seen is not None and int(seen) < int(row["tokens"]):
+        return TRUNCATED
+    if row.get("placement") == "last" and row.get("got") != row.get("route"):
+        return MISROUTED
+    return OK
+
+
+def long_context(doc: dict[str, Any]) -> list[LongContextRow] | None:
+    """Each long-context request with its outcome; None when the run has no such section."""
+    rows = doc.get("acceptance", {}).get("long_context")
+    if rows is None:
+        return None
+    mml = max_model_len(doc)
+    out = []
+    for r in rows:
+        tokens = int(r["tokens"])
+        # The over-limit probes record no classifier token count; use that when mml is unknown.
+        over = tokens >= mml if mml else "classifier_prompt_tokens" not in r
+        seen = r.get("classifier_prompt_tokens")
+        out.append(
+            LongContextRow(
+                placement=str(r["placement"]),
+                route=str(r["route"]),
+                tokens=tokens,
+                status=int(r.get("status") or 0),
+                got=str(r.get("got")),
+                reason=str(r.get("reason")),
+                seen_tokens=None if seen is None else int(seen),
+                over_limit=over,
+                outcome=_outcome(r, over),
+            )
+        )
+    return out
+
+
+def outcome_counts(rows: list[LongContextRow]) -> dict[str, int]:
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for r in rows:
+        counts[r.outcome] += 1
+    return counts
+
+
+def token_columns(rows: list[LongContextRow]) -> list[tuple[str, list[int]]]:
+    """Columns of the long-context matrix: (label, token counts in it).
+
+    Conversations are built to a target "or just under", so counts within 64 tokens of each other
+    share a column; past max-model-len every count is its own column (mml and mml+1 differ by 1).
+    """
+    cols: list[tuple[str, list[int]]] = []
+    under = sorted({r.tokens for r in rows if not r.over_limit})
+    group: list[int] = []
+    for t in under:
+        if group and t - group[-1] > 64:
+            cols.append((f"{group[-1]:,}", group))
+            group = []
+        group.append(t)
+    if group:
+        cols.append((f"{group[-1]:,}", group))
+    cols += [(f"{t:,} (over)", [t]) for t in sorted({r.tokens for r in rows if r.over_limit})]
+    return cols
+
+
+def routing(doc: dict[str, Any]) -> dict[str, Any] | None:
+    r = doc.get("acceptance", {}).get("routing")
+    return r if isinstance(r, dict) else None
+
+
+def profiles(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    load = doc.get("load", {})
+    return {k: v for k, v in load.items() if isinstance(v, dict) and "latency" in v}
+
+
+def labels(summary: dict[str, Any]) -> list[str]:
+    """Route (or target) labels of a load summary, "all" left out; local and search first."""
+    names = [k for k in summary.get("latency", {}) if k != "all"]
+    order = {"local": 0, "search": 1}
+    return sorted(names, key=lambda n: (order.get(n, 2), n))
+
+
+def pct(summary: dict[str, Any], label: str, metric: str, p: str = "p95") -> float | None:
+    value = summary.get("latency", {}).get(label, {}).get(metric, {}).get(p)
+    return None if value is None else float(value)
+
+
+def samples(summary: dict[str, Any], label: str, metric: str = "ttft_s") -> int:
+    n = summary.get("latency", {}).get(label, {}).get(metric, {}).get("n")
+    return int(n or 0)
+
+
+def fallbacks(doc: dict[str, Any]) -> dict[str, int]:
+    """Fallbacks seen in acceptance: routing eval, long-context below the limit, silent ones."""
+    out: dict[str, int] = {}
+    r = routing(doc)
+    if r is not None:
+        out["routing"] = int(r.get("fallbacks", 0))
+    rows = long_context(doc)
+    if rows is not None:
+        out["long_context"] = sum(x.outcome in (FALLBACK, UNFLAGGED) for x in rows)
+        out["long_context_silent"] = sum(x.outcome == TRUNCATED for x in rows)
+    return out
+
+
+def history_line(doc: dict[str, Any], run_dir: str | None = None) -> dict[str, Any]:
+    """The one line `reports/history.jsonl` keeps for a run."""
+    r = routing(doc)
+    rows = long_context(doc)
+    load: dict[str, Any] = {}
+    for name, s in profiles(doc).items():
+        load[name] = {
+            "p95_ttft_s": {label: pct(s, label, "ttft_s") for label in labels(s)},
+            "error_rate": s.get("error_rate"),
+            "requests": s.get("requests"),
+            "preemptions": {e: v.get("preemptions") for e, v in s.get("engines", {}).items()},
+        }
+    return {
+        "run_id": doc["run_id"],
+        "target": doc["target"],
+        "status": doc["status"],
+        "started_at": doc["started_at"],
+        "finished_at": doc.get("finished_at"),
+        "run_dir": run_dir,
+        "routing_accuracy": None if r is None else r.get("accuracy"),
+        "long_context_failures": None
+        if rows is None
+        else sum(x.outcome not in PASSING for x in rows),
+        "fallbacks": fallbacks(doc),
+        "load": load,
+    }
