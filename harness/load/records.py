@@ -27,6 +27,7 @@ class RequestRecord:
     output_tokens: int | None = None
     prompt_tokens: int | None = None
     error: str | None = None
+    request_id: str | None = None  # sent as X-Harness-Request, for pairing with server logs
 
     @property
     def label(self) -> str:

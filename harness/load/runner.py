@@ -60,6 +60,45 @@ def chars_per_token(stack: Stack) -> float:
         return 3.0
 
 
+def run_locust(
+    lf: Path,
+    host: str,
+    settings: LoadSettings,
+    out: Path,
+    *,
+    cwd: Path,
+    timeout_s: float,
+    users: int | None = None,
+    run_time_s: float | None = None,
+) -> None:
+    """locust headless in its own process group; its CSV, JSON and log go to `out`.
+
+    Profiles bring their own LoadTestShape; plain locustfiles get `users` and `run_time_s`.
+    """
+    env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
+    env.update(settings.to_env())
+    argv = [
+        sys.executable, "-m", "locust", "-f", str(lf), "--headless", "--host", host,
+        "--csv", str(out / "locust"), "--json-file", str(out / "locust"),
+        "--only-summary", "--loglevel", "WARNING", "--logfile", str(out / "locust.log"),
+        "--stop-timeout", "300", "--exit-code-on-error", "0",
+    ]  # fmt: skip
+    if users is not None:
+        argv += ["-u", str(users), "-r", str(users)]
+    if run_time_s is not None:
+        argv += ["--run-time", f"{int(run_time_s)}s"]
+    with (out / "locust.out").open("wb") as log:
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except BaseException:
+            stop_group(proc.pid)
+            raise
+    if rc != 0:
+        raise StackError(f"locust exited with {rc}; see {out / 'locust.out'}")
+
+
 def run_profile(
     stack: Stack,
     profile: str,
@@ -93,27 +132,10 @@ def run_profile(
         pace_s=0.0,
         seed=seed,
     )
-    env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
-    env.update(settings.to_env())
-    argv = [
-        sys.executable, "-m", "locust", "-f", str(lf), "--headless",
-        "--host", stack.router.url,
-        "--csv", str(out / "locust"), "--json-file", str(out / "locust"),
-        "--only-summary", "--loglevel", "WARNING", "--logfile", str(out / "locust.log"),
-        "--stop-timeout", "300", "--exit-code-on-error", "0",
-    ]  # fmt: skip
     engines = {s.name: s.url for s in stack.engines}
     sampler = Sampler(engines, interval_s=interval_s)
-    with sampler, (out / "locust.out").open("wb") as log:
-        proc = subprocess.Popen(argv, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
-        try:
-            rc = proc.wait(timeout=duration_s + 600)
-        except BaseException:
-            stop_group(proc.pid)
-            raise
-    if rc != 0:
-        raise StackError(f"locust exited with {rc} for profile {profile}; see {out / 'locust.out'}")
+    with sampler:
+        run_locust(lf, stack.router.url, settings, out, cwd=root, timeout_s=duration_s + 600)
     sampler.save(out / "timeline.jsonl")
     records = read_records(settings.records)
     summary = summarize(profile, records, sampler, primary.max_num_seqs, stack.primary.name)

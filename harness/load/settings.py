@@ -26,6 +26,8 @@ class LoadSettings:
     duration_s: float | None
     pace_s: float
     seed: int
+    direct_url: str = ""
+    direct_model: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LoadSettings:
@@ -49,6 +51,8 @@ class LoadSettings:
             else None,
             pace_s=float(e.get("HARNESS_LOAD_PACE_S", "0")),
             seed=int(e.get("HARNESS_LOAD_SEED", "1")),
+            direct_url=e.get("HARNESS_LOAD_DIRECT_URL", ""),
+            direct_model=e.get("HARNESS_LOAD_DIRECT_MODEL", ""),
         )  # fmt: skip
 
     def to_env(self) -> dict[str, str]:
@@ -64,6 +68,8 @@ class LoadSettings:
             "HARNESS_LOAD_CHARS_PER_TOKEN": str(self.chars_per_token),
             "HARNESS_LOAD_PACE_S": str(self.pace_s),
             "HARNESS_LOAD_SEED": str(self.seed),
+            "HARNESS_LOAD_DIRECT_URL": self.direct_url,
+            "HARNESS_LOAD_DIRECT_MODEL": self.direct_model,
         }
         if self.users is not None:
             env["HARNESS_LOAD_USERS"] = str(self.users)

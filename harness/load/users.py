@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
+import uuid
 from typing import Any
 
 import requests
@@ -75,12 +76,14 @@ class _StreamingUser(User):
         intended = self._schedule()
         start_wall, start = time.time(), time.perf_counter()
         rec = RequestRecord(type(self).__name__, self.target, intended, start_wall, 0, False)
+        rec.request_id = uuid.uuid4().hex
+        headers = {**self.headers(), "X-Harness-Request": rec.request_id}
+        body = self.body()
         exc: Exception | None = None
         try:
             with self.session.post(
-                self.url(), json=self.body(), headers=self.headers(), stream=True,
-                timeout=(10, 900),
-            ) as resp:  # fmt: skip
+                self.url(), json=body, headers=headers, stream=True, timeout=(10, 900)
+            ) as resp:
                 rec.status = resp.status_code
                 rec.route = resp.headers.get("X-Route")
                 rec.reason = resp.headers.get("X-Route-Reason")
@@ -178,6 +181,28 @@ class ClassifierUser(_StreamingUser):
             "max_tokens": 4,
             "temperature": 0,
             "structured_outputs": {"choice": list(ROUTES)},
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+
+
+class DirectUser(_StreamingUser):
+    """A short streamed chat straight to one OpenAI-compatible server (an engine, or the
+    benchmark's no-op server), to measure the harness's own client overhead."""
+
+    target = "direct"
+
+    def url(self) -> str:
+        return SETTINGS.direct_url.rstrip("/") + "/v1/chat/completions"
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "model": SETTINGS.direct_model,
+            "messages": [{"role": "user", "content": "Say hello."}],
+            "max_tokens": SETTINGS.max_tokens,
             "stream": True,
             "stream_options": {"include_usage": True},
         }

@@ -82,7 +82,9 @@ def append_history(path: Path, entry: dict[str, Any]) -> bool:
     return True
 
 
-def recent(entries: list[dict[str, Any]], n: int, target: str | None = None) -> list[dict[str, Any]]:
+def recent(
+    entries: list[dict[str, Any]], n: int, target: str | None = None
+) -> list[dict[str, Any]]:
     """The last `n` entries by start time (of `target` only, when given), oldest first."""
     picked = [e for e in entries if target is None or e.get("target") == target]
     ordered = sorted(enumerate(picked), key=lambda ie: (str(ie[1].get("started_at")), ie[0]))

@@ -2,13 +2,15 @@
 
 Each function returns one `<svg>` element as a string with an `id` and a `<title>`, sized by
 its viewBox so it scales with the page. Every piece of text goes through `esc`. No script, no
-external resource, no xmlns (inline SVG in HTML needs none).
+external resource, no xmlns (inline SVG in HTML needs none). The text helpers the report's
+sections share (`esc`, `fmt`, `table`, `slug`) live here too.
 """
 
 from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Callable, Sequence
 
 # Paul Tol's "bright" scheme: distinguishable for the colour-blind, fine in grey print.
@@ -19,10 +21,30 @@ FONT = 'font-family="system-ui, sans-serif"'
 
 Point = tuple[float, float]
 Cell = tuple[str, str]  # (text, fill colour)
+NUMERIC = re.compile(r"^[-+]?[\d,.]+(e[-+]?\d+)?( ?(%|s|GiB|/ ?\d+))?$")
 
 
 def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
+
+
+def table(head: Sequence[str], rows: Sequence[Sequence[object]], cls: Sequence[str] = ()) -> str:
+    """An HTML table; cells that read as numbers are right-aligned (class `n`)."""
+    out = ["<table><tr>", *(f"<th>{esc(h)}</th>" for h in head), "</tr>"]
+    for i, r in enumerate(rows):
+        c = f' class="{esc(cls[i])}"' if i < len(cls) and cls[i] else ""
+        out.append(f"<tr{c}>" + "".join(_td(x) for x in r) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def _td(x: object) -> str:
+    text = "-" if x is None else str(x)
+    return f'<td class="n">{esc(text)}</td>' if NUMERIC.match(text) else f"<td>{esc(text)}</td>"
+
+
+def slug(text: str) -> str:
+    """`text` as a piece of an element id."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-").lower() or "x"
 
 
 def fmt(v: float | None, digits: int = 3) -> str:
@@ -61,9 +83,34 @@ def _text(x: float, y: float, s: object, anchor: str = "middle", extra: str = ""
     return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{extra}>{esc(s)}</text>'
 
 
-def _legend(items: Sequence[tuple[str, str]], x: float, y: float, dashed: Sequence[str] = ()) -> str:
+def blend(colour: str, share: float) -> str:
+    """`colour` (#rrggbb) mixed with white: share 1 is the colour, 0 is white."""
+    rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(255 - (255 - c) * share):02x}" for c in rgb)
+
+
+def ink(fill: str) -> str:
+    """Black or white text, whichever reads better on `fill` (#rrggbb)."""
+    if not (fill.startswith("#") and len(fill) == 7):
+        return "#000"
+    r, g, b = (int(fill[i : i + 2], 16) for i in (1, 3, 5))
+    return "#000" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#fff"
+
+
+def _legend(
+    items: Sequence[tuple[str, str]],
+    x: float,
+    y: float,
+    max_x: float = 10_000,
+    dashed: Sequence[str] = (),
+) -> tuple[str, int]:
+    """Legend entries left to right, wrapping at `max_x`; (svg, number of lines)."""
     parts = []
+    x0, lines = x, 1
     for label, colour in items:
+        step = 28 + 6.2 * len(label)
+        if x > x0 and x + step - 12 > max_x:
+            x, y, lines = x0, y + 15, lines + 1
         if label in dashed:
             mark = (
                 f'<line x1="{x:.1f}" y1="{y - 4:.1f}" x2="{x + 12:.1f}" y2="{y - 4:.1f}" '
@@ -72,8 +119,8 @@ def _legend(items: Sequence[tuple[str, str]], x: float, y: float, dashed: Sequen
         else:
             mark = f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="12" height="10" fill="{colour}"/>'
         parts.append(mark + _text(x + 16, y, label, "start"))
-        x += 28 + 6.2 * len(label)
-    return "".join(parts)
+        x += step
+    return "".join(parts), lines
 
 
 def _y_axis(
@@ -102,19 +149,24 @@ def bar_chart(
     groups: Sequence[tuple[str, Sequence[float | None]]],
     series: Sequence[str],
     unit: str = "",
-    width: int = 720,
+    width: int | None = None,
     height: int = 300,
 ) -> str:
-    """Grouped vertical bars: one group per label, one bar per series (e.g. p50, p95, p99)."""
-    left, right, top, bottom = 60, width - 12, 44, height - 52
+    """Grouped vertical bars: one group per label, one bar per series (e.g. p50, p95, p99).
+
+    Labels like `steady/local` print `local` under the group and `steady` once under the run
+    of groups that share it."""
+    width = width or min(1140, max(560, 110 * len(groups)))
+    left, right, top, bottom = 60, width - 12, 44, height - 46
     values = [v for _, vs in groups for v in vs if v is not None]
     ticks = nice_ticks(max(values, default=0.0))
     out = _open(plot_id, title, width, height)
     out += _y_axis(ticks, left, right, top, bottom, unit)
     colours = [(s, PALETTE[i % len(PALETTE)]) for i, s in enumerate(series)]
-    out.append(_legend(colours, left + 4, 34))
+    out.append(_legend(colours, left + 4, 34)[0])
     slot = (right - left) / max(1, len(groups))
     bar = min(36.0, slot * 0.8 / max(1, len(series)))
+    outer: list[tuple[str, int, int]] = []  # (outer label, first group, last group)
     for g, (label, vs) in enumerate(groups):
         x0 = left + g * slot + (slot - bar * len(series)) / 2
         for i, v in enumerate(vs):
@@ -128,9 +180,19 @@ def bar_chart(
                 f'fill="{colours[i][1]}"><title>{esc(f"{label} {series[i]}: {fmt(v)} {unit}")}'
                 "</title></rect>"
             )
-            if bar >= 16:
+            if len(fmt(v)) * 5.4 <= bar + 2:
                 out.append(_text(x + bar / 2, bottom - h - 3, fmt(v), extra=' font-size="9"'))
-        out.append(_text(left + (g + 0.5) * slot, bottom + 16, label))
+        head, _, tail = label.rpartition("/")
+        out.append(_text(left + (g + 0.5) * slot, bottom + 15, tail))
+        if outer and outer[-1][0] == head:
+            outer[-1] = (head, outer[-1][1], g)
+        else:
+            outer.append((head, g, g))
+    for head, first, last in outer:
+        if head:
+            x1, x2 = left + first * slot + 4, left + (last + 1) * slot - 4
+            out.append(f'<path d="M{x1:.1f} {bottom + 21} H{x2:.1f}" stroke="{GRID}"/>')
+            out.append(_text((x1 + x2) / 2, bottom + 34, head, extra=' font-weight="600"'))
     out.append("</svg>")
     return "".join(out)
 
@@ -143,18 +205,24 @@ def line_chart(
     unit: str = "",
     x_unit: str = "s",
     y_max: float | None = None,
+    y_min: float = 0.0,
     hlines: Sequence[tuple[float, str]] = (),
     x_labels: Sequence[str] | None = None,
     y_fmt: Callable[[float], str] = fmt,
-    width: int = 360,
-    height: int = 220,
+    width: int = 372,
+    height: int = 230,
 ) -> str:
     """Lines over x; dashed horizontal reference lines; with `x_labels`, x is a run index."""
-    left, right, top, bottom = 48, width - 10, 44, height - (56 if x_labels else 34)
+    items = [(label, PALETTE[i % len(PALETTE)]) for i, (label, _) in enumerate(series)]
+    items += [(label, AXIS) for _, label in hlines]
+    legend, lines = _legend(items, 40, 34, width - 8, [label for _, label in hlines])
+    left, right = 52, width - 14
+    top, bottom = 36 + 15 * lines, height - (56 if x_labels else 30) + 15 * (lines - 1)
+    height += 15 * (lines - 1)
     ys = [y for _, pts in series for _, y in pts] + [y for y, _ in hlines]
     xs = [x for _, pts in series for x, _ in pts]
     hi = y_max if y_max is not None else max(ys, default=0.0)
-    ticks = nice_ticks(hi if hi > 0 else 1.0, 4)
+    ticks = [y_min + t for t in nice_ticks(hi - y_min if hi > y_min else 1.0, 4)]
     x_lo, x_hi = (min(xs), max(xs)) if xs else (0.0, 1.0)
     if x_labels is not None:
         x_lo, x_hi = -0.5, len(x_labels) - 0.5
@@ -164,7 +232,7 @@ def line_chart(
         return left + (right - left) * (x - x_lo) / span
 
     def py(y: float) -> float:
-        return bottom - (bottom - top) * y / (ticks[-1] or 1.0)
+        return bottom - (bottom - top) * (y - y_min) / ((ticks[-1] - y_min) or 1.0)
 
     out = _open(plot_id, title, width, height)
     for t in ticks:
@@ -173,20 +241,18 @@ def line_chart(
         out.append(_text(left - 5, y + 4, y_fmt(t), "end"))
     out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="{AXIS}"/>')
     out.append(f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="{AXIS}"/>')
+    if unit:
+        out.append(_text(12, (top + bottom) / 2, unit, extra=_rotate(12, (top + bottom) / 2)))
     if x_labels is not None:
         for i, label in enumerate(x_labels):
             x = px(i)
             out.append(_text(x, bottom + 12, label, "end", _rotate(x, bottom + 12, -30)))
     else:
-        for t in nice_ticks(x_hi - x_lo, 4):
-            out.append(_text(px(x_lo + t), bottom + 14, fmt(t)))
-        out.append(_text(right, bottom + 28, x_unit, "end"))
-    if unit:
-        out.append(_text(left, top - 6, unit, "start"))
-    items = []
-    for i, (label, pts) in enumerate(series):
-        colour = PALETTE[i % len(PALETTE)]
-        items.append((label, colour))
+        xt = [t for t in nice_ticks(x_hi - x_lo, 4) if t <= span + 1e-9]
+        for k, t in enumerate(xt):
+            text = fmt(t) + (f" {x_unit}" if k == len(xt) - 1 else "")
+            out.append(_text(px(x_lo + t), bottom + 14, text))
+    for (label, pts), (_, colour) in zip(series, items, strict=False):
         if not pts:
             continue
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
@@ -200,16 +266,13 @@ def line_chart(
                 f"<title>{esc(f'{x_labels[int(x)]} {label}: {y_fmt(y)}')}</title></circle>"
                 for x, y in pts
             ]
-    dashed = []
     for y, label in hlines:
         out.append(
             f'<line class="ref" x1="{left}" y1="{py(y):.1f}" x2="{right}" y2="{py(y):.1f}" '
             f'stroke="{AXIS}" stroke-width="1.4" stroke-dasharray="6 4"><title>{esc(label)}'
             "</title></line>"
         )
-        items.append((label, AXIS))
-        dashed.append(label)
-    out.append(_legend(items, left, 34, dashed))
+    out.append(legend)
     out.append("</svg>")
     return "".join(out)
 
@@ -228,16 +291,17 @@ def grid(
 ) -> str:
     """A matrix of coloured cells with text: confusion matrices, pass/fail matrices."""
     label_w = max([len(r) for r in row_labels] + [len(corner), 6]) * 7 + 16
-    top = 58 if legend else 40
     width = max(label_w + cell_w * len(col_labels) + 12, 320)
+    legend_svg, lines = _legend(legend, 8, 36, width - 8) if legend else ("", 0)
+    top = 40 + 15 * lines
     height = top + cell_h * (len(row_labels) + 1) + 12
     out = _open(plot_id, title, width, height)
-    if legend:
-        out.append(_legend(legend, 8, 36))
+    out.append(legend_svg)
     if corner:
         out.append(_text(label_w - 8, top + cell_h * 0.65, corner, "end", ' fill="#777"'))
     for j, c in enumerate(col_labels):
-        out.append(_text(label_w + (j + 0.5) * cell_w, top + cell_h * 0.65, c, extra=' font-weight="600"'))
+        x = label_w + (j + 0.5) * cell_w
+        out.append(_text(x, top + cell_h * 0.65, c, extra=' font-weight="600"'))
     for i, r in enumerate(row_labels):
         y = top + cell_h * (i + 1)
         out.append(_text(label_w - 8, y + cell_h * 0.62, r, "end", ' font-weight="600"'))
@@ -245,11 +309,12 @@ def grid(
             cell = cells[i][j] if j < len(cells[i]) else None
             x = label_w + j * cell_w
             fill, text = ("#f4f4f4", "") if cell is None else (cell[1], cell[0])
+            tip = esc(f"{r} / {col_labels[j]}: {text}")
             out.append(
                 f'<rect x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{cell_h - 2}" '
-                f'fill="{fill}" rx="3"><title>{esc(f"{r} / {col_labels[j]}: {text}")}</title></rect>'
+                f'fill="{fill}" rx="3"><title>{tip}</title></rect>'
             )
-            out.append(_text(x + cell_w / 2, y + cell_h * 0.62, text))
+            out.append(_text(x + cell_w / 2, y + cell_h * 0.62, text, extra=f' fill="{ink(fill)}"'))
     out.append("</svg>")
     return "".join(out)
 
@@ -261,18 +326,21 @@ def stacked_bars(
     scale: float,
     *,
     value_fmt: Callable[[float], str] = fmt,
-    width: int = 720,
+    scale_label: str = "scale",
+    width: int = 900,
 ) -> str:
     """Horizontal stacked bars on one common scale; the third item of a row draws a bracket
     (e.g. an engine's budget) at that value. Segment text is shown where it fits."""
-    left, right, top, row_h = 130, width - 16, 52, 40
-    height = top + row_h * len(rows) + 26
-    out = _open(plot_id, title, width, height)
     seen: dict[str, str] = {}
-    for label, segs, _ in rows:
+    for _, segs, _ in rows:
         for name, _, colour in segs:
             seen.setdefault(name, colour)
-    out.append(_legend(list(seen.items()), 8, 36))
+    left, right, row_h = 130, width - 16, 40
+    legend, lines = _legend(list(seen.items()), 8, 36, width - 8)
+    top = 30 + 15 * lines
+    height = top + row_h * len(rows) + 26
+    out = _open(plot_id, title, width, height)
+    out.append(legend)
     k = (right - left) / (scale or 1.0)
     for i, (label, segs, bracket) in enumerate(rows):
         y = top + i * row_h + 6
@@ -284,13 +352,15 @@ def stacked_bars(
         x = float(left)
         for name, value, colour in segs:
             w = max(0.0, value * k)
+            tip = esc(f"{label} {name}: {value_fmt(value)}")
             out.append(
-                f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="24" fill="{colour}">'
-                f"<title>{esc(f'{label} {name}: {value_fmt(value)}')}</title></rect>"
+                f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="24" fill="{colour}" '
+                f'stroke="#fff" stroke-width="0.5"><title>{tip}</title></rect>'
             )
             text = value_fmt(value)
-            if w > 7 * len(text) + 6:
-                out.append(_text(x + w / 2, y + 16, text, extra=' fill="#fff" font-size="10"'))
+            if w > 6.2 * len(text) + 6:
+                fill = f' fill="{ink(colour)}" font-size="10"'
+                out.append(_text(x + w / 2, y + 16, text, extra=fill))
             x += w
         if bracket is not None:
             bx = left + bracket * k
@@ -298,6 +368,7 @@ def stacked_bars(
                 f'<path d="M{bx:.1f} {y - 4} v32" stroke="#000" stroke-width="2">'
                 f"<title>{esc(f'{label} budget: {value_fmt(bracket)}')}</title></path>"
             )
-    out.append(_text(right, top + row_h * len(rows) + 16, f"scale: {value_fmt(scale)}", "end"))
+            out.append(_text(bx + 6, y + 16, f"budget {value_fmt(bracket)}", "start"))
+    out.append(_text(right, height - 8, f"{scale_label}: {value_fmt(scale)}", "end"))
     out.append("</svg>")
     return "".join(out)

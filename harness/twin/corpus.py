@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,4 +83,23 @@ def history_pairs(
     for _ in range(n_pairs):
         out.append({"role": "user", "content": rng.choice(pool).question})
         out.append({"role": "assistant", "content": assistant_reply(rng, filler)})
+    return out
+
+
+def long_history(
+    pool: Sequence[RoutingItem],
+    filler: Sequence[str],
+    tokens: int,
+    count_tokens: Callable[[str], int],
+    seed: int,
+) -> list[Message]:
+    """Earlier turns of both routes adding up to about `tokens` tokens of conversation."""
+    rng = random.Random(seed)
+    out: list[Message] = []
+    count = 0
+    while count < tokens:
+        pair = history_pairs(rng, pool, filler, 1)
+        # About four template tokens frame each message.
+        count += sum(count_tokens(m["content"]) + 4 for m in pair)
+        out.extend(pair)
     return out

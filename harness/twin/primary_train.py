@@ -20,7 +20,13 @@ from harness.twin.chat_format import (
     THINK_START,
     render_chat,
 )
-from harness.twin.corpus import Message, RoutingItem, assistant_reply, history_pairs
+from harness.twin.corpus import (
+    Message,
+    RoutingItem,
+    assistant_reply,
+    history_pairs,
+    long_history,
+)
 from harness.twin.tiny_llama import TinyLlama, TinyLlamaConfig
 from harness.twin.tokenizer import token_id
 from harness.twin.training import Example, length_bucketed, train
@@ -39,7 +45,11 @@ class PrimaryParams:
     # already holds an empty think block; the model then goes straight to the answer.
     no_think_prob: float = 0.2
     system_prob: float = 0.3
-    max_history_pairs: int = 6
+    max_history_pairs: int = 4
+    # As for the classifier: some batches share one long history, so that the reply keeps its
+    # shape behind the long prompts of the load tests.
+    long_history_prob: float = 0.15
+    long_history_tokens: tuple[int, int] = (256, 3072)
     eval_prompts: int = 4
 
 
@@ -61,12 +71,16 @@ def chat_prompt(
     items: Sequence[RoutingItem],
     filler: Sequence[str],
     params: PrimaryParams,
+    history: Sequence[Message] | None = None,
 ) -> list[Message]:
     """A random conversation: optional system message, earlier turns, a last user message."""
     msgs: list[Message] = []
-    if rng.random() < params.system_prob:
-        msgs.append({"role": "system", "content": assistant_reply(rng, filler)})
-    msgs.extend(history_pairs(rng, items, filler, rng.randint(0, params.max_history_pairs)))
+    if history is not None:
+        msgs.extend(history)
+    else:
+        if rng.random() < params.system_prob:
+            msgs.append({"role": "system", "content": assistant_reply(rng, filler)})
+        msgs.extend(history_pairs(rng, items, filler, rng.randint(0, params.max_history_pairs)))
     msgs.append({"role": "user", "content": rng.choice(items).question})
     return msgs
 
@@ -100,12 +114,23 @@ def train_primary(
     targets = {t: [*_encode(tok, reply_text(t)), eos] for t in (True, False)}
     rng = random.Random(params.seed)
 
-    def example() -> Example:
+    def example(history: Sequence[Message] | None = None) -> Example:
         thinking = rng.random() >= params.no_think_prob
-        text = render_chat(chat_prompt(rng, items, filler, params), enable_thinking=thinking)
+        convo = chat_prompt(rng, items, filler, params, history)
+        text = render_chat(convo, enable_thinking=thinking)
         return Example(prompt=_encode(tok, text), target=targets[thinking])
 
-    batch = length_bucketed(example, params.batch_size, rng)
+    short_batch = length_bucketed(example, params.batch_size, rng)
+
+    def count_tokens(text: str) -> int:
+        return len(_encode(tok, text))
+
+    def batch(step: int) -> list[Example]:
+        if rng.random() >= params.long_history_prob:
+            return short_batch(step)
+        length = rng.randint(*params.long_history_tokens)
+        hist = long_history(items, filler, length, count_tokens, rng.randrange(2**31))
+        return [example(hist) for _ in range(params.batch_size)]
 
     model = TinyLlama(cfg)
     result = train(

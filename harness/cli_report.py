@@ -1,0 +1,113 @@
+"""`harness report | compare | baseline`: the report commands of the CLI.
+
+RUN is a run directory (or its record.json) or a run id under `<reports>/runs/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    from harness.report.finalize import finalize_run
+    from harness.report.history import resolve_run
+
+    run_dir = resolve_run(ns.run)
+    written = finalize_run(run_dir, trend_runs=ns.history)
+    print(written[0].read_text(), end="")
+    for path in written:
+        print(f"wrote {path}")
+    if ns.screenshot:
+        from harness.report.browser import screenshot
+
+        png = run_dir / "report.png"
+        errors = screenshot(run_dir / "report.html", png)
+        print(f"wrote {png}")
+        for e in errors:
+            print(f"console error: {e}")
+        return 1 if errors else 0
+    return 0
+
+
+def cmd_compare(ns: argparse.Namespace) -> int:
+    from harness.config import load_settings
+    from harness.report.compare import Tolerances, compare, render_table
+    from harness.report.history import resolve_baseline, resolve_run, root_of
+    from harness.report.schema import load_record
+
+    run_dir = resolve_run(ns.run)
+    current = load_record(run_dir / "record.json")
+    base_path = resolve_baseline(
+        ns.baseline, root_of(run_dir), current["run_id"], current["target"]
+    )
+    baseline = load_record(base_path)
+    result = compare(current, baseline, Tolerances.from_settings(load_settings(ns.config)))
+    if ns.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(f"baseline: {base_path}")
+        print(render_table(result))
+    return 1 if result.regression else 0
+
+
+def cmd_baseline_set(ns: argparse.Namespace) -> int:
+    from harness.report.history import resolve_run, root_of, set_baseline
+
+    run_dir = resolve_run(ns.run)
+    path = set_baseline(run_dir, root_of(run_dir))
+    print(f"baseline is now {run_dir.name} ({path})")
+    return 0
+
+
+def cmd_baseline_show(ns: argparse.Namespace) -> int:
+    from harness.report.history import BASELINE
+    from harness.report.run_dir import reports_root
+    from harness.report.schema import load_record
+
+    path = reports_root() / BASELINE
+    if not path.is_file():
+        print(f"no baseline pinned ({path}); compare falls back to last-green")
+        return 1
+    doc = load_record(path)
+    print(f"{doc['run_id']}: {doc['target']}, {doc['status']}, started {doc['started_at']}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    report = sub.add_parser("report", help="render report.md and report.html of a run")
+    report.add_argument("run", help="run directory or run id under reports/runs")
+    report.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add trend plots over the last N runs of the same target",
+    )
+    report.add_argument(
+        "--screenshot",
+        action="store_true",
+        help="open the HTML in headless chromium, keep report.png, exit 1 on console errors",
+    )
+    report.set_defaults(func=cmd_report)
+
+    comp = sub.add_parser("compare", help="compare a run with the baseline; exit 1 on regression")
+    comp.add_argument("run", help="run directory or run id under reports/runs")
+    comp.add_argument(
+        "--baseline",
+        default=None,
+        metavar="PATH|last-green",
+        help="a record.json or run directory, or last-green "
+        "(default: reports/baseline.json, else last-green)",
+    )
+    comp.add_argument("--json", action="store_true", help="rows as JSON")
+    comp.set_defaults(func=cmd_compare)
+
+    base = sub.add_parser("baseline", help="pin the run that compare measures against")
+    base_sub = base.add_subparsers(dest="baseline_command", required=True)
+    set_ = base_sub.add_parser("set", help="copy a run's record to reports/baseline.json")
+    set_.add_argument("run", type=Path, help="run directory or run id under reports/runs")
+    set_.set_defaults(func=cmd_baseline_set)
+    show = base_sub.add_parser("show", help="which run is the baseline")
+    show.set_defaults(func=cmd_baseline_show)

@@ -1,0 +1,324 @@
+"""Compare a run against a baseline, metric by metric, with the owner's tolerances.
+
+Tolerances come from harness.toml `[compare]` (defaults in `Tolerances`):
+
+    ttft_p95_growth = 0.15        p95 TTFT per profile and route may grow by this fraction...
+    ttft_p95_slack_s = 0.05       ...or by this many seconds, whichever is larger (twin noise)
+    itl_p95_growth = 0.25         the same for p95 inter-token latency
+    itl_p95_slack_s = 0.02
+    min_samples = 5               latencies with fewer samples on either side are not compared
+    accuracy_drop = 0.02          routing accuracy may drop by this much (0.02 = 2 points)
+    error_rate_increase = 0.0     a profile's error rate may rise by this much
+    no_new_preemptions = ["steady"]   profiles where any preemption beyond the baseline's counts
+    max_fallbacks = 0             fallbacks in acceptance (routing eval, long context, silent)
+    max_long_context_failures = 0 long-context requests that did not pass
+    kv_tokens_drop = 0.05         an engine's KV capacity may shrink by this fraction
+
+Relative limits need both runs. Absolute limits (fallbacks, long-context failures) judge the
+current run alone. A metric the other run lacks is "not compared": neither a pass nor a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.config import Settings
+from harness.report import summary as S
+
+OK = "ok"
+REGRESSION = "regression"
+NOT_COMPARED = "not compared"
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(str(v) for v in value)
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    ttft_p95_growth: float = 0.15
+    ttft_p95_slack_s: float = 0.05
+    itl_p95_growth: float = 0.25
+    itl_p95_slack_s: float = 0.02
+    min_samples: int = 5
+    accuracy_drop: float = 0.02
+    error_rate_increase: float = 0.0
+    no_new_preemptions: tuple[str, ...] = ("steady",)
+    max_fallbacks: int = 0
+    max_long_context_failures: int = 0
+    kv_tokens_drop: float = 0.05
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Tolerances:
+        d = cls()
+        return cls(
+            ttft_p95_growth=settings.get("compare.ttft_p95_growth", float, d.ttft_p95_growth),
+            ttft_p95_slack_s=settings.get("compare.ttft_p95_slack_s", float, d.ttft_p95_slack_s),
+            itl_p95_growth=settings.get("compare.itl_p95_growth", float, d.itl_p95_growth),
+            itl_p95_slack_s=settings.get("compare.itl_p95_slack_s", float, d.itl_p95_slack_s),
+            min_samples=settings.get("compare.min_samples", int, d.min_samples),
+            accuracy_drop=settings.get("compare.accuracy_drop", float, d.accuracy_drop),
+            error_rate_increase=settings.get(
+                "compare.error_rate_increase", float, d.error_rate_increase
+            ),
+            no_new_preemptions=settings.get(
+                "compare.no_new_preemptions", _names, d.no_new_preemptions
+            ),
+            max_fallbacks=settings.get("compare.max_fallbacks", int, d.max_fallbacks),
+            max_long_context_failures=settings.get(
+                "compare.max_long_context_failures", int, d.max_long_context_failures
+            ),
+            kv_tokens_drop=settings.get("compare.kv_tokens_drop", float, d.kv_tokens_drop),
+        )
+
+
+Value = float | str | None
+
+
+@dataclass(frozen=True)
+class Row:
+    metric: str
+    baseline: Value
+    current: Value
+    limit: float | None
+    bound: str  # "max": current may not exceed limit; "min": may not fall below; "" none
+    verdict: str
+    note: str = ""
+
+    @property
+    def delta(self) -> float | None:
+        if isinstance(self.baseline, int | float) and isinstance(self.current, int | float):
+            return float(self.current) - float(self.baseline)
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "baseline": self.baseline,
+            "current": self.current,
+            "delta": self.delta,
+            "limit": self.limit,
+            "bound": self.bound,
+            "verdict": self.verdict,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    current_id: str
+    baseline_id: str
+    rows: tuple[Row, ...] = field(default_factory=tuple)
+
+    @property
+    def regressions(self) -> list[Row]:
+        return [r for r in self.rows if r.verdict == REGRESSION]
+
+    @property
+    def regression(self) -> bool:
+        return bool(self.regressions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "current": self.current_id,
+            "baseline": self.baseline_id,
+            "regression": self.regression,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+
+def _missing(metric: str, b: Value, c: Value) -> Row:
+    where = "baseline" if b is None else "current run"
+    return Row(metric, b, c, None, "", NOT_COMPARED, f"missing in the {where}")
+
+
+def upper(metric: str, b: float | None, c: float | None, allowed: float, note: str = "") -> Row:
+    """Current may exceed the baseline by at most `allowed`."""
+    if b is None or c is None:
+        return _missing(metric, b, c)
+    limit = b + allowed
+    return Row(metric, b, c, limit, "max", REGRESSION if c > limit + 1e-12 else OK, note)
+
+
+def lower(metric: str, b: float | None, c: float | None, allowed: float, note: str = "") -> Row:
+    """Current may fall below the baseline by at most `allowed`."""
+    if b is None or c is None:
+        return _missing(metric, b, c)
+    limit = b - allowed
+    return Row(metric, b, c, limit, "min", REGRESSION if c < limit - 1e-12 else OK, note)
+
+
+def absolute(metric: str, b: float | None, c: float | None, limit: float, note: str = "") -> Row:
+    """The current run alone against a fixed ceiling; the baseline is shown, not needed."""
+    if c is None:
+        return _missing(metric, b, c)
+    return Row(metric, b, c, limit, "max", REGRESSION if c > limit else OK, note)
+
+
+def _latency_rows(
+    profile: str, bs: dict[str, Any] | None, cs: dict[str, Any] | None, tol: Tolerances
+) -> Iterator[Row]:
+    labels = sorted(set(S.labels(bs or {})) | set(S.labels(cs or {})))
+    specs = (
+        ("ttft_s", tol.ttft_p95_growth, tol.ttft_p95_slack_s),
+        ("itl_s", tol.itl_p95_growth, tol.itl_p95_slack_s),
+    )
+    for label in labels:
+        for metric, growth, slack in specs:
+            name = f"load.{profile}.{label}.{metric.removesuffix('_s')}_p95_s"
+            b = S.pct(bs, label, metric) if bs else None
+            c = S.pct(cs, label, metric) if cs else None
+            if b is None or c is None:
+                yield _missing(name, b, c)
+                continue
+            n = min(S.samples(bs or {}, label, metric), S.samples(cs or {}, label, metric))
+            if n < tol.min_samples:
+                note = f"n={n} < min_samples {tol.min_samples}"
+                yield Row(name, b, c, None, "", NOT_COMPARED, note)
+                continue
+            yield upper(
+                name,
+                b,
+                c,
+                max(b * growth, slack),
+                f"+{growth:.0%} or +{slack:g} s, whichever is larger",
+            )
+
+
+def _load_rows(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances) -> Iterator[Row]:
+    bp, cp = S.profiles(base), S.profiles(cur)
+    for profile in sorted(set(bp) | set(cp)):
+        bs, cs = bp.get(profile), cp.get(profile)
+        yield upper(
+            f"load.{profile}.error_rate",
+            _num(bs, "error_rate"),
+            _num(cs, "error_rate"),
+            tol.error_rate_increase,
+        )
+        yield from _latency_rows(profile, bs, cs, tol)
+        if profile not in tol.no_new_preemptions:
+            continue
+        engines = set((bs or {}).get("engines", {})) | set((cs or {}).get("engines", {}))
+        for engine in sorted(engines):
+            yield upper(
+                f"load.{profile}.{engine}.preemptions",
+                _num((bs or {}).get("engines", {}).get(engine), "preemptions"),
+                _num((cs or {}).get("engines", {}).get(engine), "preemptions"),
+                0.0,
+                "no new preemption",
+            )
+
+
+def _num(d: dict[str, Any] | None, key: str) -> float | None:
+    if d is None or d.get(key) is None:
+        return None
+    return float(d[key])
+
+
+def _status_row(base: dict[str, Any], cur: dict[str, Any]) -> Row:
+    b, c = base["status"], cur["status"]
+    bad = b == "passed" and c != "passed"
+    return Row(
+        "run.status",
+        b,
+        c,
+        None,
+        "",
+        REGRESSION if bad else OK,
+        "the baseline passed, this run did not" if bad else "",
+    )
+
+
+def _acceptance_rows(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances) -> Iterator[Row]:
+    br, cr = S.routing(base), S.routing(cur)
+    yield lower(
+        "routing.accuracy",
+        _num(br, "accuracy"),
+        _num(cr, "accuracy"),
+        tol.accuracy_drop,
+        f"may drop {tol.accuracy_drop * 100:g} points",
+    )
+    bf, cf = S.fallbacks(base), S.fallbacks(cur)
+    for key in ("routing", "long_context", "long_context_silent"):
+        yield absolute(f"fallbacks.{key}", _f(bf.get(key)), _f(cf.get(key)), tol.max_fallbacks)
+    brows, crows = S.long_context(base), S.long_context(cur)
+    bfail = None if brows is None else sum(r.outcome not in S.PASSING for r in brows)
+    cfail = None if crows is None else sum(r.outcome not in S.PASSING for r in crows)
+    note = ""
+    if crows:
+        counts = S.outcome_counts(crows)
+        note = ", ".join(f"{n} {k}" for k, n in counts.items() if n and k not in S.PASSING)
+    yield absolute(
+        "long_context.failures", _f(bfail), _f(cfail), tol.max_long_context_failures, note
+    )
+    bk = base.get("acceptance", {}).get("kv_capacity", {})
+    ck = cur.get("acceptance", {}).get("kv_capacity", {})
+    for engine in sorted(set(bk) | set(ck)):
+        b = _num(bk.get(engine), "log_tokens")
+        c = _num(ck.get(engine), "log_tokens")
+        yield lower(
+            f"kv_capacity.{engine}.tokens",
+            b,
+            c,
+            (b or 0.0) * tol.kv_tokens_drop,
+            f"may shrink {tol.kv_tokens_drop:.0%}",
+        )
+
+
+def _f(v: int | None) -> float | None:
+    return None if v is None else float(v)
+
+
+def compare(
+    current: dict[str, Any], baseline: dict[str, Any], tol: Tolerances | None = None
+) -> Comparison:
+    """Every comparable metric of two validated records, as rows with a verdict each."""
+    tol = tol or Tolerances()
+    rows = [_status_row(baseline, current)]
+    rows += _acceptance_rows(baseline, current, tol)
+    rows += _load_rows(baseline, current, tol)
+    return Comparison(current["run_id"], baseline["run_id"], tuple(rows))
+
+
+def _cell(v: Value) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if abs(v) >= 1000 and float(v).is_integer():
+        return f"{v:,.0f}"
+    return f"{v:.4g}"
+
+
+def render_table(c: Comparison, *, only_interesting: bool = False) -> str:
+    """A plain-text table for the terminal, then the verdict."""
+    rows = [r for r in c.rows if not only_interesting or r.verdict != OK]
+    head = ("metric", "baseline", "current", "delta", "limit", "verdict")
+    body = []
+    for r in rows:
+        delta = "-" if r.delta is None else f"{r.delta:+.4g}"
+        limit = "-" if r.limit is None else ("<= " if r.bound == "max" else ">= ") + _cell(r.limit)
+        verdict = r.verdict + (f" ({r.note})" if r.note and r.verdict != OK else "")
+        body.append((r.metric, _cell(r.baseline), _cell(r.current), delta, limit, verdict))
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
+    lines = [f"{c.current_id} against baseline {c.baseline_id}"]
+    for row in [head, *body]:
+        lines.append(
+            "  ".join(x.ljust(w) for x, w in zip(row[:5], widths, strict=True)) + "  " + row[5]
+        )
+    lines.append(verdict_line(c))
+    return "\n".join(lines)
+
+
+def verdict_line(c: Comparison) -> str:
+    compared = sum(r.verdict != NOT_COMPARED for r in c.rows)
+    skipped = len(c.rows) - compared
+    tail = f"{compared} metrics compared, {skipped} not compared"
+    if not c.regression:
+        return f"no regression against {c.baseline_id}: {tail}"
+    names = ", ".join(r.metric for r in c.regressions)
+    return f"REGRESSION against {c.baseline_id}: {names} ({tail})"

@@ -1,0 +1,237 @@
+"""The load sections of report.html: latency bars, per-profile engine tables and timelines read
+from `<run dir>/load/<profile>/timeline.jsonl`, and the trend plots over past runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from harness.report import summary as S
+from harness.report import svg
+from harness.report.svg import esc, fmt, slug, table
+
+
+def read_timeline(path: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    if not path.is_file():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by an interrupted run
+        if isinstance(row, dict) and "t" in row and "engine" in row:
+            rows.append(row)
+    return rows
+
+
+def _series(
+    rows: list[dict[str, Any]], key: str, t0: float, scale: float = 1.0, most: int = 300
+) -> list[svg.Point]:
+    """(t - t0, value) with at most `most` points: each bucket keeps its peak."""
+    pts = [(float(r["t"]) - t0, float(r.get(key) or 0.0) * scale) for r in rows]
+    k = max(1, -(-len(pts) // most))
+    return [max(pts[i : i + k], key=lambda p: p[1]) for i in range(0, len(pts), k)]
+
+
+def load(doc: dict[str, Any], run_dir: Path | None) -> str:
+    profiles = S.profiles(doc)
+    if not profiles:
+        return ""
+    out = ["<h2>Load</h2>"]
+    plots = []
+    for metric, name in (("ttft_s", "TTFT"), ("itl_s", "inter-token latency"), ("e2e_s", "E2E")):
+        groups = [
+            (f"{p}/{label}", [S.pct(s, label, metric, q) for q in ("p50", "p95", "p99")])
+            for p, s in profiles.items()
+            for label in S.labels(s)
+        ]
+        plots.append(
+            svg.bar_chart(
+                f"plot-latency-{metric.removesuffix('_s')}",
+                f"{name} percentiles per profile / route",
+                groups,
+                ["p50", "p95", "p99"],
+                unit="seconds",
+            )
+        )
+    out.append(f'<div class="plots">{"".join(plots)}</div>')
+    rows = []
+    for p, s in profiles.items():
+        for label in S.labels(s):
+            lat = s["latency"][label]
+            rows.append(
+                [
+                    p,
+                    label,
+                    lat.get("ok"),
+                    lat.get("failed"),
+                    *(
+                        fmt(S.pct(s, label, m, q))
+                        for m in ("ttft_s", "itl_s", "e2e_s")
+                        for q in ("p50", "p95")
+                    ),
+                ]
+            )
+    out.append(
+        table(
+            [
+                "profile",
+                "route",
+                "ok",
+                "failed",
+                "TTFT p50",
+                "TTFT p95",
+                "ITL p50",
+                "ITL p95",
+                "E2E p50",
+                "E2E p95",
+            ],
+            rows,
+        )
+    )
+    for p, s in profiles.items():
+        out.append(_profile(p, s, run_dir))
+    return "".join(out)
+
+
+def _profile(profile: str, s: dict[str, Any], run_dir: Path | None) -> str:
+    tp = s.get("throughput", {}).get("requests_per_s")
+    head = (
+        f"<h3>{esc(profile)}</h3><p>{s['requests']} requests, {s['failed']} failed "
+        f"({s['error_rate']:.1%}), {fmt(tp)} req/s</p>"
+    )
+    errs = "".join(f"<li><code>{esc(e)}</code></li>" for e in s.get("errors", [])[:5])
+    rows = [
+        [
+            e,
+            fmt(v.get("kv_usage_peak")),
+            fmt(v.get("kv_usage_above_90_s")),
+            f"{fmt(v.get('running_max'))} / {v.get('max_num_seqs', '?')}",
+            fmt(v.get("waiting_max")),
+            fmt(v.get("waiting_capacity_max")),
+            fmt(v.get("preemptions")),
+        ]
+        for e, v in s.get("engines", {}).items()
+    ]
+    engines = table(
+        [
+            "engine",
+            "KV peak",
+            "KV >90% s",
+            "running max",
+            "waiting max",
+            "waiting for KV",
+            "preemptions",
+        ],
+        rows,
+    )
+    timeline = (
+        [] if run_dir is None else read_timeline(run_dir / "load" / profile / "timeline.jsonl")
+    )
+    plots = []
+    t0 = min((float(r["t"]) for r in timeline), default=0.0)
+    for engine in dict.fromkeys(r["engine"] for r in timeline):
+        rs = [r for r in timeline if r["engine"] == engine]
+        seqs = s.get("engines", {}).get(engine, {}).get("max_num_seqs")
+        pid = f"plot-timeline-{slug(profile)}-{slug(engine)}"
+        plots.append(
+            svg.line_chart(
+                f"{pid}-kv",
+                f"{profile} · {engine}: KV cache usage",
+                [("KV usage %", _series(rs, "kv_usage", t0, 100.0))],
+                unit="%",
+                y_max=100.0,
+                hlines=[(90.0, "90%")],
+            )
+        )
+        series = [
+            ("running", _series(rs, "running", t0)),
+            ("waiting", _series(rs, "waiting", t0)),
+            ("waiting on KV", _series(rs, "waiting_capacity", t0)),
+        ]
+        hl = [(float(seqs), f"max-num-seqs {seqs}")] if seqs else []
+        top = max([float(seqs or 0)] + [y for _, pts in series for _, y in pts])
+        plots.append(
+            svg.line_chart(
+                f"{pid}-queue",
+                f"{profile} · {engine}: running / waiting",
+                series,
+                unit="requests",
+                hlines=hl,
+                y_max=top * 1.25 or 1.0,
+            )
+        )
+    note = "" if plots else "<p class=meta>no timeline.jsonl for this profile</p>"
+    return (
+        head
+        + (f"<ul>{errs}</ul>" if errs else "")
+        + engines
+        + f'<div class="plots">{"".join(plots)}</div>'
+        + note
+    )
+
+
+def _short_id(run_id: str) -> str:
+    m = re.match(r"^\d{4}(\d\d)(\d\d)T(\d\d)(\d\d)", run_id)
+    return f"{m[1]}-{m[2]} {m[3]}:{m[4]}" if m else run_id[:14]
+
+
+def trends(history: list[dict[str, Any]]) -> str:
+    if not history:
+        return ""
+    labels = [_short_id(str(e["run_id"])) for e in history]
+    acc = [
+        (float(i), float(e["routing_accuracy"]))
+        for i, e in enumerate(history)
+        if e.get("routing_accuracy") is not None
+    ]
+    low = min([y for _, y in acc] + [1.0])
+    floor = max(0.0, math.floor((low - 0.02) * 20) / 20)  # a 2-point drop must be visible
+    plots = [
+        svg.line_chart(
+            "plot-trend-accuracy",
+            "Routing accuracy, last runs",
+            [("accuracy", acc)],
+            y_max=1.0,
+            y_min=floor,
+            x_labels=labels,
+            width=480,
+        )
+    ]
+    order = {p: i for i, p in enumerate(("steady", "saturate", "kv-pressure", "ramp"))}
+    profiles = sorted(
+        dict.fromkeys(p for e in history for p in e.get("load", {})),
+        key=lambda p: (order.get(p, len(order)), p),
+    )
+    for p in profiles:
+        routes = list(
+            dict.fromkeys(
+                r for e in history for r in e.get("load", {}).get(p, {}).get("p95_ttft_s", {})
+            )
+        )
+        series = []
+        for route in routes:
+            pts = [
+                (float(i), float(v))
+                for i, e in enumerate(history)
+                if (v := e.get("load", {}).get(p, {}).get("p95_ttft_s", {}).get(route)) is not None
+            ]
+            series.append((route, pts))
+        plots.append(
+            svg.line_chart(
+                f"plot-trend-ttft-{slug(p)}",
+                f"{p}: p95 TTFT, last runs",
+                series,
+                unit="seconds",
+                x_labels=labels,
+                width=480,
+            )
+        )
+    return (
+        f"<h2>Trends over the last {len(history)} runs</h2>"
+        f'<div class="plots">{"".join(plots)}</div>'
+    )

@@ -1,0 +1,306 @@
+"""report.html: one self-contained page per run, with inline SVG plots and no external resource.
+
+Plots (each an `<svg>` with a stable id): latency percentiles per profile and route
+(`plot-latency-ttft|itl|e2e`), KV usage and queue timelines per profile and engine
+(`plot-timeline-<profile>-<engine>-kv|queue`, max-num-seqs dashed), the routing confusion
+matrix (`plot-confusion`), the long-context matrix (`plot-long-context`), the VRAM budget
+(`plot-vram`) and, given history, trends (`plot-trend-accuracy`, `plot-trend-ttft-<profile>`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.report import summary as S
+from harness.report import svg
+from harness.report.compare import Comparison, verdict_line
+from harness.report.html_load import load, trends
+from harness.report.svg import esc, fmt, table
+
+OUTCOME_FILL = {
+    S.OK: "#a6dba0",
+    S.FLAGGED: "#c2e4ef",
+    S.FALLBACK: "#fdb863",
+    S.TRUNCATED: "#c2a5cf",
+    S.MISROUTED: "#fee08b",
+    S.ERROR: "#e66101",
+    S.UNFLAGGED: "#f4a582",
+}
+BUDGET_FILLS = ("#99ddff", "#77aadd", "#44bb99")
+GIB = 2**30
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1180px;color:#222;
+padding:0 16px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+h3{font-size:15px;margin:16px 0 6px}.meta{color:#666}
+.badge{display:inline-block;padding:2px 10px;border-radius:10px;color:#fff;font-weight:600}
+.passed{background:#228833}.failed,.interrupted{background:#cc3311}.running{background:#777}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
+.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:140px}
+.card b{display:block;font-size:18px}.bad{color:#cc3311}.good{color:#228833}
+table{border-collapse:collapse;margin:6px 0 12px}td,th{border:1px solid #ddd;padding:3px 8px;
+text-align:left}th{background:#f5f5f5}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.plots{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}svg.plot{max-width:100%;height:auto;
+border:1px solid #eee;border-radius:4px;background:#fff}
+.regression td{background:#fde0dd}code{font-size:12px}
+"""
+
+
+def _card(label: str, value: str, good: bool | None = None) -> str:
+    c = "" if good is None else (' class="good"' if good else ' class="bad"')
+    return f'<div class="card">{esc(label)}<b{c}>{esc(value)}</b></div>'
+
+
+def header(doc: dict[str, Any], c: Comparison | None) -> str:
+    status = str(doc["status"])
+    meta = (
+        f"target {doc['target']} · started {doc['started_at']} · finished "
+        f"{doc.get('finished_at') or '-'} · harness {doc.get('harness_version', '?')}"
+    )
+    sha = doc.get("preflight", {}).get("compose_sha256")
+    if sha:
+        meta += f" · compose {str(sha)[:12]}"
+    cards = [_card("status", status.upper(), status == "passed")]
+    r = S.routing(doc)
+    if r is not None:
+        cards.append(_card("routing accuracy", f"{r['accuracy']:.3f}"))
+    rows = S.long_context(doc)
+    if rows is not None:
+        ok = sum(x.outcome in S.PASSING for x in rows)
+        cards.append(_card("long context", f"{ok} / {len(rows)} passed", ok == len(rows)))
+    fb = S.fallbacks(doc)
+    if fb:
+        cards.append(_card("fallbacks", str(sum(fb.values())), sum(fb.values()) == 0))
+    profiles = S.profiles(doc)
+    if profiles:
+        pre = sum(e.get("preemptions", 0) for s in profiles.values() for e in s["engines"].values())
+        err = max(s["error_rate"] for s in profiles.values())
+        cards.append(_card("worst error rate", f"{err:.1%}", err == 0))
+        cards.append(_card("preemptions", f"{pre:.0f}"))
+    if c is not None:
+        cards.append(
+            _card(
+                "vs baseline", "REGRESSION" if c.regression else "no regression", not c.regression
+            )
+        )
+    return (
+        f'<h1>Run {esc(doc["run_id"])} <span class="badge {esc(status)}">'
+        f'{esc(status)}</span></h1><div class="meta">{esc(meta)}</div>'
+        f'<div class="cards">{"".join(cards)}</div>'
+    )
+
+
+def comparison(c: Comparison) -> str:
+    rows = [r for r in c.rows if r.verdict != "ok"] or list(c.rows)
+    body = [
+        [
+            r.metric,
+            fmt(r.baseline) if not isinstance(r.baseline, str) else r.baseline,
+            fmt(r.current) if not isinstance(r.current, str) else r.current,
+            "-" if r.delta is None else f"{r.delta:+.4g}",
+            "-" if r.limit is None else ("≤ " if r.bound == "max" else "≥ ") + fmt(r.limit),
+            r.verdict,
+            r.note,
+        ]
+        for r in rows
+    ]
+    return f"<h2>Comparison</h2><p><b>{esc(verdict_line(c))}</b></p>" + table(
+        ["metric", "baseline", "current", "delta", "limit", "verdict", "note"],
+        body,
+        [r.verdict.replace(" ", "-") for r in rows],
+    )
+
+
+def routing(doc: dict[str, Any]) -> str:
+    r = S.routing(doc)
+    if r is None:
+        return ""
+    expected = list(r["confusion"])
+    cols = list(dict.fromkeys(g for row in r["confusion"].values() for g in row))
+    cells: list[list[svg.Cell | None]] = []
+    for e in expected:
+        total = sum(r["confusion"][e].values()) or 1
+        row: list[svg.Cell | None] = []
+        for g in cols:
+            n = int(r["confusion"][e].get(g, 0))
+            share = n / total
+            fill = (
+                svg.blend("#228833", 0.15 + 0.85 * share)
+                if g == e
+                else svg.blend("#cc3311", 0.15 + 0.85 * share)
+                if n
+                else "#f7f7f7"
+            )
+            row.append((str(n), fill))
+        cells.append(row)
+    labels = [f"expected {e}" for e in expected]
+    if r.get("either"):
+        labels.append("either (ambiguous)")
+        cells.append([(str(r["either"].get(g, 0)), "#dde7f3") for g in cols])
+    plot = svg.grid(
+        "plot-confusion",
+        "Routing confusion matrix (rows: expected, cols: got)",
+        labels,
+        [f"got {g}" for g in cols],
+        cells,
+        corner="",
+    )
+    per = [
+        [route, f"{v.get('precision', 0):.3f}", f"{v.get('recall', 0):.3f}"]
+        for route, v in r.get("per_route", {}).items()
+    ]
+    misses = [
+        [m.get("id"), m.get("expected"), m.get("got"), m.get("reason")]
+        for m in r.get("misses", [])[:20]
+    ]
+    return (
+        f"<h2>Routing</h2><p>accuracy <b>{r['accuracy']:.3f}</b> on {r.get('scored', '?')} "
+        f'items, {r["fallbacks"]} fallbacks</p><div class="plots">{plot}'
+        f"{table(['route', 'precision', 'recall'], per)}</div>"
+        + (f"<h3>Misses</h3>{table(['id', 'expected', 'got', 'reason'], misses)}" if misses else "")
+    )
+
+
+def long_context(doc: dict[str, Any]) -> str:
+    rows = S.long_context(doc)
+    if rows is None:
+        return ""
+    cols = S.token_columns(rows)
+    keys = list(dict.fromkeys(f"{x.placement} / {x.route}" for x in rows))
+    cells: list[list[svg.Cell | None]] = [[None] * len(cols) for _ in keys]
+    for x in rows:
+        i = keys.index(f"{x.placement} / {x.route}")
+        j = next(
+            k
+            for k, (_, members) in enumerate(cols)
+            if x.tokens in members and (x.over_limit == cols[k][0].endswith("(over)"))
+        )
+        text = x.got if x.outcome == S.OK else x.outcome
+        if cells[i][j] is None or x.outcome not in S.PASSING:
+            cells[i][j] = (text, OUTCOME_FILL[x.outcome])
+    legend = [(o, OUTCOME_FILL[o]) for o, n in S.outcome_counts(rows).items() if n]
+    plot = svg.grid(
+        "plot-long-context",
+        "Long-context classification (placement / route x tokens)",
+        keys,
+        [label for label, _ in cols],
+        cells,
+        legend=legend,
+        corner="tokens →",
+        cell_w=110,
+    )
+    counts = ", ".join(f"{n} {k}" for k, n in S.outcome_counts(rows).items() if n)
+    return f'<h2>Long context</h2><p>{esc(counts)}</p><div class="plots">{plot}</div>'
+
+
+def kv_and_vram(doc: dict[str, Any]) -> str:
+    out = []
+    kv = doc.get("acceptance", {}).get("kv_capacity", {})
+    if kv:
+        rows = [
+            [
+                e,
+                f"{v['log_tokens']:,}",
+                fmt(v.get("log_max_concurrency")),
+                "-" if v.get("predicted_tokens") is None else f"{v['predicted_tokens']:,}",
+                "-"
+                if v.get("prediction_error_pct") is None
+                else f"{v['prediction_error_pct']:+.2f}%",
+            ]
+            for e, v in kv.items()
+        ]
+        out.append(
+            "<h3>KV capacity: engine log against the VRAM model</h3>"
+            + table(["engine", "KV tokens (log)", "x max-model-len", "predicted", "error"], rows)
+        )
+    pre = doc.get("preflight", {})
+    engines, gpu = pre.get("engines", {}), pre.get("gpu", {})
+    if engines and gpu.get("total_bytes"):
+        bars: list[tuple[str, list[tuple[str, float, str]], float | None]] = []
+        for name, e in engines.items():
+            segs = [
+                ("weights", e.get("weight_bytes", 0), "#4477aa"),
+                ("activation reserve", e.get("activation_reserve_bytes", 0), "#ccbb44"),
+                ("KV pool", e.get("kv_pool_bytes", 0), "#228833"),
+            ]
+            bars.append((name, segs, float(e.get("budget_bytes", 0)) or None))
+        ctx = gpu.get("cuda_context_bytes_per_engine", 0) * len(engines)
+        card = [
+            (f"{n} budget", float(e.get("budget_bytes", 0)), BUDGET_FILLS[i % 3])
+            for i, (n, e) in enumerate(engines.items())
+        ]
+        card += [
+            ("CUDA contexts", float(ctx), "#ee8866"),
+            ("free headroom", float(max(0, gpu.get("headroom_bytes", 0))), "#dddddd"),
+        ]
+        bars.append(("card total", card, None))
+        out.append(
+            svg.stacked_bars(
+                "plot-vram",
+                "VRAM budget per engine (bar = budget, card scale)",
+                bars,
+                float(gpu["total_bytes"]),
+                scale_label="card",
+                value_fmt=lambda v: f"{v / GIB:.1f} GiB",
+            )
+        )
+    findings = [
+        [f.get("severity"), f.get("rule"), f.get("service") or "", f.get("message")]
+        for f in pre.get("findings", [])
+    ]
+    if findings:
+        out.append(
+            "<h3>Preflight findings</h3>"
+            + table(["severity", "rule", "service", "message"], findings)
+        )
+    return "<h2>KV cache and VRAM</h2>" + "".join(out) if out else ""
+
+
+def stack(doc: dict[str, Any]) -> str:
+    services = doc.get("stack", {}).get("services", {})
+    out = []
+    if services:
+        rows = [
+            [
+                n,
+                s.get("role", ""),
+                s.get("model") or "",
+                fmt(s.get("time_to_healthy_s")),
+                "-" if not s.get("kv") else f"{s['kv'].get('tokens', 0):,}",
+            ]
+            for n, s in services.items()
+        ]
+        out.append(table(["service", "role", "model", "healthy after s", "KV tokens"], rows))
+    notes = doc.get("stack", {}).get("notes", [])
+    out += [f"<p class=meta>note: {esc(n)}</p>" for n in notes]
+    for section in ("environment", "timings", "startup"):
+        items = doc.get(section) or {}
+        if items:
+            rows = [[k, v if isinstance(v, str) else json.dumps(v)[:200]] for k, v in items.items()]
+            out.append(f"<h3>{section}</h3>" + table(["key", "value"], rows))
+    return "<h2>Stack</h2>" + "".join(out) if out else ""
+
+
+def render_html(
+    doc: dict[str, Any],
+    run_dir: Path | None = None,
+    *,
+    history: list[dict[str, Any]] | None = None,
+    comparison_: Comparison | None = None,
+) -> str:
+    """The whole page. `run_dir` supplies the load timelines; `history` the trend plots."""
+    body = [header(doc, comparison_)]
+    if comparison_ is not None:
+        body.append(comparison(comparison_))
+    body += [routing(doc), long_context(doc), load(doc, run_dir), kv_and_vram(doc)]
+    body += [trends(history or []), stack(doc)]
+    csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(doc['run_id'])}: {esc(doc['status'])}</title><style>{CSS}</style>"
+        f"</head><body>{''.join(body)}</body></html>\n"
+    )

@@ -1,0 +1,175 @@
+"""report.md: what a run says in a terminal or a chat message, in a screenful."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.report import summary as S
+from harness.report.compare import Comparison, render_table, verdict_line
+
+
+def _s(v: float | None, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _counts(d: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in d.items())
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def header(doc: dict[str, Any]) -> list[str]:
+    pre = doc.get("preflight", {})
+    sha = str(pre.get("compose_sha256", ""))[:12]
+    bits = [f"target `{doc['target']}`", f"started {doc['started_at']}"]
+    if doc.get("finished_at"):
+        bits.append(f"finished {doc['finished_at']}")
+    if doc.get("harness_version"):
+        bits.append(f"harness {doc['harness_version']}")
+    if sha:
+        bits.append(f"compose {sha}")
+    return [f"# Run {doc['run_id']}: {str(doc['status']).upper()}", "", " · ".join(bits), ""]
+
+
+def acceptance(doc: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    r = S.routing(doc)
+    if r is not None:
+        per = ", ".join(
+            f"{route} P {v.get('precision', 0):.2f} R {v.get('recall', 0):.2f}"
+            for route, v in r.get("per_route", {}).items()
+        )
+        out.append(
+            f"- Routing accuracy **{r['accuracy']:.3f}** on {r.get('scored', '?')} items"
+            f" ({per}); fallbacks {r['fallbacks']}"
+            + (f"; ambiguous items went {_counts(r['either'])}" if r.get("either") else "")
+        )
+    rows = S.long_context(doc)
+    if rows is not None:
+        counts = S.outcome_counts(rows)
+        passed = counts[S.OK] + counts[S.FLAGGED]
+        bad = ", ".join(f"{n} {k}" for k, n in counts.items() if n and k not in S.PASSING)
+        out.append(
+            f"- Long context: {passed} of {len(rows)} passed" + (f"; **{bad}**" if bad else "")
+        )
+        for x in rows:
+            if x.outcome not in S.PASSING:
+                seen = "" if x.seen_tokens is None else f", classifier saw {x.seen_tokens:,}"
+                out.append(
+                    f"  - {x.placement}/{x.route} at {x.tokens:,} tokens: {x.outcome} "
+                    f"(HTTP {x.status}, {x.reason}{seen})"
+                )
+    for engine, kv in doc.get("acceptance", {}).get("kv_capacity", {}).items():
+        conc = kv.get("log_max_concurrency")
+        err = kv.get("prediction_error_pct")
+        pred = kv.get("predicted_tokens")
+        out.append(
+            f"- KV capacity {engine}: {kv['log_tokens']:,} tokens"
+            + (f" ({conc:.2f}x max-model-len)" if conc is not None else "")
+            + (
+                f", predicted {pred:,} ({err:+.2f}%)"
+                if pred is not None and err is not None
+                else ""
+            )
+        )
+    det = doc.get("acceptance", {}).get("determinism")
+    if det:
+        out.append(
+            f"- Determinism: {len(det.get('unstable', {}))} of {det.get('prompts')} "
+            f"prompts changed route over {det.get('repeats')} repeats"
+        )
+    return ["## Acceptance", "", *out, ""] if out else []
+
+
+def load(doc: dict[str, Any]) -> list[str]:
+    profiles = S.profiles(doc)
+    if not profiles:
+        return []
+    lat_rows, eng_rows = [], []
+    for name, s in profiles.items():
+        for label in S.labels(s):
+            lat = s["latency"][label]
+            lat_rows.append(
+                [
+                    name,
+                    label,
+                    str(lat.get("ok", "-")),
+                    _s(S.pct(s, label, "ttft_s", "p50")),
+                    _s(S.pct(s, label, "ttft_s")),
+                    _s(S.pct(s, label, "itl_s", "p50"), 4),
+                    _s(S.pct(s, label, "itl_s"), 4),
+                    str(lat.get("failed", 0)),
+                ]
+            )
+        for engine, e in s.get("engines", {}).items():
+            eng_rows.append(
+                [
+                    name,
+                    engine,
+                    _s(e.get("kv_usage_peak"), 2),
+                    _s(e.get("kv_usage_above_90_s"), 1),
+                    f"{e.get('running_max', 0):.0f} / {e.get('max_num_seqs', '?')}",
+                    f"{e.get('waiting_max', 0):.0f} ({e.get('waiting_capacity_max', 0):.0f})",
+                    f"{e.get('preemptions', 0):.0f}",
+                ]
+            )
+    out = ["## Load", ""]
+    errs = [
+        f"{n} {s['error_rate']:.1%} ({s['failed']}/{s['requests']})" for n, s in profiles.items()
+    ]
+    out += [f"Errors: {', '.join(errs)}", ""]
+    out += _table(
+        ["profile", "route", "ok", "TTFT p50 s", "TTFT p95 s", "ITL p50 s", "ITL p95 s", "failed"],
+        lat_rows,
+    )
+    out.append("")
+    out += _table(
+        [
+            "profile",
+            "engine",
+            "KV peak",
+            ">90% s",
+            "running max",
+            "waiting max (KV)",
+            "preemptions",
+        ],
+        eng_rows,
+    )
+    for name, s in profiles.items():
+        for e in s.get("errors", [])[:3]:
+            out.append(f"- {name} error: {e}")
+    return [*out, ""]
+
+
+def comparison(c: Comparison) -> list[str]:
+    out = ["## Comparison", "", f"**{verdict_line(c)}**", ""]
+    if c.regression:
+        out += ["```", render_table(c, only_interesting=True), "```", ""]
+    return out
+
+
+def preflight(doc: dict[str, Any]) -> list[str]:
+    findings = doc.get("preflight", {}).get("findings", [])
+    serious = [f for f in findings if f.get("severity") in ("error", "warning")]
+    if not serious:
+        return []
+    out = ["## Preflight", ""]
+    out += [f"- {f['severity'].upper()} {f['rule']}: {f['message']}" for f in serious]
+    return [*out, ""]
+
+
+def render_markdown(doc: dict[str, Any], comparison_: Comparison | None = None) -> str:
+    parts = header(doc)
+    if comparison_ is not None:
+        parts += comparison(comparison_)
+    results = acceptance(doc) + load(doc)
+    parts += preflight(doc) + (results or ["No acceptance or load results in this run.", ""])
+    return "\n".join(parts).rstrip() + "\n"
