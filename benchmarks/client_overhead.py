@@ -37,25 +37,46 @@ LOCUSTFILE = ROOT / "benchmarks" / "locustfile_direct.py"
 
 def settings(out: Path, url: str, model: str) -> LoadSettings:
     return LoadSettings(
-        records=out / "requests.jsonl", api_key="", classifier_url="", classifier_model="",
-        max_model_len=32768, max_num_seqs=3, max_tokens=16, context_fraction=0.0,
-        chars_per_token=3.0, users=None, duration_s=None, pace_s=0.0, seed=1,
-        direct_url=url, direct_model=model,
-    )  # fmt: skip
+        records=out / "requests.jsonl",
+        api_key="",
+        classifier_url="",
+        classifier_model="",
+        max_model_len=32768,
+        max_num_seqs=3,
+        max_tokens=16,
+        context_fraction=0.0,
+        chars_per_token=3.0,
+        users=None,
+        duration_s=None,
+        pace_s=0.0,
+        seed=1,
+        direct_url=url,
+        direct_model=model,
+    )
 
 
 def drive(url: str, model: str, users: int, seconds: float, work: Path) -> Path:
     out = work / f"u{users}-{time.monotonic_ns()}"
     out.mkdir()
-    run_locust(LOCUSTFILE, url, settings(out, url, model), out, cwd=ROOT,
-               timeout_s=seconds + 120, users=users, run_time_s=seconds)  # fmt: skip
+    run_locust(
+        LOCUSTFILE,
+        url,
+        settings(out, url, model),
+        out,
+        cwd=ROOT,
+        timeout_s=seconds + 120,
+        users=users,
+        run_time_s=seconds,
+    )
     return out / "requests.jsonl"
 
 
 def noop_benchmark(seconds: float, user_counts: list[int], work: Path) -> None:
     port = free_port()
-    server = subprocess.Popen([sys.executable, str(ROOT / "benchmarks/noop_stream_server.py"),
-                               str(port)], stdout=subprocess.PIPE)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks/noop_stream_server.py"), str(port)],
+        stdout=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(50):
@@ -71,8 +92,10 @@ def noop_benchmark(seconds: float, user_counts: list[int], work: Path) -> None:
             for r in records
             if r.ok and r.ttft_s is not None and r.request_id in server_ttft
         ]
-        print(f"client overhead vs no-op server, 1 user, {len(overhead)} requests: "
-              f"median {percentile(overhead, 50):.2f} ms, p95 {percentile(overhead, 95):.2f} ms")  # fmt: skip
+        print(
+            f"client overhead vs no-op server, 1 user, {len(overhead)} requests: "
+            f"median {percentile(overhead, 50):.2f} ms, p95 {percentile(overhead, 95):.2f} ms"
+        )
         print("users  requests  errors  req/s   client TTFT p50 (ms)")
         best = 0.0
         for users in user_counts:
@@ -110,12 +133,17 @@ def twin_benchmark(seconds: float, work: Path) -> None:
     client_p50 = percentile(ttft, 50)
     print(f"twin primary, 1 user, {len(ttft)} requests (engine counted {count:.0f}):")
     if count and ttft:
-        print(f"  client TTFT mean {sum(ttft) / len(ttft) * 1000:.2f} ms vs engine mean "
-              f"{total / count * 1000:.2f} ms: overhead {(sum(ttft) / len(ttft) - total / count) * 1000:.2f} ms")  # fmt: skip
+        client_mean, engine_mean = sum(ttft) / len(ttft), total / count
+        print(
+            f"  client TTFT mean {client_mean * 1000:.2f} ms vs engine mean "
+            f"{engine_mean * 1000:.2f} ms: overhead {(client_mean - engine_mean) * 1000:.2f} ms"
+        )
     if client_p50 is not None and server_p50 is not None:
-        print(f"  client TTFT median {client_p50 * 1000:.2f} ms vs engine histogram median "
-              f"{server_p50 * 1000:.2f} ms (interpolated in buckets): overhead "
-              f"{(client_p50 - server_p50) * 1000:.2f} ms")  # fmt: skip
+        print(
+            f"  client TTFT median {client_p50 * 1000:.2f} ms vs engine histogram median "
+            f"{server_p50 * 1000:.2f} ms (interpolated in buckets): overhead "
+            f"{(client_p50 - server_p50) * 1000:.2f} ms"
+        )
 
 
 def main() -> int:

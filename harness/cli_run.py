@@ -22,8 +22,16 @@ def run_main_job(target: str, extra: list[str] | None = None) -> tuple[int, Path
     import pytest
 
     before = set((reports_root() / "runs").glob("*"))
-    args = [*MAIN_JOB, "-k", MAIN_FILTER, "--harness-target", target, "-p", "no:cacheprovider",
-            *(extra or [])]  # fmt: skip
+    args = [
+        *MAIN_JOB,
+        "-k",
+        MAIN_FILTER,
+        "--harness-target",
+        target,
+        "-p",
+        "no:cacheprovider",
+        *(extra or []),
+    ]
     code = int(pytest.main(args))
     return code, newest_run(target, before)
 

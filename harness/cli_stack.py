@@ -138,10 +138,14 @@ def cmd_load(ns: argparse.Namespace) -> int:
     try:
         print(f"running {ns.profile} for {duration:.0f} s against {stack.router.url}")
         result = run_profile(
-            stack, ns.profile, run_dir / "load", duration_s=duration, users=ns.users,
+            stack,
+            ns.profile,
+            run_dir / "load",
+            duration_s=duration,
+            users=ns.users,
             max_tokens=max_tokens,
             context_fraction=settings.get("load.context_fraction", float, 0.65),
-        )  # fmt: skip
+        )
     finally:
         backend.down()
     print(render_load(result.summary, stack.primary.name))
@@ -153,23 +157,31 @@ def cmd_load(ns: argparse.Namespace) -> int:
 
 
 def render_load(s: dict, primary: str) -> str:  # type: ignore[type-arg]
-    lines = [f"{s['profile']}: {s['requests']} requests, {s['failed']} failed "
-             f"({s['error_rate']:.1%}), {s['throughput']['requests_per_s']:.2f} req/s"]  # fmt: skip
+    lines = [
+        f"{s['profile']}: {s['requests']} requests, {s['failed']} failed "
+        f"({s['error_rate']:.1%}), {s['throughput']['requests_per_s']:.2f} req/s"
+    ]
     for label, lat in s["latency"].items():
         t = lat["ttft_s"]
         if t["p50"] is None:
             continue
-        lines.append(f"  {label:10} TTFT p50 {t['p50']:.3f} s  p95 {t['p95']:.3f} s  "
-                     f"ITL p50 {lat['itl_s']['p50'] or 0:.4f} s  n={lat['ok']}")  # fmt: skip
+        lines.append(
+            f"  {label:10} TTFT p50 {t['p50']:.3f} s  p95 {t['p95']:.3f} s  "
+            f"ITL p50 {lat['itl_s']['p50'] or 0:.4f} s  n={lat['ok']}"
+        )
     for name, e in s["engines"].items():
-        lines.append(f"  {name}: KV peak {e['kv_usage_peak']:.2f}, above 90% for "
-                     f"{e['kv_usage_above_90_s']} s, waiting max {e['waiting_max']:.0f} "
-                     f"(capacity {e['waiting_capacity_max']:.0f}), preemptions "
-                     f"{e['preemptions']:.0f}")  # fmt: skip
+        lines.append(
+            f"  {name}: KV peak {e['kv_usage_peak']:.2f}, above 90% for "
+            f"{e['kv_usage_above_90_s']} s, waiting max {e['waiting_max']:.0f} "
+            f"(capacity {e['waiting_capacity_max']:.0f}), preemptions "
+            f"{e['preemptions']:.0f}"
+        )
     o = s["client_overhead_ms"]
     if o.get("median_ms") is not None:
-        lines.append(f"  client overhead vs {primary} TTFT: median {o['median_ms']:.1f} ms, "
-                     f"mean {o['mean_ms']:.1f} ms")  # fmt: skip
+        lines.append(
+            f"  client overhead vs {primary} TTFT: median {o['median_ms']:.1f} ms, "
+            f"mean {o['mean_ms']:.1f} ms"
+        )
     return "\n".join(lines)
 
 

@@ -41,8 +41,11 @@ def engine_use(
             or (eng.pid is not None and pgid_of.get(p.pid) == eng.pid)
         ]
         budget = plan.engine(eng.name).budget_bytes + plan.assumptions.cuda_context_bytes
-        out.append(EngineUse(eng.name, sum(p.used_bytes or 0 for p in mine), budget,
-                             tuple(p.pid for p in mine)))  # fmt: skip
+        out.append(
+            EngineUse(
+                eng.name, sum(p.used_bytes or 0 for p in mine), budget, tuple(p.pid for p in mine)
+            )
+        )
     return out
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 
 from harness.errors import ConfigError, StackError
+from harness.load.profiles import PROFILES
 from harness.load.records import RequestRecord, read_records
 from harness.load.settings import LoadSettings
-from harness.load.profiles import PROFILES
 from harness.load.stats import client_overhead_ms, engine_stats, latency_stats, throughput
 from harness.spec.services import is_secret_name
 from harness.stack.base import Stack
@@ -52,8 +52,11 @@ def chars_per_token(stack: Stack) -> float:
 
     sample = " ".join(filler_sentences()[:200])
     try:
-        r = httpx.post(stack.primary.url + "/tokenize",
-                       json={"model": stack.primary.model_name, "prompt": sample}, timeout=30)  # fmt: skip
+        r = httpx.post(
+            stack.primary.url + "/tokenize",
+            json={"model": stack.primary.model_name, "prompt": sample},
+            timeout=30,
+        )
         r.raise_for_status()
         return len(sample) / max(1, int(r.json()["count"]))
     except (httpx.HTTPError, KeyError, ValueError):
@@ -78,18 +81,36 @@ def run_locust(
     env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
     env.update(settings.to_env())
     argv = [
-        sys.executable, "-m", "locust", "-f", str(lf), "--headless", "--host", host,
-        "--csv", str(out / "locust"), "--json-file", str(out / "locust"),
-        "--only-summary", "--loglevel", "WARNING", "--logfile", str(out / "locust.log"),
-        "--stop-timeout", "300", "--exit-code-on-error", "0",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(lf),
+        "--headless",
+        "--host",
+        host,
+        "--csv",
+        str(out / "locust"),
+        "--json-file",
+        str(out / "locust"),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--logfile",
+        str(out / "locust.log"),
+        "--stop-timeout",
+        "300",
+        "--exit-code-on-error",
+        "0",
+    ]
     if users is not None:
         argv += ["-u", str(users), "-r", str(users)]
     if run_time_s is not None:
         argv += ["--run-time", f"{int(run_time_s)}s"]
     with (out / "locust.out").open("wb") as log:
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             rc = proc.wait(timeout=timeout_s)
         except BaseException:
@@ -139,9 +160,13 @@ def run_profile(
     sampler.save(out / "timeline.jsonl")
     records = read_records(settings.records)
     summary = summarize(profile, records, sampler, primary.max_num_seqs, stack.primary.name)
-    summary["settings"] = {"duration_s": duration_s, "users": users, "max_tokens": max_tokens,
-                           "context_fraction": context_fraction,
-                           "chars_per_token": round(settings.chars_per_token, 3)}  # fmt: skip
+    summary["settings"] = {
+        "duration_s": duration_s,
+        "users": users,
+        "max_tokens": max_tokens,
+        "context_fraction": context_fraction,
+        "chars_per_token": round(settings.chars_per_token, 3),
+    }
     (out / "stats.json").write_text(json.dumps(summary, indent=2, default=str))
     return LoadResult(profile, out, records, summary)
 

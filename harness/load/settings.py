@@ -47,13 +47,14 @@ class LoadSettings:
             context_fraction=float(e.get("HARNESS_LOAD_CONTEXT_FRACTION", "0.65")),
             chars_per_token=float(e.get("HARNESS_LOAD_CHARS_PER_TOKEN", "3.0")),
             users=opt_int("HARNESS_LOAD_USERS"),
-            duration_s=float(e["HARNESS_LOAD_DURATION_S"]) if e.get("HARNESS_LOAD_DURATION_S")
+            duration_s=float(e["HARNESS_LOAD_DURATION_S"])
+            if e.get("HARNESS_LOAD_DURATION_S")
             else None,
             pace_s=float(e.get("HARNESS_LOAD_PACE_S", "0")),
             seed=int(e.get("HARNESS_LOAD_SEED", "1")),
             direct_url=e.get("HARNESS_LOAD_DIRECT_URL", ""),
             direct_model=e.get("HARNESS_LOAD_DIRECT_MODEL", ""),
-        )  # fmt: skip
+        )
 
     def to_env(self) -> dict[str, str]:
         env = {

@@ -31,16 +31,22 @@ def check_slos(settings: Settings, summary: dict[str, Any], primary: str) -> lis
             f"({summary['failed']} of {summary['requests']} failed: {summary['errors'][:3]})"
         )
     if "max_preemptions" in section and eng.get("preemptions", 0) > section["max_preemptions"]:
-        bad.append(f"{profile}: {eng['preemptions']:.0f} preemptions on {primary} "
-                   f"(allowed {section['max_preemptions']})")  # fmt: skip
+        bad.append(
+            f"{profile}: {eng['preemptions']:.0f} preemptions on {primary} "
+            f"(allowed {section['max_preemptions']})"
+        )
     if "min_kv_peak" in section and eng.get("kv_usage_peak", 0) < section["min_kv_peak"]:
-        bad.append(f"{profile}: KV usage peaked at {eng.get('kv_usage_peak', 0):.2f} on {primary}, "
-                   f"expected >= {section['min_kv_peak']}")  # fmt: skip
+        bad.append(
+            f"{profile}: KV usage peaked at {eng.get('kv_usage_peak', 0):.2f} on {primary}, "
+            f"expected >= {section['min_kv_peak']}"
+        )
     if "min_waiting_capacity" in section and eng.get("waiting_capacity_max", 0) < float(
         section["min_waiting_capacity"]
     ):
-        bad.append(f"{profile}: no request waited for KV capacity on {primary} "
-                   f"(max waiting by reason=capacity {eng.get('waiting_capacity_max', 0):.0f})")  # fmt: skip
+        bad.append(
+            f"{profile}: no request waited for KV capacity on {primary} "
+            f"(max waiting by reason=capacity {eng.get('waiting_capacity_max', 0):.0f})"
+        )
     for route, limits in section.items():
         if not isinstance(limits, dict):
             continue

@@ -3,6 +3,7 @@ TTFT against the engine's own histogram over the same window."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -80,7 +81,7 @@ def engine_stats(sampler: Sampler, max_num_seqs: int) -> dict[str, Any]:
         if not rows:
             continue
         above = 0.0
-        for a, b in zip(rows, rows[1:], strict=False):
+        for a, b in itertools.pairwise(rows):
             if a["kv_usage"] >= 0.9:
                 above += b["t"] - a["t"]
         out[engine] = {

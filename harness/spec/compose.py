@@ -62,7 +62,9 @@ def parse_stack(text: str, path: Path) -> StackSpec:
             service, secrets = _service(str(name), body, where)
         except (TypeError, AttributeError, ValueError, KeyError) as exc:
             # A shape no specific check anticipated: still an input error, never a traceback.
-            raise SpecError(f"{where}: unexpected structure ({type(exc).__name__}: {exc})") from None
+            raise SpecError(
+                f"{where}: unexpected structure ({type(exc).__name__}: {exc})"
+            ) from None
         services[service.name] = service
         inline.extend(secrets)
 

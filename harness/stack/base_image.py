@@ -112,10 +112,18 @@ def ensure_base_image(
         progress(f"debootstrap {SUITE} (minbase) into {root}; log {log}")
         with log.open("wb") as fh:
             boot = subprocess.run(
-                ["debootstrap", "--variant=minbase", f"--include={','.join(EXTRA_PACKAGES)}",
-                 SUITE, str(root), mirror],
-                stdout=fh, stderr=subprocess.STDOUT, check=False,
-            )  # fmt: skip
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    f"--include={','.join(EXTRA_PACKAGES)}",
+                    SUITE,
+                    str(root),
+                    mirror,
+                ],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
         if boot.returncode != 0:
             raise StackError(
                 f"debootstrap failed (exit {boot.returncode}); last lines of {log}:\n"
@@ -125,8 +133,11 @@ def ensure_base_image(
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         imp = subprocess.run(
             ["docker", "import", "--change", f"LABEL {IMAGE_LABEL}={SUITE}", "-", tag],
-            stdin=tar.stdout, capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if tar.stdout is not None:
             tar.stdout.close()
         tar.wait()

@@ -42,8 +42,11 @@ EDGE_ROLES = ("proxy", "tunnel")
 # tens of GB of weights that must not be downloaded again per run); all others are per run.
 _SHARED_VOLUME = re.compile(r"cache", re.I)
 _INTERP = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_]\w*)")
-_DEFAULT_HEALTH = {"classifier": (8000, "/health"), "primary": (8000, "/health"),
-                   "router": (8080, "/health")}  # fmt: skip
+_DEFAULT_HEALTH = {
+    "classifier": (8000, "/health"),
+    "primary": (8000, "/health"),
+    "router": (8080, "/health"),
+}
 
 
 @dataclass(frozen=True)
@@ -257,9 +260,13 @@ def volume_mounts(spec: StackSpec, svc: ServiceSpec, run_id: str) -> tuple[list[
 
 
 def gpu_plan(
-    spec: StackSpec, svc: ServiceSpec, run_id: str, order: int,
-    environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None,
-) -> ContainerPlan:  # fmt: skip
+    spec: StackSpec,
+    svc: ServiceSpec,
+    run_id: str,
+    order: int,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> ContainerPlan:
     env, secret_keys = service_environment(spec, svc, environ)
     env.update(overrides or {})
     secret_keys |= {k for k in overrides or {} if is_secret_name(k)}
@@ -296,9 +303,13 @@ def gpu_service_order(spec: StackSpec, include_edge: bool = False) -> list[str]:
 
 
 def gpu_plans(
-    spec: StackSpec, run_id: str, api_key: str, *, include_edge: bool = False,
+    spec: StackSpec,
+    run_id: str,
+    api_key: str,
+    *,
+    include_edge: bool = False,
     environ: Mapping[str, str] | None = None,
-) -> list[ContainerPlan]:  # fmt: skip
+) -> list[ContainerPlan]:
     """Every container of the real stack, in start order. The ai-router accepts the harness's
     generated key instead of the owner's keys from `.secrets`."""
     plans = []

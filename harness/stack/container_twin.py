@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.spec import StackSpec
+from harness.spec.services import is_secret_name
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.base_image import BASE_IMAGE
 from harness.stack.container_spec import (
@@ -61,8 +62,13 @@ def repo_root(spec: StackSpec) -> Path:
 
 def host_mounts(spec: StackSpec, models: TwinModelDirs, logs: Path) -> tuple[Mount, ...]:
     """Read-only: the Python install, the virtualenv, the repo, the models; the logs rw."""
-    paths = [Path(sys.base_prefix), Path(sys.prefix), repo_root(spec),
-             models.classifier.resolve().parent, models.primary.resolve().parent]  # fmt: skip
+    paths = [
+        Path(sys.base_prefix),
+        Path(sys.prefix),
+        repo_root(spec),
+        models.classifier.resolve().parent,
+        models.primary.resolve().parent,
+    ]
     paths = [p.resolve() for p in paths]
     # A path inside another mounted path comes along with it.
     keep = [p for p in dict.fromkeys(paths) if not any(q != p and q in p.parents for q in paths)]
@@ -143,7 +149,7 @@ def twin_plans(
                 image=image,
                 command=tuple(_listen_anywhere(argv)),
                 environment=env,
-                secret_keys=frozenset(k for k in env if k in ("ROUTER_API_KEYS", "XAI_API_KEY")),
+                secret_keys=frozenset(k for k in env if is_secret_name(k)),
                 mounts=mounts,
                 ports=(port,),
                 health_port=port,

@@ -8,6 +8,7 @@ Each service waits for the previous one's health endpoint; a failure tears down 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -72,10 +73,8 @@ class ProcessBackend:
         for name in reversed(list(self._procs)):
             proc = self._procs.pop(name)
             stop_group(proc.pid)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
 
     def restart(self, name: str) -> ServiceHandle:
         """Stop and start one service again, gated on its health, as after a crash."""
@@ -166,9 +165,16 @@ class ProcessBackend:
         self, name: str, port: int, log: Path
     ) -> tuple[ServiceHandle, list[str], dict[str, str]]:
         argv = [
-            sys.executable, "-m", "harness.twin.fake_xai", "--host", "127.0.0.1",
-            "--port", str(port), "--record", str(log.with_name(f"{name}-requests.jsonl")),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "harness.twin.fake_xai",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--record",
+            str(log.with_name(f"{name}-requests.jsonl")),
+        ]
         return ServiceHandle(name, "xai", f"http://127.0.0.1:{port}"), argv, _clean_env()
 
     def _router(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
-def spawn(argv: Sequence[str], *, log_path: Path, env: Mapping[str, str], cwd: Path | None = None
-          ) -> subprocess.Popen[bytes]:  # fmt: skip
+def spawn(
+    argv: Sequence[str], *, log_path: Path, env: Mapping[str, str], cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start `argv` in a new session (its own process group), stdout+stderr to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
@@ -61,7 +63,5 @@ def stop_group(pgid: int, *, grace_s: float = 15.0) -> None:
 
 def _reap(pgid: int) -> None:
     """Collect our exited child so a zombie does not keep the group 'alive'."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pgid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -102,8 +102,9 @@ class Sampler:
         except Exception:  # no GPU, no library: sample engines only from now on
             self.nvml = False
             return
-        self.gpu_rows.append({"t": round(now, 3), "used_bytes": snap.used_bytes,
-                              "util_gpu_pct": snap.util_gpu_pct})  # fmt: skip
+        self.gpu_rows.append(
+            {"t": round(now, 3), "used_bytes": snap.used_bytes, "util_gpu_pct": snap.util_gpu_pct}
+        )
 
     def histogram_window(self, engine: str, base: str | tuple[str, ...]) -> dict[float, float]:
         """Bucket deltas of a histogram between the first and last scrape of `engine`."""
@@ -118,8 +119,10 @@ class Sampler:
     def counter_window(self, engine: str, name: str) -> tuple[float, float]:
         """(sum, count) deltas of a histogram over the window, for an exact mean."""
         a, b = self.first.get(engine, Scrape()), self.last.get(engine, Scrape())
-        return (b.value(name + "_sum") - a.value(name + "_sum"),
-                b.value(name + "_count") - a.value(name + "_count"))  # fmt: skip
+        return (
+            b.value(name + "_sum") - a.value(name + "_sum"),
+            b.value(name + "_count") - a.value(name + "_count"),
+        )
 
     def save(self, path: Path) -> None:
         path.write_text("\n".join(json.dumps(r) for r in self.rows) + "\n")

@@ -56,16 +56,26 @@ def twin_engine(
     arch = resolve_arch(str(model_dir))
     kv_bytes = blocks * CPU_BLOCK_SIZE * kv_bytes_per_token(arch, kv_dtype)
     argv = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model_dir),
-        "--served-model-name", *(args.served_model_name or (args.model,)),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--max-num-seqs", str(args.max_num_seqs),
-        "--kv-cache-dtype", kv_dtype,
-        "--num-gpu-blocks-override", str(blocks),
-        "--block-size", str(CPU_BLOCK_SIZE),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        *(args.served_model_name or (args.model,)),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-num-seqs",
+        str(args.max_num_seqs),
+        "--kv-cache-dtype",
+        kv_dtype,
+        "--num-gpu-blocks-override",
+        str(blocks),
+        "--block-size",
+        str(CPU_BLOCK_SIZE),
+    ]
     if args.max_model_len:
         argv += ["--max-model-len", str(args.max_model_len)]
     if args.reasoning_parser:

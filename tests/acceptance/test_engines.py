@@ -53,8 +53,10 @@ def test_kv_capacity_holds_full_contexts(
             "predicted_tokens": predicted,
             "prediction_error_pct": None if error_pct is None else round(error_pct, 2),
         }
-        print(f"{svc.name}: KV {tokens:,} tokens ({svc.kv.max_concurrency:.2f}x), predicted "
-              f"{predicted:,} ({error_pct:+.2f}%)")  # fmt: skip
+        print(
+            f"{svc.name}: KV {tokens:,} tokens ({svc.kv.max_concurrency:.2f}x), predicted "
+            f"{predicted:,} ({error_pct:+.2f}%)"
+        )
         assert tokens >= engine.max_model_len, (
             f"{svc.name}: KV cache holds {tokens:,} tokens, less than one {engine.max_model_len:,}"
             "-token sequence"

@@ -6,6 +6,7 @@ reason, and `--harness-require-gpu` turns that skip into a failure.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -31,10 +32,8 @@ def pgids(snap: Any) -> dict[int, int]:
 
     out = {}
     for p in snap.processes:
-        try:
+        with contextlib.suppress(OSError):
             out[p.pid] = os.getpgid(p.pid)
-        except OSError:
-            pass
     return out
 
 
@@ -47,12 +46,23 @@ def test_engines_hold_their_budget_and_the_card_keeps_headroom(
     uses = engine_use(gpu_snapshot, stack.engines, plan, pgids(gpu_snapshot))
     tolerance = harness_settings.get("targets.gpu.vram_tolerance", float, 0.05)
     headroom = parse_size(harness_settings.get("targets.gpu.min_headroom", str, "1GiB"))
-    run_record.put("acceptance", "gpu", {
-        "device": gpu_snapshot.name, "total_bytes": gpu_snapshot.total_bytes,
-        "used_bytes": gpu_snapshot.used_bytes,
-        "engines": {u.service: {"used_bytes": u.used_bytes, "expected_bytes": u.expected_bytes,
-                                "pids": list(u.pids)} for u in uses},
-    })  # fmt: skip
+    run_record.put(
+        "acceptance",
+        "gpu",
+        {
+            "device": gpu_snapshot.name,
+            "total_bytes": gpu_snapshot.total_bytes,
+            "used_bytes": gpu_snapshot.used_bytes,
+            "engines": {
+                u.service: {
+                    "used_bytes": u.used_bytes,
+                    "expected_bytes": u.expected_bytes,
+                    "pids": list(u.pids),
+                }
+                for u in uses
+            },
+        },
+    )
     problems = usage_problems(gpu_snapshot, uses, tolerance, headroom)
     assert not problems, "; ".join(problems)
 

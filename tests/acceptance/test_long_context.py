@@ -67,24 +67,43 @@ def lengths(stack: Any, budget: int) -> list[int]:
 @pytest.mark.parametrize("placement", PLACEMENTS)
 @pytest.mark.parametrize("route", ROUTES)
 def test_classification_up_to_max_model_len(
-    stack: Any, router_http: httpx.Client, engine_http: httpx.Client, tok: Tokenizer,
-    cues: dict[str, str], filler: str, matrix: list[dict[str, Any]], placement: str, route: str,
-) -> None:  # fmt: skip
+    stack: Any,
+    router_http: httpx.Client,
+    engine_http: httpx.Client,
+    tok: Tokenizer,
+    cues: dict[str, str],
+    filler: str,
+    matrix: list[dict[str, Any]],
+    placement: str,
+    route: str,
+) -> None:
     budget = label_budget(tok, ROUTES)
     problems = []
     for target in lengths(stack, budget):
         conv = build(
-            tok.count_messages, classification_messages,
-            placement=placement, cue=cues[route], target_tokens=target, filler=filler,
-        )  # fmt: skip
+            tok.count_messages,
+            classification_messages,
+            placement=placement,
+            cue=cues[route],
+            target_tokens=target,
+            filler=filler,
+        )
         before = scrape(stack.classifier.url, engine_http).value(PROMPT_TOKENS)
         r = classify(router_http, conv.messages)
         seen = scrape(stack.classifier.url, engine_http).value(PROMPT_TOKENS) - before
         reason = r.headers.get("X-Route-Reason", "<missing>")
         got = r.headers.get("X-Route", "<missing>")
-        matrix.append({"placement": placement, "route": route, "tokens": conv.tokens,
-                       "status": r.status_code, "got": got, "reason": reason,
-                       "classifier_prompt_tokens": int(seen)})  # fmt: skip
+        matrix.append(
+            {
+                "placement": placement,
+                "route": route,
+                "tokens": conv.tokens,
+                "status": r.status_code,
+                "got": got,
+                "reason": reason,
+                "classifier_prompt_tokens": int(seen),
+            }
+        )
         where = f"{placement} cue, {conv.tokens:,} tokens"
         if r.status_code >= 500:
             problems.append(f"{where}: HTTP {r.status_code}")
@@ -104,15 +123,24 @@ def test_classification_up_to_max_model_len(
 
 @pytest.mark.parametrize("over", [0, 1])
 def test_just_over_the_limit_is_flagged_never_classified(
-    stack: Any, router_http: httpx.Client, tok: Tokenizer, cues: dict[str, str], filler: str,
-    matrix: list[dict[str, Any]], over: int,
-) -> None:  # fmt: skip
+    stack: Any,
+    router_http: httpx.Client,
+    tok: Tokenizer,
+    cues: dict[str, str],
+    filler: str,
+    matrix: list[dict[str, Any]],
+    over: int,
+) -> None:
     """At max-model-len (no room for the label) and one token past it."""
     target = max_model_len(stack) + over
     conv = build(
-        tok.count_messages, classification_messages,
-        placement="last", cue=cues["search"], target_tokens=target, filler=filler,
-    )  # fmt: skip
+        tok.count_messages,
+        classification_messages,
+        placement="last",
+        cue=cues["search"],
+        target_tokens=target,
+        filler=filler,
+    )
     assert conv.tokens > max_model_len(stack) - 1
     r = classify(router_http, conv.messages)
     reason = r.headers.get("X-Route-Reason", "<missing>")

@@ -51,8 +51,9 @@ def test_same_prompt_same_route_every_time(router_http: httpx.Client, run_record
         seen = {route_of(router_http, list(it.messages))[0] for _ in range(5)}
         if len(seen) > 1:
             unstable[it.id] = sorted(seen)
-    run_record.put("acceptance", "determinism", {"prompts": len(items), "repeats": 5,
-                                                 "unstable": unstable})  # fmt: skip
+    run_record.put(
+        "acceptance", "determinism", {"prompts": len(items), "repeats": 5, "unstable": unstable}
+    )
     assert not unstable, f"routes changed between identical requests: {unstable}"
 
 

@@ -47,8 +47,11 @@ def test_tools_and_output_budget_sent_to_xai(
     tools = [t["type"] for t in body["tools"]]
     expected = router_setting(stack, "XAI_SEARCH_TOOLS", "web_search,x_search").split(",")
     floor = int(router_setting(stack, "XAI_MIN_MAX_TOKENS", "4096"))
-    run_record.put("acceptance", "xai_request", {"tools": tools, "max_output_tokens":
-                                                 body["max_output_tokens"]})  # fmt: skip
+    run_record.put(
+        "acceptance",
+        "xai_request",
+        {"tools": tools, "max_output_tokens": body["max_output_tokens"]},
+    )
     assert tools == expected
     assert body["max_output_tokens"] >= floor, "the client's max_tokens=5 was not raised"
     assert reqs[0]["authorization_present"] is True
@@ -60,11 +63,13 @@ def test_tools_and_output_budget_sent_to_xai(
     assert details is not None and (details.reasoning_tokens or 0) > 0
 
 
-def test_streamed_search_is_translated_to_chat_chunks(
-    router_http: httpx.Client, xai: str
-) -> None:
-    body = {"model": "ai-router", "messages": SEARCH, "stream": True,
-            "stream_options": {"include_usage": True}}  # fmt: skip
+def test_streamed_search_is_translated_to_chat_chunks(router_http: httpx.Client, xai: str) -> None:
+    body = {
+        "model": "ai-router",
+        "messages": SEARCH,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     with router_http.stream("POST", "/v1/chat/completions", json=body) as r:
         assert r.status_code == 200 and r.headers["X-Route"] == "search"
         lines = [ln[6:] for ln in r.iter_lines() if ln.startswith("data: ")]

@@ -23,16 +23,22 @@ def duration(settings: Any, profile: str) -> float:
 
 
 def run(stack: Any, settings: Any, run_record: Any, profile: str, **kw: Any) -> dict[str, Any]:
-    result = run_profile(stack, profile, stack.run_dir / "load",
-                         duration_s=duration(settings, profile),
-                         max_tokens=kw.pop("max_tokens", settings.get("load.max_tokens", int, 64)),
-                         **kw)  # fmt: skip
+    result = run_profile(
+        stack,
+        profile,
+        stack.run_dir / "load",
+        duration_s=duration(settings, profile),
+        max_tokens=kw.pop("max_tokens", settings.get("load.max_tokens", int, 64)),
+        **kw,
+    )
     run_record.put("load", profile, result.summary)
     s = result.summary
     eng = s["engines"].get(stack.primary.name, {})
-    print(f"{profile}: {s['requests']} requests, {s['failed']} failed; primary KV peak "
-          f"{eng.get('kv_usage_peak')}, waiting max {eng.get('waiting_max')}, preemptions "
-          f"{eng.get('preemptions')}; client overhead {s['client_overhead_ms']}")  # fmt: skip
+    print(
+        f"{profile}: {s['requests']} requests, {s['failed']} failed; primary KV peak "
+        f"{eng.get('kv_usage_peak')}, waiting max {eng.get('waiting_max')}, preemptions "
+        f"{eng.get('preemptions')}; client overhead {s['client_overhead_ms']}"
+    )
     assert s["requests"] > 0, f"{profile}: no request completed in the run"
     violations = check_slos(settings, s, stack.primary.name)
     assert not violations, "; ".join(violations)
@@ -53,8 +59,10 @@ def pressured_primary(stack: Any, stack_backend: Any, harness_settings: Any) -> 
         return
     capacity = harness_settings.get("load.twin_kv_pressure_capacity", str, "1.5x")
     original = dict(stack_backend.kv_overrides)
-    stack_backend.kv_overrides = {**original, **parse_kv_overrides([f"primary={capacity}"],
-                                                                   stack.spec)}  # fmt: skip
+    stack_backend.kv_overrides = {
+        **original,
+        **parse_kv_overrides([f"primary={capacity}"], stack.spec),
+    }
     stack_backend.restart(stack.primary.name)
     try:
         yield
@@ -66,8 +74,13 @@ def pressured_primary(stack: Any, stack_backend: Any, harness_settings: Any) -> 
 def test_kv_pressure(
     stack: Any, harness_settings: Any, run_record: Any, pressured_primary: None
 ) -> None:
-    s = run(stack, harness_settings, run_record, "kv-pressure",
-            max_tokens=harness_settings.get("load.kv_pressure_max_tokens", int, 256),
-            context_fraction=harness_settings.get("load.context_fraction", float, 0.65))  # fmt: skip
+    run(
+        stack,
+        harness_settings,
+        run_record,
+        "kv-pressure",
+        max_tokens=harness_settings.get("load.kv_pressure_max_tokens", int, 256),
+        context_fraction=harness_settings.get("load.context_fraction", float, 0.65),
+    )
     timeline = stack.run_dir / "load" / "kv-pressure" / "timeline.jsonl"
     assert timeline.is_file() and timeline.stat().st_size > 0

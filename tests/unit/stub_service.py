@@ -40,6 +40,9 @@ class Health(BaseHTTPRequestHandler):
 
 server = HTTPServer(("127.0.0.1", port), Health)
 event("listening")
-print(f"{name}: CPU KV cache size: 49,152 tokens, Maximum concurrency for 32,768 tokens per "
-      "request: 1.50x", flush=True)  # fmt: skip
+print(
+    f"{name}: CPU KV cache size: 49,152 tokens, Maximum concurrency for 32,768 tokens per "
+    "request: 1.50x",
+    flush=True,
+)
 server.serve_forever()

@@ -14,8 +14,8 @@ from harness.check import run_check
 from harness.config import Settings
 from harness.errors import StartupError
 from harness.stack.base import ServiceHandle
-from harness.stack.procs import group_alive
 from harness.stack.process import ProcessBackend, TwinModelDirs
+from harness.stack.procs import group_alive
 
 STUB = str(Path(__file__).with_name("stub_service.py"))
 
@@ -28,8 +28,14 @@ class StubBackend(ProcessBackend):
     events: Path
 
     def _stub(self, name: str, role: str, port: int):
-        argv = [sys.executable, STUB, str(port), str(self.delays.get(name, 0.2)),
-                str(self.events), name]  # fmt: skip
+        argv = [
+            sys.executable,
+            STUB,
+            str(port),
+            str(self.delays.get(name, 0.2)),
+            str(self.events),
+            name,
+        ]
         if name in self.fail:
             argv.append(str(self.fail[name]))
         return ServiceHandle(name, role, f"http://127.0.0.1:{port}"), argv, dict(os.environ)

@@ -10,11 +10,25 @@ WHERE = "docker-compose.yml: service 'vllm-router'"
 
 def test_typed_fields_from_a_list_command() -> None:
     args = parse_engine_args(
-        ["Qwen/Qwen2.5-3B-Instruct", "--served-model-name", "clf", "--gpu-memory-utilization",
-         "0.14", "--max-model-len", "32768", "--max-num-seqs", "3", "--kv-cache-dtype", "fp8",
-         "--reasoning-parser", "qwen3", "--block-size", "32"],
+        [
+            "Qwen/Qwen2.5-3B-Instruct",
+            "--served-model-name",
+            "clf",
+            "--gpu-memory-utilization",
+            "0.14",
+            "--max-model-len",
+            "32768",
+            "--max-num-seqs",
+            "3",
+            "--kv-cache-dtype",
+            "fp8",
+            "--reasoning-parser",
+            "qwen3",
+            "--block-size",
+            "32",
+        ],
         where=WHERE,
-    )  # fmt: skip
+    )
     assert args.model == "Qwen/Qwen2.5-3B-Instruct"
     assert args.served_model_name == ("clf",)
     assert args.name == "clf"

@@ -236,9 +236,17 @@ def test_limited_fault_falls_back_to_start_time_faults() -> None:
 
 @pytest.mark.parametrize(
     "knobs",
-    [{"mode": "status"}, {"status": 200}, {"mode": "later"}, {"count": 0}, {"latency_s": -1},
-     {"status": 500, "mode": "ok"}, {"colour": "red"}, [1]],
-)  # fmt: skip
+    [
+        {"mode": "status"},
+        {"status": 200},
+        {"mode": "later"},
+        {"count": 0},
+        {"latency_s": -1},
+        {"status": 500, "mode": "ok"},
+        {"colour": "red"},
+        [1],
+    ],
+)
 def test_invalid_faults_are_400(client: httpx.Client, knobs: object) -> None:
     assert client.post("/_faults", json=knobs).status_code == 400
     assert client.get("/_faults").json() == Faults().to_json()

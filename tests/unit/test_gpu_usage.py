@@ -15,10 +15,19 @@ C1, C2 = "1" * 64, "2" * 64
 def test_engines_matched_by_container_and_checked_against_budget(real_compose: Path) -> None:
     plan = run_check(real_compose, Settings(path=None, environ={})).plan
     router_exp = plan.engine("vllm-router").budget_bytes + plan.assumptions.cuda_context_bytes
-    snap = GpuSnapshot(0, "T", 96 * GIB, 80 * GIB, 16 * GIB, 0, 0, (
-        GpuProcess(10, router_exp, C1),
-        GpuProcess(20, 40 * GIB, C2),  # the primary holds far less than its 62 GiB budget
-    ))  # fmt: skip
+    snap = GpuSnapshot(
+        0,
+        "T",
+        96 * GIB,
+        80 * GIB,
+        16 * GIB,
+        0,
+        0,
+        (
+            GpuProcess(10, router_exp, C1),
+            GpuProcess(20, 40 * GIB, C2),  # the primary holds far less than its 62 GiB budget
+        ),
+    )
     engines = [
         ServiceHandle("vllm-router", "classifier", "u", container_id=C1[:12]),
         ServiceHandle("vllm-primary", "primary", "u", container_id=C2[:12]),
@@ -35,4 +44,6 @@ def test_local_processes_matched_by_process_group(real_compose: Path) -> None:
     snap = GpuSnapshot(0, "T", 96 * GIB, 1, 1, 0, 0, (GpuProcess(11, GIB),))
     eng = [ServiceHandle("vllm-router", "classifier", "u", pid=7)]
     assert engine_use(snap, eng, plan, {11: 7})[0].pids == (11,)
-    assert "no GPU process found" in usage_problems(snap, engine_use(snap, eng, plan, {}), 0.05, 0)[0]
+    assert (
+        "no GPU process found" in usage_problems(snap, engine_use(snap, eng, plan, {}), 0.05, 0)[0]
+    )

@@ -28,8 +28,9 @@ def test_ttft_and_gaps_from_token_bearing_chunks_only() -> None:
         sse(chunk(reasoning="think")),
         sse(chunk("a")) + sse(chunk("b")),  # two events in one read: a gap of 0
         sse(chunk("c")),
-        sse({"choices": [], "usage": {"completion_tokens": 7, "prompt_tokens": 3}}) + b"data: [DONE]\n\n",
-    ]  # fmt: skip
+        sse({"choices": [], "usage": {"completion_tokens": 7, "prompt_tokens": 3}})
+        + b"data: [DONE]\n\n",
+    ]
     t = measure_stream(reads, clock=lambda: next(clock))
     assert t.first_token_at == 1.5
     assert t.gaps_s == pytest.approx([0.2, 0.0, 0.3])
@@ -59,13 +60,28 @@ def test_percentile_is_exact_with_linear_interpolation() -> None:
 
 
 def rec(route: str, ok: bool, ttft: float, start: float = 0.0) -> RequestRecord:
-    return RequestRecord("ChatUser", "router", start, start, 200 if ok else 502, ok, route=route,
-                         ttft_s=ttft, itl_s=[0.01, 0.02], e2e_s=ttft + 1.0, output_tokens=10)  # fmt: skip
+    return RequestRecord(
+        "ChatUser",
+        "router",
+        start,
+        start,
+        200 if ok else 502,
+        ok,
+        route=route,
+        ttft_s=ttft,
+        itl_s=[0.01, 0.02],
+        e2e_s=ttft + 1.0,
+        output_tokens=10,
+    )
 
 
 def test_failures_are_counted_but_kept_out_of_percentiles() -> None:
-    records = [rec("local", True, 0.1), rec("local", True, 0.3), rec("local", False, 99.0),
-               rec("search", True, 0.5, start=1.0)]  # fmt: skip
+    records = [
+        rec("local", True, 0.1),
+        rec("local", True, 0.3),
+        rec("local", False, 99.0),
+        rec("search", True, 0.5, start=1.0),
+    ]
     stats = latency_stats(records)
     assert stats["local"]["failed"] == 1 and stats["local"]["ok"] == 2
     assert stats["local"]["ttft_s"]["p50"] == pytest.approx(0.2)

@@ -16,18 +16,29 @@ from harness.errors import InputError
 from harness.spec import parse_engine_args, parse_stack
 
 FLAGS = [
-    "--gpu-memory-utilization", "--max-model-len", "--max-num-seqs", "--kv-cache-dtype",
-    "--block-size", "--served-model-name", "--reasoning-parser", "--port", "--enforce-eager",
-    "--enable-auto-tool-choice", "--tool-call-parser", "--unknown-flag", "--model",
-]  # fmt: skip
+    "--gpu-memory-utilization",
+    "--max-model-len",
+    "--max-num-seqs",
+    "--kv-cache-dtype",
+    "--block-size",
+    "--served-model-name",
+    "--reasoning-parser",
+    "--port",
+    "--enforce-eager",
+    "--enable-auto-tool-choice",
+    "--tool-call-parser",
+    "--unknown-flag",
+    "--model",
+]
 token = st.one_of(
     st.sampled_from(FLAGS),
     st.sampled_from(["0.5", "32768", "32k", "fp8", "auto", "-1", "nan", "1e9", "", "x", "=", "3"]),
     st.text(max_size=12),
     st.sampled_from(FLAGS).map(lambda f: f + "=" + "7"),
 )
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
-                    st.text(max_size=20))  # fmt: skip
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20)
+)
 values = st.recursive(
     scalars,
     lambda inner: st.one_of(
@@ -35,8 +46,20 @@ values = st.recursive(
     ),
     max_leaves=20,
 )
-KEYS = ["image", "command", "ports", "environment", "depends_on", "healthcheck", "deploy",
-        "labels", "networks", "env_file", "volumes", "container_name"]  # fmt: skip
+KEYS = [
+    "image",
+    "command",
+    "ports",
+    "environment",
+    "depends_on",
+    "healthcheck",
+    "deploy",
+    "labels",
+    "networks",
+    "env_file",
+    "volumes",
+    "container_name",
+]
 service = st.dictionaries(st.sampled_from(KEYS), values, max_size=8)
 
 
@@ -50,8 +73,10 @@ def test_flag_lists_parse_or_fail_cleanly(argv: list[str]) -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(st.sampled_from(["vllm-router", "b", "c"]), service, min_size=1, max_size=3),
-       st.booleans())  # fmt: skip
+@given(
+    st.dictionaries(st.sampled_from(["vllm-router", "b", "c"]), service, min_size=1, max_size=3),
+    st.booleans(),
+)
 def test_compose_documents_parse_or_fail_cleanly(services: dict, engine_image: bool) -> None:
     if engine_image and "vllm-router" in services:
         services["vllm-router"]["image"] = "vllm/vllm-openai:v1"

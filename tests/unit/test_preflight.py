@@ -106,8 +106,14 @@ def test_inline_secret(compose_variant) -> None:
 
 def test_every_rule_has_a_test_here() -> None:
     tested = {
-        "utilization-sum", "max-model-len-equal", "max-model-len-within-model",
-        "kv-holds-one-sequence", "kv-holds-max-num-seqs", "fits-card", "image-latest",
-        "engine-port-public", "inline-secret",
-    }  # fmt: skip
+        "utilization-sum",
+        "max-model-len-equal",
+        "max-model-len-within-model",
+        "kv-holds-one-sequence",
+        "kv-holds-max-num-seqs",
+        "fits-card",
+        "image-latest",
+        "engine-port-public",
+        "inline-secret",
+    }
     assert set(RULES) == tested

@@ -41,8 +41,14 @@ def _write_corpus(root: Path) -> BuildConfig:
     rows = []
     for route, qs in QUESTIONS.items():
         for i, q in enumerate(qs):
-            rows.append({"id": f"{route}-{i}", "messages": [{"role": "user", "content": q}],
-                         "route": route, "tags": []})  # fmt: skip
+            rows.append(
+                {
+                    "id": f"{route}-{i}",
+                    "messages": [{"role": "user", "content": q}],
+                    "route": route,
+                    "tags": [],
+                }
+            )
     train = root / "train.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     either = {"id": "e", "messages": [{"role": "user", "content": "Hi"}], "route": "either"}
@@ -111,8 +117,13 @@ def test_build_skips_when_unchanged_and_hash_tracks_inputs(tmp_path: Path) -> No
 
     for model_dir in (first.classifier_dir, first.primary_dir):
         names = {p.name for p in model_dir.iterdir()}
-        assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                "generation_config.json"} <= names  # fmt: skip
+        assert {
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "generation_config.json",
+        } <= names
         cfg = json.loads((model_dir / "config.json").read_text())
         assert cfg["architectures"] == ["LlamaForCausalLM"]
         assert cfg["head_dim"] == 64

@@ -13,10 +13,19 @@ from harness.twin.engines import CPU_BLOCK_SIZE, twin_engine
 
 
 def tiny_model(tmp_path: Path) -> Path:
-    (tmp_path / "config.json").write_text(json.dumps({
-        "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
-        "hidden_size": 128, "head_dim": 64, "vocab_size": 1024, "torch_dtype": "float32",
-    }))  # fmt: skip
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 2,
+                "hidden_size": 128,
+                "head_dim": 64,
+                "vocab_size": 1024,
+                "torch_dtype": "float32",
+            }
+        )
+    )
     return tmp_path
 
 
@@ -57,5 +66,10 @@ def test_kv_line_parses_the_vllm_format() -> None:
     )
     kv = parse_kv_line(log)
     assert kv is not None
-    assert (kv.device, kv.tokens, kv.max_model_len, kv.max_concurrency) == ("CPU", 49152, 32768, 1.5)
+    assert (kv.device, kv.tokens, kv.max_model_len, kv.max_concurrency) == (
+        "CPU",
+        49152,
+        32768,
+        1.5,
+    )
     assert parse_kv_line("nothing here") is None

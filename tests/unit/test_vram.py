@@ -58,9 +58,17 @@ def test_capacity_counts_whole_blocks_and_concurrency_matches_vllm() -> None:
 
 def test_engine_memory_pool_is_budget_minus_weights_minus_reserve() -> None:
     args = parse_engine_args(
-        ["meta-llama/Meta-Llama-3-8B-Instruct", "--gpu-memory-utilization", "0.5",
-         "--max-model-len", "8192", "--max-num-seqs", "4"], where="t",
-    )  # fmt: skip
+        [
+            "meta-llama/Meta-Llama-3-8B-Instruct",
+            "--gpu-memory-utilization",
+            "0.5",
+            "--max-model-len",
+            "8192",
+            "--max-num-seqs",
+            "4",
+        ],
+        where="t",
+    )
     a = MemoryAssumptions(total_bytes=80 * GIB, activation_reserve_bytes=GIB, block_size=16)
     m = engine_memory("e", args, LLAMA3_8B, a)
     assert m.budget_bytes == 40 * GIB
@@ -97,9 +105,16 @@ def test_arch_from_the_hf_cache_layout_offline(tmp_path: Path) -> None:
     (tmp_path / "hub" / "models--acme--tiny" / "refs").mkdir()
     (tmp_path / "hub" / "models--acme--tiny" / "refs" / "main").write_text("abc123")
     (snap / "config.json").write_text(
-        json.dumps({"num_hidden_layers": 4, "num_attention_heads": 8, "hidden_size": 512,
-                    "vocab_size": 1000, "quantization_config": {"quant_method": "fp8"}})
-    )  # fmt: skip
+        json.dumps(
+            {
+                "num_hidden_layers": 4,
+                "num_attention_heads": 8,
+                "hidden_size": 512,
+                "vocab_size": 1000,
+                "quantization_config": {"quant_method": "fp8"},
+            }
+        )
+    )
     arch = resolve_arch("acme/tiny", hf_home=str(tmp_path))
     assert arch.num_kv_heads == 8 and arch.head_dim == 64 and arch.quant_bytes == 1.0
     assert arch.source.endswith("config.json")
@@ -112,9 +127,14 @@ def test_unknown_model_is_an_input_error() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("96GiB", 96 * GIB), ("80GB", 80 * 10**9), ("81559MiB", 81559 * MIB), ("1024", 1024),
-     ("0.5 G", GIB // 2)],
-)  # fmt: skip
+    [
+        ("96GiB", 96 * GIB),
+        ("80GB", 80 * 10**9),
+        ("81559MiB", 81559 * MIB),
+        ("1024", 1024),
+        ("0.5 G", GIB // 2),
+    ],
+)
 def test_parse_size(text: str, expected: int) -> None:
     assert parse_size(text) == expected
 

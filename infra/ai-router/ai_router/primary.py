@@ -109,9 +109,11 @@ def _passthrough(
             reply.stream_error = "upstream_timeout" if timed_out else "bad_gateway"
             message = f"{NAME} stream interrupted ({reply.stream_error})"
             # Close any half-written event first so the error is parsed as its own event.
-            yield (b"\n\n" if watcher.mid_line else b"") + sse_data(
-                error_body(message, "upstream_error", reply.stream_error)
-            ) + DONE
+            yield (
+                (b"\n\n" if watcher.mid_line else b"")
+                + sse_data(error_body(message, "upstream_error", reply.stream_error))
+                + DONE
+            )
             return
         watcher.close()
     finally:

@@ -91,8 +91,9 @@ def test_tokenize_is_thread_safe(make_config: Callable[..., Any]) -> None:
 
     classifier = Classifier(make_config(), httpx.Client(transport=httpx.MockTransport(handler)))
     results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(classifier.max_tokens()))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(classifier.max_tokens())) for _ in range(8)
+    ]
     for t in threads:
         t.start()
     gate.set()

@@ -273,8 +273,6 @@ def test_request_id_on_every_response(client: FlaskClient) -> None:
         client.get("/health").headers["X-Request-Id"],
         client.get("/v1/models").headers["X-Request-Id"],
         client.get("/v1/models", headers=AUTH).headers["X-Request-Id"],
-        client.post("/v1/chat/completions", json=chat_body(), headers=AUTH).headers[
-            "X-Request-Id"
-        ],
+        client.post("/v1/chat/completions", json=chat_body(), headers=AUTH).headers["X-Request-Id"],
     }
     assert len(ids) == 4

@@ -219,9 +219,7 @@ def test_empty_output_retried_once_with_double_budget(
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_empty_output_twice_is_502(
-    client: FlaskClient, upstreams: Upstreams, stream: bool
-) -> None:
+def test_empty_output_twice_is_502(client: FlaskClient, upstreams: Upstreams, stream: bool) -> None:
     empty = xai_response(None, status="incomplete", reason="max_output_tokens")
     if stream:
         # whitespace-only text counts as empty too

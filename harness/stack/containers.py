@@ -1,0 +1,419 @@
+"""The `gpu` and `twin-docker` targets: the stack as testcontainers, in the compose start order.
+
+One container per service, each gated on its health endpoint (reached through its port published
+on 127.0.0.1) before the next one starts, with the compose healthcheck's startup budget as the
+timeout; a container that exits meanwhile fails the bring-up at once, with its last log lines.
+Everything a run creates (containers, the network, per-run volumes) carries the harness labels
+and a `harness-<run id>-` name, so production containers are never touched unless asked
+(`replace_running`) and `sweep()` removes whatever an interrupted run left behind.
+
+The `gpu` target runs the compose file's images and commands on the NVIDIA GPU; `twin-docker`
+runs the CPU twin's exact argv in a locally built base image (container_twin.py). What a
+container looks like is decided in container_spec.py; this module only runs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+from harness.errors import CapabilityError, StackError, StartupError
+from harness.spec import StackSpec
+from harness.stack.base import ServiceHandle, Stack
+from harness.stack.base_image import ensure_base_image
+from harness.stack.container_logs import LogFollower
+from harness.stack.container_prod import (
+    ProdContainer,
+    refusal,
+    restore_production,
+    running_production,
+    stop_production,
+    vram_preflight,
+)
+from harness.stack.container_spec import (
+    HOST_IP,
+    LABEL,
+    ORDER_LABEL,
+    RUN_LABEL,
+    ContainerPlan,
+    docker_kwargs,
+    gpu_plans,
+    mask_text,
+    network_name,
+    port_bindings,
+    run_labels,
+)
+from harness.stack.container_twin import TwinInputs, twin_plans
+from harness.stack.health import wait_healthy
+from harness.stack.kv_line import kv_line_from_log
+from harness.vram import VramPlan
+
+RYUK_ENV = "TESTCONTAINERS_RYUK_DISABLED"
+_NANOS = re.compile(r"(\.\d{6})\d*")
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(4)
+
+
+def docker_client(timeout_s: int = 60) -> Any:
+    """A docker-py client; CapabilityError when the library or the engine is missing."""
+    try:
+        import docker
+    except ImportError:
+        raise CapabilityError(
+            "the docker and testcontainers packages are not installed (pip install '.[gpu]')"
+        ) from None
+    try:
+        client = docker.from_env(timeout=timeout_s)
+        client.ping()
+    except Exception as exc:
+        raise CapabilityError(
+            f"no Docker engine answers ({type(exc).__name__}); start one "
+            "(scripts/ci-docker.sh does, as root)"
+        ) from None
+    return client
+
+
+def container_capability(gpu: bool) -> str | None:
+    """Why containers (on the GPU, with `gpu`) cannot run here, or None when they can."""
+    try:
+        import testcontainers  # noqa: F401
+
+        client = docker_client(timeout_s=10)
+    except CapabilityError as exc:
+        return str(exc)
+    if not gpu:
+        return None
+    runtimes = client.info().get("Runtimes") or {}
+    if "nvidia" not in runtimes:
+        return (
+            f"docker has no nvidia runtime (has: {', '.join(runtimes) or 'none'}); install "
+            "nvidia-container-toolkit and run `nvidia-ctk runtime configure --runtime=docker`"
+        )
+    from harness.telemetry.nvml import nvml_device_count
+
+    if nvml_device_count() == 0:
+        return "NVML sees no GPU (no driver, or nvidia-ml-py missing: pip install '.[gpu]')"
+    return None
+
+
+def configure_ryuk(client: Any, wanted: bool = True) -> bool:
+    """Use testcontainers' reaper only when its image is already here (no registry to pull it
+    from) and it is wanted; otherwise turn it off. An explicit TESTCONTAINERS_RYUK_DISABLED wins."""
+    from testcontainers.core.config import testcontainers_config as tc
+
+    if RYUK_ENV in os.environ:
+        return not tc.ryuk_disabled
+    present = True
+    try:
+        client.images.get(tc.ryuk_image)
+    except Exception:
+        present = False
+    use = wanted and present
+    if not use:
+        os.environ[RYUK_ENV] = "true"
+    tc.ryuk_disabled = not use
+    return use
+
+
+def started_at(container: Any) -> float | None:
+    """State.StartedAt as time.time(): docker's nanoseconds cut to what Python parses."""
+    text = (container.attrs.get("State") or {}).get("StartedAt") or ""
+    if not text or text.startswith("0001-"):
+        return None
+    return datetime.fromisoformat(_NANOS.sub(r"\1", text).replace("Z", "+00:00")).timestamp()
+
+
+def published_port(container: Any, port: int) -> int:
+    for binding in (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []:
+        if binding.get("HostIp") in (HOST_IP, "") and binding.get("HostPort"):
+            return int(binding["HostPort"])
+    raise StackError(f"{container.name}: port {port} is not published on {HOST_IP}")
+
+
+@dataclass
+class ContainersBackend:
+    """Brings the stack up as containers and tears it down, in order, on every way out."""
+
+    spec: StackSpec
+    run_dir: Path
+    target: str = "gpu"  # gpu | twin-docker
+    twin: TwinInputs | None = None  # twin-docker: the KV plan and the models
+    vram_plan: VramPlan | None = None  # gpu: the live free-memory preflight
+    include_edge: bool = False  # gpu: also traefik and cloudflared
+    replace_running: bool = False  # gpu: stop a running production stack, restore it after
+    keep_stack: bool = False  # leave the stack (and production stopped) after the run
+    use_ryuk: bool = True  # where its image is present; never with keep_stack
+    startup_timeout_s: float | None = None  # a cap on each compose startup budget
+    stop_grace_s: int = 10
+    run_id: str = field(default_factory=new_run_id)
+    progress: Callable[[str], None] = print
+    stack: Stack | None = field(default=None, init=False)
+    stopped_production: list[ProdContainer] = field(default_factory=list, init=False)
+    _client: Any = field(default=None, init=False, repr=False)
+    _network: Any = field(default=None, init=False, repr=False)
+    _containers: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _followers: dict[str, LogFollower] = field(default_factory=dict, init=False, repr=False)
+    _plans: dict[str, ContainerPlan] = field(default_factory=dict, init=False, repr=False)
+    _volumes: list[str] = field(default_factory=list, init=False)
+
+    # -- public -------------------------------------------------------------------------------
+
+    def plans(self, api_key: str = "", notes: list[str] | None = None) -> list[ContainerPlan]:
+        """The containers this backend would start, in order (no Docker needed for gpu)."""
+        if self.target == "twin-docker":
+            if self.twin is None:
+                raise StackError("twin-docker needs the twin's inputs (TwinInputs)")
+            return twin_plans(
+                self.spec, self.twin, self.run_dir, self.run_id, api_key,
+                notes if notes is not None else [],
+            )  # fmt: skip
+        return gpu_plans(self.spec, self.run_id, api_key, include_edge=self.include_edge)
+
+    def up(self) -> Stack:
+        stack = Stack(self.target, self.spec, self.run_dir, api_key=secrets.token_urlsafe(24))
+        self.stack = stack
+        try:
+            self._client = docker_client()
+            ryuk = configure_ryuk(self._client, self.use_ryuk and not self.keep_stack)
+            stack.notes.append(f"containers: run id {self.run_id}, ryuk {'on' if ryuk else 'off'}")
+            if self.target == "gpu":
+                self._prepare_gpu()
+            else:
+                ensure_base_image(progress=self.progress)
+            plans = self.plans(stack.api_key, stack.notes)
+            self._create_network()
+            for plan in plans:
+                self._create_volumes(plan)
+                self._start(stack, plan)
+        except BaseException:
+            self._teardown(quiet=True)
+            raise
+        return stack
+
+    def down(self) -> None:
+        """Remove every container of the run in reverse start order, then its network and
+        volumes; restore a production stack this run stopped. Safe to call twice."""
+        problems = self._teardown(quiet=False)
+        if problems:
+            raise StackError("teardown was incomplete: " + "; ".join(problems))
+
+    def restart(self, name: str) -> ServiceHandle:
+        """Replace one container, gated on its health, on the same published ports."""
+        if self.stack is None or name not in self._plans:
+            raise StackError(f"{name} is not a running service of this run")
+        plan = self._plans[name]
+        old = self._containers.get(name)
+        fixed = {}
+        if old is not None:
+            wrapped = old.get_wrapped_container()
+            wrapped.reload()
+            fixed = {p: published_port(wrapped, p) for p in plan.ports}
+        self._stop_one(name)
+        return self._start(self.stack, plan, fixed)
+
+    def container(self, name: str) -> Any:
+        """The docker-py container of a running service (for tests that inspect it)."""
+        return self._containers[name].get_wrapped_container()
+
+    # -- bring-up -----------------------------------------------------------------------------
+
+    def _prepare_gpu(self) -> None:
+        found = running_production(self._client, self.spec)
+        if found and not self.replace_running:
+            raise refusal(self.spec, found)
+        if found:
+            self.stopped_production = stop_production(
+                self._client, self.spec, found, self.progress
+            )
+        if self.vram_plan is not None:
+            vram_preflight(
+                self._client, self.vram_plan, self.progress,
+                settle_s=30.0 if self.stopped_production else 0.0,
+            )  # fmt: skip
+
+    def _create_network(self) -> None:
+        from testcontainers.core.network import Network
+
+        net = Network(docker_network_kw={"driver": "bridge", "labels": run_labels(self.run_id)})
+        net.name = network_name(self.run_id, self.spec)
+        self._network = net.create()
+
+    def _create_volumes(self, plan: ContainerPlan) -> None:
+        for name in plan.run_volumes:
+            if name not in self._volumes:
+                self._client.volumes.create(name, labels=run_labels(self.run_id))
+                self._volumes.append(name)
+
+    def _timeout(self, plan: ContainerPlan) -> float:
+        cap = self.startup_timeout_s
+        return plan.startup_budget_s if cap is None else min(cap, plan.startup_budget_s)
+
+    def _start(
+        self, stack: Stack, plan: ContainerPlan, fixed_ports: dict[int, int] | None = None
+    ) -> ServiceHandle:
+        from testcontainers.core.container import DockerContainer
+
+        log = self.run_dir / "logs" / f"{plan.service}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as fh:
+            fh.write(f"[harness] {plan.render()}\n")
+        c = DockerContainer(
+            plan.image,
+            command=cast(Any, list(plan.command)),
+            env=dict(plan.environment),
+            name=plan.name,
+            network=self._network,
+            network_aliases=list(plan.aliases),
+        )
+        for m in plan.mounts:
+            c.with_volume_mapping(m.source, m.target, "ro" if m.read_only else "rw")
+        # Loopback only, which with_bind_ports cannot say; ephemeral unless restarting.
+        c.ports = cast("dict[str, int | None]", port_bindings(plan, fixed_ports))
+        c.with_kwargs(**docker_kwargs(plan))  # one call: with_kwargs replaces
+        timeout = self._timeout(plan)
+        self.progress(f"starting {plan.service} as {plan.name} (health timeout {timeout:.0f} s)")
+        self._plans[plan.service] = plan
+        self._containers[plan.service] = c
+        try:
+            c.start()
+        except Exception as exc:
+            raise StackError(
+                f"{plan.service}: docker could not start {plan.name}: "
+                f"{mask_text(str(exc), plan.secret_values)}"
+            ) from None
+        wrapped = c.get_wrapped_container()
+        follower = LogFollower(wrapped, log, plan.secret_values)
+        follower.start()
+        self._followers[plan.service] = follower
+        wrapped.reload()
+        port = plan.health_port or (plan.ports[0] if plan.ports else None)
+        url = f"http://{HOST_IP}:{published_port(wrapped, port)}" if port else ""
+        handle = ServiceHandle(
+            plan.service,
+            plan.role,
+            url,
+            health_path=plan.health_path,
+            log_path=log,
+            container_id=wrapped.id,
+            model_name=plan.model_name,
+            started_at=started_at(wrapped),
+            command=tuple(mask_text(a, plan.secret_values) for a in plan.command),
+        )
+        stack.services[plan.service] = handle
+        handle.healthy_at = self._wait_ready(plan, handle, wrapped, follower, timeout)
+        line = f"{plan.service}: healthy in {handle.time_to_healthy_s or 0:.1f} s"
+        if handle.role in ("classifier", "primary"):
+            handle.kv = kv_line_from_log(log)
+            if handle.kv:
+                line += f"; {handle.kv.text.split('] ')[-1]}"
+        self.progress(line)
+        return handle
+
+    def _wait_ready(
+        self, plan: ContainerPlan, handle: ServiceHandle, wrapped: Any, follower: LogFollower,
+        timeout: float,
+    ) -> float:  # fmt: skip
+        def exited() -> int | None:
+            wrapped.reload()
+            state = wrapped.attrs.get("State") or {}
+            if state.get("Status") not in ("exited", "dead"):
+                return None
+            follower.finish()  # the last lines reach the file before the tail is read
+            return int(state.get("ExitCode", -1))
+
+        if plan.health_port is None:  # nothing to poll: running a moment later is ready
+            time.sleep(2.0)
+            code = exited()
+            if code is not None:
+                raise StartupError(plan.service, f"exited with code {code} during startup")
+            return time.time()
+        return wait_healthy(
+            plan.service,
+            handle.url + handle.health_path,
+            timeout_s=timeout,
+            exited=exited,
+            log_path=handle.log_path,
+        )
+
+    # -- teardown -----------------------------------------------------------------------------
+
+    def _stop_one(self, name: str) -> None:
+        c = self._containers.pop(name, None)
+        follower = self._followers.pop(name, None)
+        if c is not None:
+            with contextlib.suppress(Exception):
+                c.get_wrapped_container().stop(timeout=self.stop_grace_s)
+            try:
+                c.stop()  # remove, with its anonymous volumes
+            except Exception as exc:
+                if "No such container" not in str(exc) and "404" not in str(exc):
+                    raise
+        if follower is not None:
+            follower.close()
+
+    def _teardown(self, quiet: bool) -> list[str]:
+        problems: list[str] = []
+        for name in reversed(list(self._containers)):
+            try:
+                self._stop_one(name)
+            except Exception as exc:
+                problems.append(f"container {name}: {type(exc).__name__}: {exc}")
+        if self._network is not None:
+            try:
+                self._network.remove()
+                self._network = None
+            except Exception as exc:
+                problems.append(f"network: {exc}")
+        for vol in list(self._volumes):
+            try:
+                self._client.volumes.get(vol).remove(force=True)
+                self._volumes.remove(vol)
+            except Exception as exc:
+                problems.append(f"volume {vol}: {exc}")
+        if self.stopped_production and not self.keep_stack:
+            try:
+                restore_production(self._client, self.spec, self.stopped_production, self.progress)
+                self.stopped_production = []
+            except Exception as exc:
+                problems.append(f"restoring production: {exc}")
+        for p in problems:
+            self.progress(f"teardown: {p} (harness down --sweep removes what is left)")
+        return [] if quiet else problems
+
+
+def sweep(
+    run_id: str | None = None, client: Any = None, progress: Callable[[str], None] = print
+) -> list[str]:
+    """Remove every container, network and volume with the harness label (of one run, when
+    `run_id` is given): containers in reverse start order. Returns what it removed."""
+    client = client or docker_client()
+    wanted = [f"{LABEL}=1"] + ([f"{RUN_LABEL}={run_id}"] if run_id else [])
+    removed: list[str] = []
+    found = client.containers.list(all=True, filters={"label": wanted})
+    for c in sorted(found, key=lambda c: -int((c.labels or {}).get(ORDER_LABEL, "0") or 0)):
+        with contextlib.suppress(Exception):
+            c.stop(timeout=10)
+        with contextlib.suppress(Exception):
+            c.remove(force=True, v=True)
+            removed.append(f"container {c.name}")
+    for n in client.networks.list(filters={"label": wanted}):
+        with contextlib.suppress(Exception):
+            n.remove()
+            removed.append(f"network {n.name}")
+    for v in client.volumes.list(filters={"label": wanted}):
+        with contextlib.suppress(Exception):
+            v.remove(force=True)
+            removed.append(f"volume {v.name}")
+    for item in removed:
+        progress(f"removed {item}")
+    return removed

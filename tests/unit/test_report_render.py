@@ -1,0 +1,206 @@
+"""report.md and report.html: every section, every plot, escaped text, no external resource;
+and the page in a real headless Chromium when one is installed."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import report_fixtures as F
+
+from harness.errors import CapabilityError
+from harness.report.compare import compare
+from harness.report.finalize import finalize_run
+from harness.report.history import read_history
+from harness.report.render_html import render_html
+from harness.report.render_md import render_markdown
+from harness.report.summary import history_line
+
+EVIL = '<script>alert("x")</script>'
+PLOTS = [
+    "plot-latency-ttft",
+    "plot-latency-itl",
+    "plot-latency-e2e",
+    "plot-confusion",
+    "plot-long-context",
+    "plot-vram",
+    *(f"plot-timeline-{p}-{e}-{k}" for p in F.PROFILES for e in F.ENGINES for k in ("kv", "queue")),
+]
+
+
+class Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.svgs: dict[str, list[str]] = {}  # id -> its <title> texts
+        self.stack: list[str] = []
+        self.opened = self.closed = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "svg":
+            self.opened += 1
+            self.stack.append(dict(attrs)["id"] or "")
+            self.svgs[self.stack[-1]] = []
+        self._in_title = tag == "title" and bool(self.stack)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "svg":
+            self.closed += 1
+            self.stack.pop()
+        self._in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.svgs[self.stack[-1]].append(data)
+
+
+def parse(html: str) -> Tags:
+    t = Tags()
+    t.feed(html)
+    return t
+
+
+def full_run(tmp_path: Path) -> Path:
+    doc = F.record()
+    doc = F.set_in(doc, "acceptance.routing.misses", [{"id": EVIL, "expected": "local",
+                                                        "got": "search", "reason": EVIL}])  # fmt: skip
+    return F.write_run(tmp_path, doc)
+
+
+def test_markdown_has_every_section() -> None:
+    doc = F.record()
+    md = render_markdown(doc)
+    assert md.startswith("# Run 20261126T062715Z-twin: PASSED")
+    assert "target `twin`" in md and "compose ea965b03eff1" in md
+    assert "Routing accuracy **0.967** on 60 items" in md
+    assert "Long context: 20 of 20 passed" in md
+    assert "KV capacity vllm-primary: 232,448 tokens (7.09x max-model-len), predicted 232,960" in md
+    assert "| steady | local | 20 | 1.700 | 3.060 |" in md
+    assert "| kv-pressure | vllm-primary | 0.95 |" in md
+    assert "Errors: steady 0.0% (0/40)" in md
+    assert "## Comparison" not in md
+    assert len(md.splitlines()) < 60  # a screenful, for a chat message
+
+
+def test_markdown_names_long_context_failures_and_fallbacks() -> None:
+    doc = F.record()
+    doc["acceptance"]["long_context"][0].update(reason="fallback:timeout")
+    doc["acceptance"]["long_context"][1].update(classifier_prompt_tokens=512)
+    doc["acceptance"]["routing"]["fallbacks"] = 2
+    md = render_markdown(doc)
+    assert "Long context: 18 of 20 passed; **1 fallback, 1 truncated**" in md
+    assert "last/local at 32,760 tokens: fallback (HTTP 200, fallback:timeout, classifier" in md
+    assert "truncated (HTTP 200, classified, classifier saw 512)" in md
+    assert "fallbacks 2" in md
+
+
+def test_markdown_carries_the_comparison_verdict() -> None:
+    base = F.record()
+    cur = F.set_in(F.record("20261127T000000Z-twin"), "load.steady.latency.local.ttft_s.p95", 9.0)
+    md = render_markdown(cur, compare(cur, base))
+    assert "**REGRESSION against 20261126T062715Z-twin: load.steady.local.ttft_p95_s" in md
+    assert "load.steady.local.ttft_p95_s  3.06" in md
+    ok = render_markdown(base, compare(base, base))
+    assert "**no regression against 20261126T062715Z-twin" in ok
+
+
+def test_markdown_of_partial_runs() -> None:
+    only_load = render_markdown(F.record(acceptance={}))
+    assert "## Load" in only_load and "## Acceptance" not in only_load
+    only_acc = render_markdown(F.set_in(F.record(), "load", {}))
+    assert "## Acceptance" in only_acc and "## Load" not in only_acc
+    empty = render_markdown(F.record(acceptance={}, load={}))
+    assert "No acceptance or load results in this run." in empty
+
+
+def test_html_has_every_plot_with_a_title(tmp_path: Path) -> None:
+    run_dir = full_run(tmp_path)
+    history = [history_line(F.record(f"2026112{i}T062715Z-twin")) for i in range(3)]
+    html = render_html(F.record(), run_dir, history=history)
+    tags = parse(html)
+    assert tags.opened == tags.closed == len(tags.svgs)
+    for plot in [*PLOTS, "plot-trend-accuracy", *(f"plot-trend-ttft-{p}" for p in F.PROFILES)]:
+        assert plot in tags.svgs, plot
+        assert tags.svgs[plot], f"{plot} has no <title>"
+    queue = re.search(r'<svg id="plot-timeline-steady-vllm-primary-queue".*?</svg>', html)
+    assert queue and 'stroke-dasharray="6 4"><title>max-num-seqs 3</title>' in queue.group(0)
+    assert "Routing confusion matrix" in tags.svgs["plot-confusion"][0]
+
+
+def test_html_is_self_contained_and_escaped(tmp_path: Path) -> None:
+    run_dir = full_run(tmp_path)
+    doc = F.set_in(F.record(), "acceptance.routing.misses", [{"id": EVIL, "expected": "local",
+                                                               "got": "x", "reason": EVIL}])  # fmt: skip
+    html = render_html(doc, run_dir, comparison_=compare(doc, F.record()))
+    assert "<script" not in html.lower()
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert "fp8 KV &lt;b&gt;cache&lt;/b&gt;" in html  # a preflight finding's message
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    assert "<link" not in html and "url(" not in html and "@import" not in html
+    assert "xmlns" not in html
+    assert "default-src 'none'" in html  # the CSP makes Chromium refuse any load
+
+
+def test_html_without_timelines_or_sections_still_renders(tmp_path: Path) -> None:
+    html = render_html(F.record(), None)
+    assert "no timeline.jsonl for this profile" in html
+    assert "plot-timeline" not in html
+    bare = render_html(F.record(acceptance={}, load={}, preflight={}, stack={}))
+    assert "<svg" not in bare and "</html>" in bare
+
+
+def test_finalize_writes_both_reports_with_trends(tmp_path: Path) -> None:
+    older = F.write_run(tmp_path, F.record("20261125T062715Z-twin", started_at="2026-11-25"))
+    finalize_run(older)
+    run_dir = full_run(tmp_path)
+    written = finalize_run(run_dir)
+    assert [p.name for p in written] == ["report.md", "report.html"]
+    html = (run_dir / "report.html").read_text()
+    assert "Trends over the last 2 runs" in html and 'id="plot-trend-accuracy"' in html
+    assert len(read_history(tmp_path / "history.jsonl")) == 2
+    assert not (run_dir / "report.html.tmp").exists()
+
+
+def test_report_html_renders_in_chromium(tmp_path: Path) -> None:
+    from harness.report.browser import find_chromium, screenshot
+
+    try:
+        find_chromium()
+    except CapabilityError as exc:
+        pytest.skip(f"headless check needs Debian's chromium: {exc}")
+    run_dir = full_run(tmp_path)
+    F.write_run(tmp_path, F.record("20261125T062715Z-twin", started_at="2026-11-25"))
+    finalize_run(tmp_path / "runs" / "20261125T062715Z-twin")
+    finalize_run(run_dir, baseline=tmp_path / "runs" / "20261125T062715Z-twin" / "record.json")
+    png = run_dir / "report.png"
+    errors = screenshot(run_dir / "report.html", png)
+    assert errors == []
+    assert png.stat().st_size > 10_000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_chromium_check_reports_console_errors(tmp_path: Path) -> None:
+    from harness.report.browser import find_chromium, screenshot
+
+    try:
+        find_chromium()
+    except CapabilityError as exc:
+        pytest.skip(f"headless check needs Debian's chromium: {exc}")
+    page = tmp_path / "bad.html"
+    page.write_text("<!DOCTYPE html><html><body><p>x</p><script>console.error('boom');"
+                    "throw new Error('kaput')</script></body></html>")  # fmt: skip
+    errors = screenshot(page, tmp_path / "bad.png")
+    assert any("console.error: boom" in e for e in errors), errors
+    assert any(e.startswith("Uncaught") and "kaput" in e for e in errors), errors
+
+
+def test_missing_chromium_is_a_capability_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.report import browser
+
+    monkeypatch.setenv("HARNESS_CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setattr(browser, "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(CapabilityError, match="apt-get install -y chromium"):
+        browser.find_chromium()
