@@ -26,6 +26,7 @@ run: install
 	$(HARNESS) run --target $(TARGET)
 
 test: install
+	@scripts/system-deps.sh
 	$(PY) -m pytest
 
 check: install
@@ -50,5 +51,7 @@ gpu: install
 twin: install
 	$(HARNESS) twin build
 
+# The running stack by default; NIGHTLY_TARGET=gpu (or twin) brings up a fresh one.
+NIGHTLY_TARGET ?= attach
 nightly: install
-	$(HARNESS) nightly
+	$(HARNESS) nightly --target $(NIGHTLY_TARGET)

@@ -64,10 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     order.add_argument("--reverse", action="store_true", help="stop order")
     order.set_defaults(func=_cmd_order)
 
-    from harness import cli_run, cli_stack
+    from harness import cli_report, cli_run, cli_stack
 
     cli_stack.add_parsers(sub)
     cli_run.add_parsers(sub)
+    cli_report.add_parsers(sub)
     return parser
 
 

@@ -49,8 +49,40 @@ def cmd_run(ns: argparse.Namespace) -> int:
     return code
 
 
+def cmd_nightly(ns: argparse.Namespace) -> int:
+    """Acceptance and every load profile, the report, then the comparison's exit code."""
+    from harness.cli_report import cmd_compare
+    from harness.errors import InputError
+
+    code, run_dir = run_main_job(ns.target, ns.pytest_args, select="")
+    if run_dir is None:
+        print("nightly: no run directory was written (the stack never came up)")
+        return code or 3
+    print(f"\nnightly run {run_dir.name}: pytest exit code {code}; comparing with the baseline")
+    try:
+        return cmd_compare(
+            argparse.Namespace(run=str(run_dir), baseline=ns.baseline, json=False, config=ns.config)
+        )
+    except InputError as exc:
+        print(f"nightly: nothing to compare with ({exc}); pin one with `harness baseline set`")
+        return code
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run = sub.add_parser("run", help="the main job: bring-up, acceptance, steady + kv-pressure")
     run.add_argument("--target", default="twin", choices=("twin", "attach", "gpu", "twin-docker"))
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     run.set_defaults(func=cmd_run)
+
+    nightly = sub.add_parser(
+        "nightly", help="acceptance + all load profiles, report, compare with the baseline"
+    )
+    nightly.add_argument(
+        "--target",
+        default="attach",
+        choices=("attach", "twin", "gpu", "twin-docker"),
+        help="attach (default): the running stack; twin or gpu: bring up a fresh one",
+    )
+    nightly.add_argument("--baseline", default=None, help="PATH or last-green")
+    nightly.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    nightly.set_defaults(func=cmd_nightly)

@@ -67,10 +67,35 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     record = session.config.stash.get(_RECORD, None)
-    if record is not None:
-        failed = session.testsfailed or exitstatus not in (0, 5)
-        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        record.finish("interrupted" if interrupted else "failed" if failed else "passed")
+    if record is None:
+        return
+    failed = session.testsfailed or exitstatus not in (0, 5)
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    record.finish("interrupted" if interrupted else "failed" if failed else "passed")
+    _render_report(session.config, record.path.parent)
+
+
+def _render_report(config: pytest.Config, run_dir: Path) -> None:
+    """report.md, report.html, the history line; a screenshot where Chromium is installed."""
+    from harness.report.browser import screenshot
+    from harness.report.finalize import finalize_run
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    say = reporter.write_line if reporter else print
+    try:
+        written = finalize_run(run_dir)
+    except HarnessError as exc:
+        say(f"harness: the report could not be rendered: {exc}")
+        return
+    try:
+        errors = screenshot(run_dir / "report.html", run_dir / "report.png")
+    except HarnessError as exc:  # no Chromium here, or it failed: the report itself stands
+        say(f"harness: no report screenshot ({exc})")
+    else:
+        written.append(run_dir / "report.png")
+        for err in errors:
+            say(f"harness: report.html console error: {err}")
+    say("harness: run report: " + ", ".join(str(p) for p in written))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -140,12 +165,24 @@ def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: st
         raise  # unreachable: skip/fail raise
     except HarnessError as exc:
         pytest.fail(f"bring-up of the {harness_target} stack failed: {exc}", pytrace=False)
+    from harness.check import run_check
+    from harness.report.environment import environment
     from harness.report.record import RunRecord
     from harness.report.stack_facts import stack_facts
 
     record = RunRecord(run_dir, harness_target, secrets=[up.api_key])
+    check = run_check(up.spec.path, harness_settings)
+    record.doc["preflight"] = check.to_dict()
+    record.put("stack", "compose_sha256", up.spec.sha256)
+    record.put(
+        "stack",
+        "engine_args",
+        {e.name: e.engine.to_argv() for e in up.spec.engines if e.engine is not None},
+    )
+    record.put("stack", "images", {n: s.image for n, s in up.spec.services.items()})
     record.put("stack", "services", stack_facts(up))
     record.put("stack", "notes", list(up.notes))
+    record.put("environment", "facts", environment(Path(pytestconfig.rootpath)))
     pytestconfig.stash[_RECORD] = record
     pytestconfig.stash[_BACKEND] = backend
     try:

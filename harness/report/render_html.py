@@ -75,7 +75,8 @@ def header(doc: dict[str, Any], c: Comparison | None) -> str:
         cards.append(_card("fallbacks", str(sum(fb.values())), sum(fb.values()) == 0))
     profiles = S.profiles(doc)
     if profiles:
-        pre = sum(e.get("preemptions", 0) for s in profiles.values() for e in s["engines"].values())
+        engines = [e for s in profiles.values() for e in s.get("engines", {}).values()]
+        pre = sum(e.get("preemptions", 0) for e in engines)
         err = max(s["error_rate"] for s in profiles.values())
         cards.append(_card("worst error rate", f"{err:.1%}", err == 0))
         cards.append(_card("preemptions", f"{pre:.0f}"))

@@ -49,7 +49,8 @@ def acceptance(doc: dict[str, Any]) -> list[str]:
         )
         out.append(
             f"- Routing accuracy **{r['accuracy']:.3f}** on {r.get('scored', '?')} items"
-            f" ({per}); fallbacks {r['fallbacks']}"
+            + (f" ({per})" if per else "")
+            + f"; fallbacks {r['fallbacks']}"
             + (f"; ambiguous items went {_counts(r['either'])}" if r.get("either") else "")
         )
     rows = S.long_context(doc)
@@ -126,23 +127,12 @@ def load(doc: dict[str, Any]) -> list[str]:
         f"{n} {s['error_rate']:.1%} ({s['failed']}/{s['requests']})" for n, s in profiles.items()
     ]
     out += [f"Errors: {', '.join(errs)}", ""]
-    out += _table(
-        ["profile", "route", "ok", "TTFT p50 s", "TTFT p95 s", "ITL p50 s", "ITL p95 s", "failed"],
-        lat_rows,
-    )
-    out.append("")
-    out += _table(
-        [
-            "profile",
-            "engine",
-            "KV peak",
-            ">90% s",
-            "running max",
-            "waiting max (KV)",
-            "preemptions",
-        ],
-        eng_rows,
-    )
+    lat_head = ["profile", "route", "ok", "TTFT p50 s", "TTFT p95 s", "ITL p50 s", "ITL p95 s"]
+    eng_head = ["profile", "engine", "KV peak", ">90% s", "running max", "waiting max (KV)"]
+    if lat_rows:
+        out += [*_table([*lat_head, "failed"], lat_rows), ""]
+    if eng_rows:
+        out += [*_table([*eng_head, "preemptions"], eng_rows), ""]
     for name, s in profiles.items():
         for e in s.get("errors", [])[:3]:
             out.append(f"- {name} error: {e}")

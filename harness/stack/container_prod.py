@@ -39,7 +39,8 @@ def running_production(client: Any, spec: StackSpec) -> list[ProdContainer]:
         labels = c.labels or {}
         if labels.get(LABEL) == "1":
             continue
-        service = labels.get(COMPOSE_SERVICE, "") if labels.get(COMPOSE_PROJECT) == spec.project else ""
+        ours = labels.get(COMPOSE_PROJECT) == spec.project
+        service = labels.get(COMPOSE_SERVICE, "") if ours else ""
         if service or c.name in fixed:
             found[c.id] = ProdContainer(c.id, c.name, service or fixed.get(c.name, ""))
     return _in_start_order(spec, list(found.values()))

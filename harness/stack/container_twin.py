@@ -139,6 +139,7 @@ def twin_plans(
                 port = ENGINE_PORT
                 handle, argv, env = proc._engine(inner, svc, port, log)
             model = handle.model_name
+        svc_spec = spec.services.get(name)
         inner.services[name] = ServiceHandle(name, handle.role, f"http://{name}:{port}")
         env = _container_env(env)
         plans.append(
@@ -157,6 +158,9 @@ def twin_plans(
                 aliases=(name,),
                 labels={**run_labels(run_id), SERVICE_LABEL: name, ORDER_LABEL: str(order)},
                 working_dir=str(repo_root(spec)),
+                # As the compose file says: vLLM's workers share memory through /dev/shm.
+                ipc_mode=svc_spec.ipc if svc_spec else None,
+                shm_size=svc_spec.shm_size if svc_spec else None,
                 model_name=model,
             )
         )

@@ -15,7 +15,6 @@ container looks like is decided in container_spec.py; this module only runs it.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import secrets
 import time
@@ -25,10 +24,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from harness.errors import CapabilityError, StackError, StartupError
+from harness.errors import StackError, StartupError
 from harness.spec import StackSpec
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.base_image import ensure_base_image
+from harness.stack.container_docker import (
+    configure_ryuk,
+    container_capability,
+    docker_client,
+    sweep,
+)
 from harness.stack.container_logs import LogFollower
 from harness.stack.container_prod import (
     ProdContainer,
@@ -40,9 +45,6 @@ from harness.stack.container_prod import (
 )
 from harness.stack.container_spec import (
     HOST_IP,
-    LABEL,
-    ORDER_LABEL,
-    RUN_LABEL,
     ContainerPlan,
     docker_kwargs,
     gpu_plans,
@@ -56,73 +58,19 @@ from harness.stack.health import wait_healthy
 from harness.stack.kv_line import kv_line_from_log
 from harness.vram import VramPlan
 
-RYUK_ENV = "TESTCONTAINERS_RYUK_DISABLED"
+__all__ = [
+    "ContainersBackend",
+    "configure_ryuk",
+    "container_capability",
+    "docker_client",
+    "new_run_id",
+    "sweep",
+]
 _NANOS = re.compile(r"(\.\d{6})\d*")
 
 
 def new_run_id() -> str:
     return secrets.token_hex(4)
-
-
-def docker_client(timeout_s: int = 60) -> Any:
-    """A docker-py client; CapabilityError when the library or the engine is missing."""
-    try:
-        import docker
-    except ImportError:
-        raise CapabilityError(
-            "the docker and testcontainers packages are not installed (pip install '.[gpu]')"
-        ) from None
-    try:
-        client = docker.from_env(timeout=timeout_s)
-        client.ping()
-    except Exception as exc:
-        raise CapabilityError(
-            f"no Docker engine answers ({type(exc).__name__}); start one "
-            "(scripts/ci-docker.sh does, as root)"
-        ) from None
-    return client
-
-
-def container_capability(gpu: bool) -> str | None:
-    """Why containers (on the GPU, with `gpu`) cannot run here, or None when they can."""
-    try:
-        import testcontainers  # noqa: F401
-
-        client = docker_client(timeout_s=10)
-    except CapabilityError as exc:
-        return str(exc)
-    if not gpu:
-        return None
-    runtimes = client.info().get("Runtimes") or {}
-    if "nvidia" not in runtimes:
-        return (
-            f"docker has no nvidia runtime (has: {', '.join(runtimes) or 'none'}); install "
-            "nvidia-container-toolkit and run `nvidia-ctk runtime configure --runtime=docker`"
-        )
-    from harness.telemetry.nvml import nvml_device_count
-
-    if nvml_device_count() == 0:
-        return "NVML sees no GPU (no driver, or nvidia-ml-py missing: pip install '.[gpu]')"
-    return None
-
-
-def configure_ryuk(client: Any, wanted: bool = True) -> bool:
-    """Use testcontainers' reaper only when its image is already here (no registry to pull it
-    from) and it is wanted; otherwise turn it off. An explicit TESTCONTAINERS_RYUK_DISABLED wins."""
-    from testcontainers.core.config import testcontainers_config as tc
-
-    if RYUK_ENV in os.environ:
-        return not tc.ryuk_disabled
-    present = True
-    try:
-        client.images.get(tc.ryuk_image)
-    except Exception:
-        present = False
-    use = wanted and present
-    if not use:
-        os.environ[RYUK_ENV] = "true"
-    tc.ryuk_disabled = not use
-    return use
 
 
 def started_at(container: Any) -> float | None:
@@ -232,9 +180,7 @@ class ContainersBackend:
         if found and not self.replace_running:
             raise refusal(self.spec, found)
         if found:
-            self.stopped_production = stop_production(
-                self._client, self.spec, found, self.progress
-            )
+            self.stopped_production = stop_production(self._client, self.spec, found, self.progress)
         if self.vram_plan is not None:
             vram_preflight(
                 self._client, self.vram_plan, self.progress,
@@ -389,31 +335,3 @@ class ContainersBackend:
         for p in problems:
             self.progress(f"teardown: {p} (harness down --sweep removes what is left)")
         return [] if quiet else problems
-
-
-def sweep(
-    run_id: str | None = None, client: Any = None, progress: Callable[[str], None] = print
-) -> list[str]:
-    """Remove every container, network and volume with the harness label (of one run, when
-    `run_id` is given): containers in reverse start order. Returns what it removed."""
-    client = client or docker_client()
-    wanted = [f"{LABEL}=1"] + ([f"{RUN_LABEL}={run_id}"] if run_id else [])
-    removed: list[str] = []
-    found = client.containers.list(all=True, filters={"label": wanted})
-    for c in sorted(found, key=lambda c: -int((c.labels or {}).get(ORDER_LABEL, "0") or 0)):
-        with contextlib.suppress(Exception):
-            c.stop(timeout=10)
-        with contextlib.suppress(Exception):
-            c.remove(force=True, v=True)
-            removed.append(f"container {c.name}")
-    for n in client.networks.list(filters={"label": wanted}):
-        with contextlib.suppress(Exception):
-            n.remove()
-            removed.append(f"network {n.name}")
-    for v in client.volumes.list(filters={"label": wanted}):
-        with contextlib.suppress(Exception):
-            v.remove(force=True)
-            removed.append(f"volume {v.name}")
-    for item in removed:
-        progress(f"removed {item}")
-    return removed

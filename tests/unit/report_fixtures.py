@@ -15,6 +15,7 @@ from typing import Any
 MML = 32768
 ENGINES = ("vllm-router", "vllm-primary")
 PROFILES = ("steady", "saturate", "kv-pressure", "ramp")
+DELETE = object()  # set_in(doc, "a.b", DELETE) removes a.b
 
 
 def pct(p50: float, scale: float = 1.0, n: int = 20) -> dict[str, float]:
@@ -265,9 +266,6 @@ def set_in(doc: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     else:
         node[last] = value
     return out
-
-
-DELETE = object()
 
 
 def timeline(max_num_seqs: int = 3, seconds: float = 20.0) -> list[dict[str, Any]]:

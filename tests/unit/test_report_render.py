@@ -63,9 +63,8 @@ def parse(html: str) -> Tags:
 
 
 def full_run(tmp_path: Path) -> Path:
-    doc = F.record()
-    doc = F.set_in(doc, "acceptance.routing.misses", [{"id": EVIL, "expected": "local",
-                                                        "got": "search", "reason": EVIL}])  # fmt: skip
+    miss = {"id": EVIL, "expected": "local", "got": "search", "reason": EVIL}
+    doc = F.set_in(F.record(), "acceptance.routing.misses", [miss])
     return F.write_run(tmp_path, doc)
 
 
@@ -131,8 +130,8 @@ def test_html_has_every_plot_with_a_title(tmp_path: Path) -> None:
 
 def test_html_is_self_contained_and_escaped(tmp_path: Path) -> None:
     run_dir = full_run(tmp_path)
-    doc = F.set_in(F.record(), "acceptance.routing.misses", [{"id": EVIL, "expected": "local",
-                                                               "got": "x", "reason": EVIL}])  # fmt: skip
+    miss = {"id": EVIL, "expected": "local", "got": "x", "reason": EVIL}
+    doc = F.set_in(F.record(), "acceptance.routing.misses", [miss])
     html = render_html(doc, run_dir, comparison_=compare(doc, F.record()))
     assert "<script" not in html.lower()
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
@@ -189,8 +188,10 @@ def test_chromium_check_reports_console_errors(tmp_path: Path) -> None:
     except CapabilityError as exc:
         pytest.skip(f"headless check needs Debian's chromium: {exc}")
     page = tmp_path / "bad.html"
-    page.write_text("<!DOCTYPE html><html><body><p>x</p><script>console.error('boom');"
-                    "throw new Error('kaput')</script></body></html>")  # fmt: skip
+    page.write_text(
+        "<!DOCTYPE html><html><body><p>x</p><script>console.error('boom');"
+        "throw new Error('kaput')</script></body></html>"
+    )
     errors = screenshot(page, tmp_path / "bad.png")
     assert any("console.error: boom" in e for e in errors), errors
     assert any(e.startswith("Uncaught") and "kaput" in e for e in errors), errors

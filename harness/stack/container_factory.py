@@ -1,0 +1,73 @@
+"""The containers backend for `make_backend`: capability checks first, then the inputs each
+target needs (the VRAM plan on the real card for `gpu`; the twin's plan and models for
+`twin-docker`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from harness.check import run_check
+from harness.config import Settings
+from harness.errors import CapabilityError
+from harness.stack.container_twin import TwinInputs
+from harness.stack.containers import ContainersBackend, container_capability
+from harness.stack.process import TwinModelDirs
+
+
+def make_containers_backend(
+    target: str,
+    compose: Path,
+    settings: Settings,
+    run_dir: Path,
+    *,
+    kv_overrides: Mapping[str, int] | None = None,
+    router_env: Mapping[str, str] | None = None,
+    progress: Callable[[str], None] = print,
+    replace_running: bool = False,
+    keep_stack: bool = False,
+    include_edge: bool = False,
+) -> ContainersBackend:
+    gpu = target == "gpu"
+    why = container_capability(gpu=gpu)
+    if why:
+        raise CapabilityError(f"the {target} target cannot run: {why}")
+    if gpu:
+        from harness.telemetry.nvml import total_memory_or_none
+
+        # The live preflight compares with the card as it is: budgets from its real total.
+        result = run_check(compose, settings, nvml_total=total_memory_or_none())
+        return ContainersBackend(
+            spec=result.spec,
+            run_dir=run_dir,
+            target="gpu",
+            vram_plan=result.plan,
+            include_edge=include_edge,
+            replace_running=replace_running,
+            keep_stack=keep_stack,
+            progress=progress,
+        )
+    from harness.stack.factory import twin_capability
+    from harness.twin.build import build_twin
+
+    why = twin_capability()
+    if why:
+        raise CapabilityError(f"the twin-docker target cannot run: {why}")
+    # As for `twin`: the KV capacity comes from the configured card's VRAM model.
+    result = run_check(compose, settings)
+    models = build_twin(progress=progress)
+    twin = TwinInputs(
+        plan=result.plan,
+        models=TwinModelDirs(models.classifier_dir, models.primary_dir),
+        kv_overrides=dict(kv_overrides or {}),
+        router_env=dict(router_env or {}),
+        startup_timeout_s=settings.get("twin.startup_timeout_s", float, 300.0),
+    )
+    return ContainersBackend(
+        spec=result.spec,
+        run_dir=run_dir,
+        target="twin-docker",
+        twin=twin,
+        keep_stack=keep_stack,
+        progress=progress,
+    )
