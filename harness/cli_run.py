@@ -18,20 +18,16 @@ def newest_run(target: str, before: set[Path]) -> Path | None:
     return runs[-1] if runs else None
 
 
-def run_main_job(target: str, extra: list[str] | None = None) -> tuple[int, Path | None]:
+def run_main_job(
+    target: str, extra: list[str] | None = None, *, select: str = MAIN_FILTER
+) -> tuple[int, Path | None]:
+    """One pytest session over the main job; `select` is a -k expression ("" for all)."""
     import pytest
 
     before = set((reports_root() / "runs").glob("*"))
-    args = [
-        *MAIN_JOB,
-        "-k",
-        MAIN_FILTER,
-        "--harness-target",
-        target,
-        "-p",
-        "no:cacheprovider",
-        *(extra or []),
-    ]
+    args = [*MAIN_JOB, "--harness-target", target, "-p", "no:cacheprovider", *(extra or [])]
+    if select:
+        args += ["-k", select]
     code = int(pytest.main(args))
     return code, newest_run(target, before)
 
@@ -68,7 +64,7 @@ def cmd_nightly(ns: argparse.Namespace) -> int:
         return code
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     run = sub.add_parser("run", help="the main job: bring-up, acceptance, steady + kv-pressure")
     run.add_argument("--target", default="twin", choices=("twin", "attach", "gpu", "twin-docker"))
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")

@@ -7,6 +7,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from harness.errors import StackError
 
@@ -156,7 +157,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
     return 1 if violations else 0
 
 
-def render_load(s: dict, primary: str) -> str:  # type: ignore[type-arg]
+def render_load(s: dict[str, Any], primary: str) -> str:
     lines = [
         f"{s['profile']}: {s['requests']} requests, {s['failed']} failed "
         f"({s['error_rate']:.1%}), {s['throughput']['requests_per_s']:.2f} req/s"
@@ -185,7 +186,7 @@ def render_load(s: dict, primary: str) -> str:  # type: ignore[type-arg]
     return "\n".join(lines)
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     up = sub.add_parser("up", help="bring the stack up, one service at a time, health-gated")
     up.add_argument("--target", default="twin", choices=("twin", "attach", "gpu", "twin-docker"))
     up.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)

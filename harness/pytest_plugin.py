@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -57,12 +61,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    # SIGTERM tears the stack down like Ctrl-C does, and the run record says "interrupted".
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _interrupt)
     # Each run directory gets a junit.xml: written to a pending path, moved in at the end.
     if not getattr(config.option, "xmlpath", None) and not hasattr(config, "workerinput"):
         pending = Path(config.rootpath) / "reports" / f".junit-{os.getpid()}.xml"
         pending.parent.mkdir(parents=True, exist_ok=True)
         config.option.xmlpath = str(pending)
         config.stash[_PENDING_JUNIT] = pending
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -153,26 +165,35 @@ def skip_or_fail(config: pytest.Config, target: str, reason: str) -> None:
 @pytest.fixture(scope="session")
 def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: str) -> Iterator[Any]:
     """The stack under test, brought up once per session in start order, health-gated."""
-    from harness.report.run_dir import new_run_dir
-    from harness.stack.factory import make_backend
-
-    run_dir = new_run_dir(harness_target)
-    try:
-        backend = make_backend(harness_target, _compose(pytestconfig), harness_settings, run_dir)
-        up = backend.up()
-    except CapabilityError as exc:
-        skip_or_fail(pytestconfig, harness_target, str(exc))
-        raise  # unreachable: skip/fail raise
-    except HarnessError as exc:
-        pytest.fail(f"bring-up of the {harness_target} stack failed: {exc}", pytrace=False)
     from harness.check import run_check
     from harness.report.environment import environment
     from harness.report.record import RunRecord
+    from harness.report.run_dir import new_run_dir
     from harness.report.stack_facts import stack_facts
+    from harness.stack.factory import make_backend
 
-    record = RunRecord(run_dir, harness_target, secrets=[up.api_key])
-    check = run_check(up.spec.path, harness_settings)
-    record.doc["preflight"] = check.to_dict()
+    compose = _compose(pytestconfig)
+    run_dir = new_run_dir(harness_target)
+    # The record exists before bring-up, so an interrupted or failed bring-up still leaves one.
+    record = RunRecord(run_dir, harness_target)
+    pytestconfig.stash[_RECORD] = record
+    record.put("environment", "facts", environment(Path(pytestconfig.rootpath)))
+    try:
+        record.set_section("preflight", run_check(compose, harness_settings).to_dict())
+        backend = make_backend(harness_target, compose, harness_settings, run_dir)
+        pytestconfig.stash[_BACKEND] = backend
+        started = time.monotonic()
+        up = backend.up()
+    except CapabilityError as exc:
+        del pytestconfig.stash[_RECORD]
+        shutil.rmtree(run_dir, ignore_errors=True)
+        skip_or_fail(pytestconfig, harness_target, str(exc))
+        raise  # unreachable: skip/fail raise
+    except HarnessError as exc:
+        record.put("startup", "error", str(exc))
+        pytest.fail(f"bring-up of the {harness_target} stack failed: {exc}", pytrace=False)
+    record.add_secret(up.api_key)
+    record.put("timings", "bring_up_s", round(time.monotonic() - started, 2))
     record.put("stack", "compose_sha256", up.spec.sha256)
     record.put(
         "stack",
@@ -182,9 +203,6 @@ def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: st
     record.put("stack", "images", {n: s.image for n, s in up.spec.services.items()})
     record.put("stack", "services", stack_facts(up))
     record.put("stack", "notes", list(up.notes))
-    record.put("environment", "facts", environment(Path(pytestconfig.rootpath)))
-    pytestconfig.stash[_RECORD] = record
-    pytestconfig.stash[_BACKEND] = backend
     try:
         yield up
     finally:

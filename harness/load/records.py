@@ -53,7 +53,7 @@ class RecordWriter:
 
 
 def read_records(path: Path) -> list[RequestRecord]:
-    out = []
+    out: list[RequestRecord] = []
     if not path.exists():
         return out
     for line in path.read_text().splitlines():

@@ -55,6 +55,12 @@ class RunRecord:
             self.doc.setdefault(section, {})[key] = value
             self._write()
 
+    def set_section(self, section: str, value: dict[str, Any]) -> None:
+        """Replace a whole section (e.g. the preflight's CheckResult) and rewrite the file."""
+        with self._lock:
+            self.doc[section] = value
+            self._write()
+
     def finish(self, status: str) -> None:
         with self._lock:
             self.doc["status"] = status
