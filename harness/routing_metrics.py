@@ -79,3 +79,21 @@ def summarize(outcomes: Iterable[Outcome], routes: Sequence[str]) -> RoutingRepo
         fallbacks=sum(o.reason != "classified" for o in outcomes),
         misses=tuple(misses),
     )
+
+
+def acceptance_problems(report: RoutingReport, floor: float) -> list[str]:
+    """Why the routing acceptance check fails, or [] when it passes: any fallback (the router
+    answered without a classification), accuracy under the floor, a route never chosen."""
+    problems = []
+    if report.fallbacks:
+        problems.append(
+            f"{report.fallbacks} of {report.scored + sum(report.either.values())} requests fell "
+            "back instead of being classified"
+        )
+    if report.accuracy < floor:
+        misses = ", ".join(f"{o.id} expected {o.expected} got {o.got}" for o in report.misses[:10])
+        problems.append(
+            f"routing accuracy {report.accuracy:.3f} is below the floor {floor}: {misses}"
+        )
+    problems += [f"the router never routes {r!r}" for r in report.routes if report.recall(r) == 0]
+    return problems

@@ -9,6 +9,7 @@ Each service waits for the previous one's health endpoint; a failure tears down 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import subprocess
@@ -122,6 +123,7 @@ class ProcessBackend:
         handle.started_at = time.time()
         proc = spawn(argv, log_path=log, env=env, cwd=self._repo_root())
         self._procs[name] = proc
+        self._write_pids()
         handle.pid = proc.pid
         stack.services[name] = handle
         handle.healthy_at = wait_healthy(
@@ -138,6 +140,11 @@ class ProcessBackend:
                 line += f"; {handle.kv.text.split('] ')[-1]}"
         self.progress(line)
         return handle
+
+    def _write_pids(self) -> None:
+        """<run dir>/pids.json: every process group started, so that nothing can be lost."""
+        pids = {name: p.pid for name, p in self._procs.items()}
+        (self.run_dir / "pids.json").write_text(json.dumps(pids))
 
     def _timeout(self, name: str) -> float:
         svc = self.spec.services.get(name)
