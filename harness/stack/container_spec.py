@@ -86,6 +86,7 @@ class ContainerPlan:
     working_dir: str | None = None
     model_name: str | None = None
     run_volumes: tuple[str, ...] = ()  # volumes this run creates and removes
+    build_context: str | None = None  # compose `build:`: how to make the image when it is absent
 
     @property
     def secret_values(self) -> tuple[str, ...]:
@@ -182,14 +183,20 @@ def interpolate(value: str, lookup: Mapping[str, str], where: str) -> str:
     return _INTERP.sub(sub, value)
 
 
-def raw_environment(spec: StackSpec, service: str) -> dict[str, str]:
-    """The service's environment as written in the compose file: the StackSpec masks inline
-    secrets, and only a backend that starts the service may read them."""
+def raw_service(spec: StackSpec, service: str) -> dict[str, Any]:
+    """The service as written in the compose file, for what the StackSpec leaves out."""
     try:
         doc = yaml.safe_load(spec.path.read_text()) or {}
     except (OSError, yaml.YAMLError):
         return {}
-    env = ((doc.get("services") or {}).get(service) or {}).get("environment") or {}
+    body = (doc.get("services") or {}).get(service)
+    return body if isinstance(body, dict) else {}
+
+
+def raw_environment(spec: StackSpec, service: str) -> dict[str, str]:
+    """The service's environment as written in the compose file: the StackSpec masks inline
+    secrets, and only a backend that starts the service may read them."""
+    env = raw_service(spec, service).get("environment") or {}
     if isinstance(env, list):
         return {k: v for k, _, v in (str(item).partition("=") for item in env)}
     return {str(k): "" if v is None else str(v) for k, v in env.items()}
@@ -230,6 +237,14 @@ def health_of(svc: ServiceSpec) -> tuple[int | None, str]:
         u = urlparse(url)
         return u.port or 80, u.path or "/"
     return _DEFAULT_HEALTH.get(svc.role, (None, "/health"))
+
+
+def build_context(spec: StackSpec, service: str) -> str | None:
+    build = raw_service(spec, service).get("build")
+    context = build.get("context") if isinstance(build, dict) else build
+    if not isinstance(context, str) or not context:
+        return None
+    return str((spec.path.resolve().parent / context).resolve())
 
 
 def startup_budget(svc: ServiceSpec, default: float = 60.0) -> float:
@@ -293,6 +308,7 @@ def gpu_plan(
         shm_size=svc.shm_size,
         model_name=svc.engine.name if svc.engine else None,
         run_volumes=tuple(created),
+        build_context=build_context(spec, svc.name),
     )
 
 

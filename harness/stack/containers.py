@@ -113,6 +113,7 @@ class ContainersBackend:
     _followers: dict[str, LogFollower] = field(default_factory=dict, init=False, repr=False)
     _plans: dict[str, ContainerPlan] = field(default_factory=dict, init=False, repr=False)
     _volumes: list[str] = field(default_factory=list, init=False)
+    _ryuk: bool = field(default=False, init=False)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -132,7 +133,8 @@ class ContainersBackend:
         self.stack = stack
         try:
             self._client = docker_client()
-            ryuk = configure_ryuk(self._client, self.use_ryuk and not self.keep_stack)
+            self._ryuk = configure_ryuk(self._client, self.use_ryuk and not self.keep_stack)
+            ryuk = self._ryuk
             stack.notes.append(f"containers: run id {self.run_id}, ryuk {'on' if ryuk else 'off'}")
             if self.target == "gpu":
                 self._prepare_gpu()
@@ -141,17 +143,19 @@ class ContainersBackend:
             plans = self.plans(stack.api_key, stack.notes)
             self._create_network()
             for plan in plans:
+                self._ensure_image(plan)
                 self._create_volumes(plan)
                 self._start(stack, plan)
         except BaseException:
-            self._teardown(quiet=True)
+            # Nothing to keep after a failed bring-up: production comes back even with keep_stack.
+            self._teardown(quiet=True, restore=True)
             raise
         return stack
 
     def down(self) -> None:
         """Remove every container of the run in reverse start order, then its network and
         volumes; restore a production stack this run stopped. Safe to call twice."""
-        problems = self._teardown(quiet=False)
+        problems = self._teardown(quiet=False, restore=not self.keep_stack)
         if problems:
             raise StackError("teardown was incomplete: " + "; ".join(problems))
 
@@ -161,11 +165,18 @@ class ContainersBackend:
             raise StackError(f"{name} is not a running service of this run")
         plan = self._plans[name]
         old = self._containers.get(name)
+        handle = self.stack.services.get(name)
+        # The same host ports, so that URLs handed out before the restart still reach it; a
+        # container that has exited no longer lists them, but its handle's URL still does.
         fixed = {}
+        if handle is not None and handle.url and plan.health_port:
+            fixed[plan.health_port] = int(handle.url.rsplit(":", 1)[1])
         if old is not None:
             wrapped = old.get_wrapped_container()
             wrapped.reload()
-            fixed = {p: published_port(wrapped, p) for p in plan.ports}
+            for p in plan.ports:
+                with contextlib.suppress(StackError):
+                    fixed[p] = published_port(wrapped, p)
         self._stop_one(name)
         return self._start(self.stack, plan, fixed)
 
@@ -197,8 +208,30 @@ class ContainersBackend:
     def _create_volumes(self, plan: ContainerPlan) -> None:
         for name in plan.run_volumes:
             if name not in self._volumes:
-                self._client.volumes.create(name, labels=run_labels(self.run_id))
+                labels = run_labels(self.run_id)
+                if self._ryuk:  # the reaper removes what carries its session label
+                    from testcontainers.core.labels import LABEL_SESSION_ID, SESSION_ID
+
+                    labels[LABEL_SESSION_ID] = SESSION_ID
+                self._client.volumes.create(name, labels=labels)
                 self._volumes.append(name)
+
+    def _ensure_image(self, plan: ContainerPlan) -> None:
+        """Build a compose `build:` image that is not here yet, as `compose up` would; say so
+        before a pull, which for a vLLM image takes minutes."""
+        try:
+            self._client.images.get(plan.image)
+            return
+        except Exception:
+            pass
+        if plan.build_context:
+            self.progress(f"building {plan.image} from {plan.build_context}")
+            try:
+                self._client.images.build(path=plan.build_context, tag=plan.image, rm=True)
+            except Exception as exc:
+                raise StackError(f"{plan.service}: building {plan.image} failed: {exc}") from None
+        else:
+            self.progress(f"pulling {plan.image} (not present locally)")
 
     def _timeout(self, plan: ContainerPlan) -> float:
         cap = self.startup_timeout_s
@@ -307,7 +340,7 @@ class ContainersBackend:
         if follower is not None:
             follower.close()
 
-    def _teardown(self, quiet: bool) -> list[str]:
+    def _teardown(self, quiet: bool, restore: bool) -> list[str]:
         problems: list[str] = []
         for name in reversed(list(self._containers)):
             try:
@@ -326,7 +359,7 @@ class ContainersBackend:
                 self._volumes.remove(vol)
             except Exception as exc:
                 problems.append(f"volume {vol}: {exc}")
-        if self.stopped_production and not self.keep_stack:
+        if self.stopped_production and restore:
             try:
                 restore_production(self._client, self.spec, self.stopped_production, self.progress)
                 self.stopped_production = []

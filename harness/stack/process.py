@@ -51,6 +51,7 @@ class ProcessBackend:
     startup_timeout_s: float = 300.0
     router_env: Mapping[str, str] = field(default_factory=dict)  # extra ai-router settings
     only: tuple[str, ...] = ()  # start just these services (still in start order)
+    router_app: str = "ai_router.app:create_app()"  # the WSGI app gunicorn serves
     progress: Callable[[str], None] = print
     target: str = "twin"
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
@@ -205,7 +206,7 @@ class ProcessBackend:
         )
         env.update(self.router_env)
         conf = self.spec.path.resolve().parent / "ai-router" / "gunicorn.conf.py"
-        argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), "ai_router.app:create_app()"]
+        argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), self.router_app]
         handle = ServiceHandle(svc.name, "router", f"http://127.0.0.1:{port}")
         return handle, argv, {**_clean_env(), **env}
 

@@ -66,6 +66,11 @@ class ModelShape:
     num_key_value_heads: int = 2
     head_dim: int = 64
     max_position_embeddings: int = 40960
+    # A small RoPE base makes even the slowest rotary frequency wrap within ~2.6k positions, so
+    # training histories of a few thousand tokens show the model every relative phase it meets
+    # at 28k; with the usual 10000 the slow frequencies at long range stay unseen and accuracy
+    # behind long histories drops.
+    rope_theta: float = 500.0
 
     def config(self, vocab_size: int) -> TinyLlamaConfig:
         return TinyLlamaConfig(vocab_size=vocab_size, **dataclasses.asdict(self))

