@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -26,6 +27,22 @@ def twin_capability() -> str | None:
     return None
 
 
+def twin_models(progress: Callable[[str], None] = print) -> TwinModelDirs:
+    """The twin's models: HARNESS_TWIN_MODELS (a folder with classifier/ and primary/, e.g. a
+    build kept from another machine), else `harness twin build`'s output, built if needed."""
+    given = os.environ.get("HARNESS_TWIN_MODELS")
+    if given:
+        dirs = TwinModelDirs(Path(given) / "classifier", Path(given) / "primary")
+        for d in (dirs.classifier, dirs.primary):
+            if not (d / "config.json").is_file():
+                raise ConfigError(f"HARNESS_TWIN_MODELS={given}: {d} holds no model")
+        return dirs
+    from harness.twin.build import build_twin
+
+    models = build_twin(progress=progress)
+    return TwinModelDirs(models.classifier_dir, models.primary_dir)
+
+
 def make_backend(
     target: str,
     compose: Path,
@@ -44,16 +61,13 @@ def make_backend(
         why = twin_capability()
         if why:
             raise CapabilityError(f"the CPU twin cannot run: {why}")
-        from harness.twin.build import build_twin
-
         # The GPU configuration's predicted KV capacity is what the twin is given: the same
         # VRAM model `harness check` prints, with the configured card (never this machine's).
         result = run_check(compose, settings)
-        models = build_twin(progress=progress)
         return ProcessBackend(
             spec=result.spec,
             plan=result.plan,
-            models=TwinModelDirs(models.classifier_dir, models.primary_dir),
+            models=twin_models(progress),
             run_dir=run_dir,
             kv_overrides=dict(kv_overrides or {}),
             startup_timeout_s=settings.get("twin.startup_timeout_s", float, 300.0),

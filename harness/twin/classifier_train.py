@@ -34,6 +34,11 @@ class ClassifierParams:
     max_history_pairs: int = 3
     # Share of last questions drawn from the templates in synthetic.py instead of the corpus.
     synthetic_prob: float = 0.5
+    # Regularisers against memorising a few hundred questions: residual/embedding dropout, and
+    # dropping words of the last question so that no single cue word carries the label.
+    dropout: float = 0.1
+    word_drop_prob: float = 0.5
+    word_drop_rate: float = 0.15
     # A share of batches puts one long history (a random length in this range, tokens) in front
     # of every row. Without it the model, which only saw a few hundred tokens, misroutes once
     # the history is thousands of tokens long. A shared prefix is computed once per batch, so
@@ -107,6 +112,12 @@ def accuracy(
     return correct / max(1, len(items))
 
 
+def drop_words(rng: random.Random, text: str, params: ClassifierParams) -> str:
+    words = text.split()
+    kept = [w for w in words if rng.random() >= params.word_drop_rate]
+    return " ".join(kept or words[:1])
+
+
 def train_classifier(
     cfg: TinyLlamaConfig,
     tok: Tokenizer,
@@ -131,6 +142,8 @@ def train_classifier(
             convo: list[Message] = [{"role": "user", "content": question}]
         else:
             convo = list(rng.choice(by_route[route]).messages)
+        if rng.random() < params.word_drop_prob:
+            convo[-1] = {"role": "user", "content": drop_words(rng, convo[-1]["content"], params)}
         if history is not None:
             convo = [*history, *convo]
         elif rng.random() < params.history_prob:
@@ -151,6 +164,7 @@ def train_classifier(
         return [example(hist) for _ in range(params.batch_size)]
 
     model = TinyLlama(cfg)
+    model.dropout = params.dropout
     result: TrainResult = train(
         model,
         batch,

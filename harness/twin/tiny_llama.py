@@ -126,11 +126,17 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, past: KV | None = None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        past: KV | None = None,
+        dropout: float = 0.0,
     ) -> tuple[torch.Tensor, KV]:
         attn, kv = self.self_attn(self.input_layernorm(x), cos, sin, past)
-        x = x + attn
-        return x + self.mlp(self.post_attention_layernorm(x)), kv
+        x = x + F.dropout(attn, dropout, self.training)
+        mlp = self.mlp(self.post_attention_layernorm(x))
+        return x + F.dropout(mlp, dropout, self.training), kv
 
 
 class LlamaBody(nn.Module):
@@ -150,6 +156,9 @@ class TinyLlama(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.model = LlamaBody(cfg)
+        # Residual and embedding dropout while training only: it is not part of the saved
+        # model, which vLLM runs without dropout anyway.
+        self.dropout = 0.0
         for name, p in self.named_parameters():
             if p.dim() == 2:
                 nn.init.normal_(p, mean=0.0, std=cfg.initializer_range)
@@ -163,18 +172,18 @@ class TinyLlama(nn.Module):
         prompt, or one long history), the prefix is computed once, for row 0, and the rest
         attends to its keys/values: the result is the same, for a fraction of the work.
         """
-        p = shared_prefix
-        x = self.model.embed_tokens(input_ids[:, p:])
+        p, drop = shared_prefix, self.dropout if self.training else 0.0
+        x = F.dropout(self.model.embed_tokens(input_ids[:, p:]), drop, self.training)
         cos, sin = rope_cos_sin(self.cfg, x.shape[1], offset=p)
         if p == 0:
             for layer in self.model.layers:
-                x, _ = layer(x, cos, sin)
+                x, _ = layer(x, cos, sin, dropout=drop)
         else:
-            xp = self.model.embed_tokens(input_ids[:1, :p])
+            xp = F.dropout(self.model.embed_tokens(input_ids[:1, :p]), drop, self.training)
             pcos, psin = rope_cos_sin(self.cfg, p)
             for layer in self.model.layers:
-                xp, kv = layer(xp, pcos, psin)
-                x, _ = layer(x, cos, sin, past=kv)
+                xp, kv = layer(xp, pcos, psin, dropout=drop)
+                x, _ = layer(x, cos, sin, past=kv, dropout=drop)
         out: torch.Tensor = self.model.norm(x)
         return out
 

@@ -17,7 +17,7 @@ from harness.check import run_check
 from harness.config import load_settings
 from harness.errors import StartupError
 from harness.report.run_dir import new_run_dir
-from harness.stack.factory import twin_capability
+from harness.stack.factory import twin_capability, twin_models
 from harness.stack.process import ProcessBackend, TwinModelDirs
 from harness.stack.procs import group_alive
 
@@ -30,10 +30,7 @@ def models() -> TwinModelDirs:
     why = twin_capability()
     if why:
         pytest.skip(why)
-    from harness.twin.build import build_twin
-
-    m = build_twin(progress=lambda _: None)
-    return TwinModelDirs(m.classifier_dir, m.primary_dir)
+    return twin_models(progress=lambda _: None)
 
 
 def test_engine_that_cannot_start_fails_fast_naming_it(models: TwinModelDirs, tmp_path: Path):

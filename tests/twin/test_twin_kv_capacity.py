@@ -9,8 +9,8 @@ import pytest
 from harness.check import run_check
 from harness.config import load_settings
 from harness.report.run_dir import new_run_dir
-from harness.stack.factory import parse_kv_overrides, twin_capability
-from harness.stack.process import ProcessBackend, TwinModelDirs
+from harness.stack.factory import parse_kv_overrides, twin_capability, twin_models
+from harness.stack.process import ProcessBackend
 from harness.twin.engines import CPU_BLOCK_SIZE
 
 pytestmark = [pytest.mark.twin, pytest.mark.slow]
@@ -21,15 +21,13 @@ def test_primary_with_one_and_a_half_contexts_logs_that_capacity(tmp_path: Path)
     why = twin_capability()
     if why:
         pytest.skip(why)
-    from harness.twin.build import build_twin
-
     result = run_check(ROOT / "infra/docker-compose.yml", load_settings(ROOT / "harness.toml"))
-    models = build_twin(progress=lambda _: None)
+    models = twin_models(progress=lambda _: None)
     kv = parse_kv_overrides(["primary=1.5x"], result.spec)
     backend = ProcessBackend(
         spec=result.spec,
         plan=result.plan,
-        models=TwinModelDirs(models.classifier_dir, models.primary_dir),
+        models=models,
         run_dir=new_run_dir("twin-kv", root=tmp_path),
         kv_overrides=kv,
         only=("vllm-primary",),
