@@ -90,15 +90,16 @@ def build(
 ) -> Conversation:
     """A conversation whose wrapped form counts `target_tokens` (or just under, if BPE skips)."""
 
+    # Enough filler for the target at a pessimistic 8 chars per token.
+    pad_text = (filler + " ") * (target_tokens * 8 // max(1, len(filler) + 1) + 1)
+    pad_text = pad_text[: target_tokens * 8]
+
     def tokens(n_chars: int) -> int:
         return count(wrap(_shape(placement, cue, pad_text[:n_chars], turns)))
 
     base = tokens(0)
     if base > target_tokens:
         raise ValueError(f"the cue alone is {base} tokens, more than the target {target_tokens}")
-    # Enough filler for the target at a pessimistic 1 char per token.
-    pad_text = (filler + " ") * (target_tokens // max(1, len(filler) // 4) + 2)
-    pad_text = pad_text[: target_tokens * 8]
     lo, hi = 0, len(pad_text)
     while lo < hi:
         mid = (lo + hi + 1) // 2

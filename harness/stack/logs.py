@@ -20,3 +20,23 @@ def tail(path: Path, lines: int = 40) -> str:
     except OSError:
         return ""
     return "".join(_SECRET_ASSIGN.sub(r"\1***", ln) for ln in last).rstrip()
+
+
+_EXCEPTION = re.compile(r"\b([A-Z]\w*(?:Error|Exception): .+)$")
+
+
+def root_cause(path: Path) -> str | None:
+    """The first exception line in a log ('ValueError: ...'), secrets masked.
+
+    A failed engine prints its root cause long before the wrapper tracebacks that end its log,
+    so the tail alone often hides it.
+    """
+    try:
+        with path.open("r", errors="replace") as fh:
+            for line in fh:
+                m = _EXCEPTION.search(line.rstrip())
+                if m:
+                    return _SECRET_ASSIGN.sub(r"\1***", m.group(1))[:500]
+    except OSError:
+        return None
+    return None

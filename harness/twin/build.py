@@ -39,7 +39,6 @@ from harness.twin.router_prompt import classify_prompt_module, classify_prompt_s
 from harness.twin.tiny_llama import TinyLlama, TinyLlamaConfig
 
 STAMP_NAME = "twin-stamp.json"
-LABEL_REPEATS = 500
 CACHE_ENV = "HARNESS_TWIN_CACHE"
 # Bump to invalidate every cached build when the output layout changes.
 BUILD_FORMAT = "twin-build-1"
@@ -196,10 +195,6 @@ def _build_into(
     # Held-out text stays out of the tokenizer too.
     texts = corpus.tokenizer_texts(train_items, filler)
     texts += synthetic.tokenizer_sample(tuple(filler), 400, config.seed)
-    # Each label, as the model writes it (no leading space), often enough to become one token:
-    # the router sizes max_tokens from the label's token count, and one token per label makes
-    # the first sampled token the whole decision.
-    texts += [label for label in routes for _ in range(LABEL_REPEATS)]
     tok = tokenizer.train_tokenizer(texts, config.vocab_size)
     tok_dir = tmp / "tokenizer"
     tokenizer.save_tokenizer(tok, tok_dir)

@@ -32,6 +32,10 @@ class ClassifierParams:
     # last user message and not from whatever route-like words appear earlier.
     history_prob: float = 0.75
     max_history_pairs: int = 3
+    # The first steps see the question right after the system prompt, with no history: the
+    # label signal is then least diluted, and training reliably leaves the chance plateau
+    # instead of sometimes sitting on it for hundreds of steps.
+    curriculum_steps: int = 120
     # Share of last questions drawn from the templates in synthetic.py instead of the corpus.
     synthetic_prob: float = 0.5
     # Regularisers against memorising a few hundred questions: residual/embedding dropout, and
@@ -134,7 +138,7 @@ def train_classifier(
     by_route = {r: [it for it in train_items if it.route == r] for r in routes}
     rng = random.Random(params.seed)
 
-    def example(history: Sequence[Message] | None = None) -> Example:
+    def example(history: Sequence[Message] | None = None, *, warmup: bool = False) -> Example:
         # Routes are drawn evenly so a lopsided corpus does not become a prior.
         route = rng.choice(routes)
         if rng.random() < params.synthetic_prob:
@@ -146,7 +150,7 @@ def train_classifier(
             convo[-1] = {"role": "user", "content": drop_words(rng, convo[-1]["content"], params)}
         if history is not None:
             convo = [*history, *convo]
-        elif rng.random() < params.history_prob:
+        elif not warmup and rng.random() < params.history_prob:
             n = rng.randint(1, params.max_history_pairs)
             convo = history_pairs(rng, train_items, filler, n) + convo
         return Example(prompt=classification_prompt(tok, convo), target=targets[route])
@@ -157,6 +161,8 @@ def train_classifier(
         return len(_encode(tok, text))
 
     def batch(step: int) -> list[Example]:
+        if step < params.curriculum_steps:
+            return [example(warmup=True) for _ in range(params.batch_size)]
         if rng.random() >= params.long_history_prob:
             return short_batch(step)
         length = rng.randint(*params.long_history_tokens)
