@@ -75,7 +75,17 @@ def make_backend(
             progress=progress,
         )
     if target in ("gpu", "twin-docker"):
-        raise CapabilityError(f"target {target!r}: the containers backend is not available yet")
+        from harness.stack.container_factory import make_containers_backend
+
+        return make_containers_backend(
+            target,
+            compose,
+            settings,
+            run_dir,
+            kv_overrides=kv_overrides,
+            router_env=router_env,
+            progress=progress,
+        )
     raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
 
 

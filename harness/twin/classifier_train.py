@@ -41,6 +41,7 @@ class ClassifierParams:
     # Regularisers against memorising a few hundred questions: residual/embedding dropout, and
     # dropping words of the last question so that no single cue word carries the label.
     dropout: float = 0.1
+    ema_decay: float = 0.98
     word_drop_prob: float = 0.5
     word_drop_rate: float = 0.15
     # A share of batches puts one long history (a random length in this range, tokens) in front
@@ -179,6 +180,8 @@ def train_classifier(
         pad_id=token_id(tok, PAD_TOKEN),
         name="classifier",
         progress=progress,
+        ema_decay=params.ema_decay,
+        ema_start=params.curriculum_steps,
     )
     t0 = time.monotonic()
     short = accuracy(model, tok, eval_items)

@@ -115,9 +115,17 @@ def train(
     warmup: int = 20,
     weight_decay: float = 0.01,
     log_every: int = 50,
+    ema_decay: float = 0.0,
+    ema_start: int = 0,
 ) -> TrainResult:
-    """AdamW with linear warmup and cosine decay; batch(step) supplies each step's examples."""
+    """AdamW with linear warmup and cosine decay; batch(step) supplies each step's examples.
+
+    With ema_decay > 0 the model ends with an exponential moving average of its weights from
+    step ema_start on: on a few hundred examples the average generalises better than the
+    last, noisiest iterate.
+    """
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    ema: list[torch.Tensor] | None = None
 
     def schedule(step: int) -> float:
         if step < warmup:
@@ -137,6 +145,13 @@ def train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
+        if ema_decay > 0 and step >= ema_start:
+            with torch.no_grad():
+                if ema is None:
+                    ema = [p.detach().clone() for p in model.parameters()]
+                else:
+                    for avg, p in zip(ema, model.parameters(), strict=True):
+                        avg.lerp_(p.detach(), 1.0 - ema_decay)
         value = loss.item()
         loss_avg = value if math.isnan(loss_avg) else 0.9 * loss_avg + 0.1 * value
         if (step + 1) % log_every == 0 or step + 1 == steps:
@@ -144,5 +159,9 @@ def train(
             progress(
                 f"twin {name}: step {step + 1}/{steps} loss {loss_avg:.4f} elapsed {elapsed:.1f}s"
             )
+    if ema is not None:
+        with torch.no_grad():
+            for avg, p in zip(ema, model.parameters(), strict=True):
+                p.copy_(avg)
     model.eval()
     return TrainResult(steps=steps, final_loss=loss_avg, seconds=time.monotonic() - start)
