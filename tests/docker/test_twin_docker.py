@@ -27,7 +27,8 @@ from harness.stack.container_twin import host_mounts
 from harness.stack.containers import ContainersBackend, container_capability, docker_client
 from harness.stack.process import TwinModelDirs
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# The first bring-up may build the twin models and the base image before ~4 min of startup.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "infra" / "docker-compose.yml"

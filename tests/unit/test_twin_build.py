@@ -62,8 +62,12 @@ def _write_corpus(root: Path) -> BuildConfig:
         filler_path=filler,
         vocab_size=320,
         shape=ModelShape(intermediate_size=64, max_position_embeddings=40960),
-        classifier=ClassifierParams(steps=2, batch_size=2, eval_history_tokens=32),
-        primary=PrimaryParams(steps=2, batch_size=2, max_history_pairs=1),
+        classifier=ClassifierParams(
+            steps=2, batch_size=2, eval_history_tokens=32, long_history_prob=0.0
+        ),
+        primary=PrimaryParams(
+            steps=2, batch_size=2, max_history_pairs=1, long_history_prob=0.0, eval_prompts=1
+        ),
     )
 
 
@@ -100,7 +104,7 @@ def test_chat_template_renders_classification_messages() -> None:
     # Special tokens stay single tokens inside the rendered prompt.
     tok = train_tokenizer(TEXTS, 300)
     ids = classification_prompt(tok, convo)
-    assert ids.count(tok.token_to_id("<|im_start|>")) == 4
+    assert ids.count(tok.token_to_id("<|im_start|>")) == 4 + 1  # 4 turns + generation prompt
 
 
 def test_build_skips_when_unchanged_and_hash_tracks_inputs(tmp_path: Path) -> None:
