@@ -290,11 +290,12 @@ def test_timeout_mode_never_answers_and_does_not_block_stop(fake: FakeXAI) -> No
     started = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{fake.base_url}/responses", json=BODY, headers=AUTH, timeout=0.5)
-    assert time.monotonic() - started < 2
+    # Bounds far below the fake's 120 s hold, loose enough for a loaded shared machine.
+    assert time.monotonic() - started < 30
     assert len(fake.requests()) == 1
     stopping = time.monotonic()
     fake.stop()
-    assert time.monotonic() - stopping < 2
+    assert time.monotonic() - stopping < 30
 
 
 def read_line(stream: Any, timeout: float) -> str:

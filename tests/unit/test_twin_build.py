@@ -61,6 +61,9 @@ def _write_corpus(root: Path) -> BuildConfig:
         eval_path=evals,
         filler_path=filler,
         vocab_size=320,
+        # One thread: the tiny ops of a few-step build are dominated by thread hand-offs, which
+        # get very slow on a busy 2-core machine.
+        threads=1,
         shape=ModelShape(intermediate_size=64, max_position_embeddings=40960),
         classifier=ClassifierParams(
             steps=2, batch_size=2, eval_history_tokens=32, long_history_prob=0.0
