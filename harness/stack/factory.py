@@ -71,7 +71,14 @@ def make_backend(
             run_dir=run_dir,
             kv_overrides=dict(kv_overrides or {}),
             startup_timeout_s=settings.get("twin.startup_timeout_s", float, 300.0),
-            router_env=dict(router_env or {}),
+            router_env={
+                # A 32k-token prefill on two CPU cores takes seconds to minutes when the machine
+                # is busy; the router's 30 s default would turn that into fallbacks.
+                "ROUTER_CLASSIFIER_TIMEOUT_S": str(
+                    settings.get("twin.classifier_timeout_s", float, 120.0)
+                ),
+                **(router_env or {}),
+            },
             progress=progress,
         )
     if target in ("gpu", "twin-docker"):

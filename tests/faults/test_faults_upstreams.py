@@ -99,7 +99,8 @@ def test_hanging_classifier_falls_back_flagged(
         os.killpg(pgid, signal.SIGCONT)
     assert reason == "fallback:timeout", reason
     assert route == "local", "the fallback did not take the default route"
-    assert waited < 60, f"the fallback took {waited:.0f} s"
+    limit = harness_settings.get("twin.classifier_timeout_s", float, 120.0)
+    assert waited < limit + 30, f"the fallback took {waited:.0f} s, the timeout is {limit:.0f} s"
 
 
 def test_classifier_down_every_request_falls_back_and_acceptance_fails(
