@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from harness.errors import StartupError
-from harness.stack.logs import tail
+from harness.stack.logs import root_cause, tail
 
 
 def wait_healthy(
@@ -32,7 +32,11 @@ def wait_healthy(
         while True:
             code = exited()
             if code is not None:
-                raise StartupError(name, f"exited with code {code} during startup", _tail(log_path))
+                reason = f"exited with code {code} during startup"
+                cause = root_cause(log_path) if log_path else None
+                if cause:
+                    reason += f": {cause}"
+                raise StartupError(name, reason, _tail(log_path))
             try:
                 r = client.get(url)
                 if r.status_code == 200:

@@ -23,6 +23,8 @@ def tail(path: Path, lines: int = 40) -> str:
 
 
 _EXCEPTION = re.compile(r"\b([A-Z]\w*(?:Error|Exception): .+)$")
+# vLLM's advisory lines quote error texts ("can cause `OSError: ...`") without anything failing.
+_ADVISORY = re.compile(r"\b(?:DEBUG|INFO|WARNING)\s+\d\d-\d\d ")
 
 
 def root_cause(path: Path) -> str | None:
@@ -34,6 +36,8 @@ def root_cause(path: Path) -> str | None:
     try:
         with path.open("r", errors="replace") as fh:
             for line in fh:
+                if _ADVISORY.search(line):
+                    continue
                 m = _EXCEPTION.search(line.rstrip())
                 if m:
                     return _SECRET_ASSIGN.sub(r"\1***", m.group(1))[:500]
