@@ -27,6 +27,7 @@ run: install
 
 test: install
 	@scripts/system-deps.sh
+	@PY=$(PY) scripts/ci-docker.sh
 	$(PY) -m pytest
 
 check: install

@@ -45,9 +45,14 @@ def cmd_up(ns: argparse.Namespace) -> int:
     run_dir = new_run_dir(ns.target)
     # SIGTERM during bring-up tears down like Ctrl-C does.
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    backend = make_backend(ns.target, ns.compose, settings, run_dir, kv_overrides=kv)
+    # A containers stack outlives this command: no Ryuk, and production stays stopped until
+    # `make up` restores it.
+    backend = make_backend(
+        ns.target, ns.compose, settings, run_dir, kv_overrides=kv,
+        replace_running=ns.replace_running, keep_stack=True,
+    )  # fmt: skip
     stack = backend.up()
-    path = state.save(stack)
+    path = state.save(stack, run_id=getattr(backend, "run_id", None))
     print(f"\n{ns.target} stack is up; logs in {run_dir / 'logs'}")
     for note in stack.notes:
         print(f"  note: {note}")
@@ -66,7 +71,12 @@ def cmd_down(ns: argparse.Namespace) -> int:
     doc = state.load()
     if doc is None:
         print("no stack recorded as up; nothing to stop")
-        return 0
+        return _sweep(None) if ns.sweep else 0
+    if doc.get("run_id") or ns.sweep:
+        # Containers: everything of that run (or, with --sweep, of any run) by its label.
+        code = _sweep(None if ns.sweep else doc["run_id"])
+        if code:
+            return code
     for svc in reversed(doc["services"]):
         pid = svc.get("pid")
         if pid and group_alive(pid):
@@ -78,6 +88,20 @@ def cmd_down(ns: argparse.Namespace) -> int:
         print(f"still running after SIGKILL: {', '.join(left)}", file=sys.stderr)
         return 3
     print("stack is down; no process left")
+    return 0
+
+
+def _sweep(run_id: str | None) -> int:
+    from harness.stack.containers import container_capability, sweep
+
+    why = container_capability(gpu=False)
+    if why:
+        print(f"harness down: cannot reach Docker to remove harness containers: {why}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    removed = sweep(run_id)
+    what = f"run {run_id}" if run_id else "any run"
+    print(f"removed {len(removed)} container(s), network(s) and volume(s) of {what}")
     return 0
 
 
@@ -198,7 +222,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     up.set_defaults(func=cmd_up)
 
+    up.add_argument(
+        "--replace-running",
+        action="store_true",
+        help="gpu: stop a running production stack first (restore it later with `make up`)",
+    )
     down = sub.add_parser("down", help="stop the stack `harness up` started, in reverse order")
+    down.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also remove every container, network and volume with the harness label, "
+        "whatever run left it (an interrupted test run, a killed harness)",
+    )
     down.set_defaults(func=cmd_down)
 
     load = sub.add_parser("load", help="run one load profile against a fresh stack")

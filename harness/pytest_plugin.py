@@ -50,6 +50,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="leave the stack running after the session",
     )
     group.addoption(
+        "--harness-replace-running",
+        action="store_true",
+        help="gpu: stop a running production stack for the session and restore it afterwards "
+        "(not with --harness-keep-stack); without it a running stack makes the run refuse",
+    )
+    group.addoption(
         "--harness-require-gpu",
         action="store_true",
         help="fail, instead of skip, the gpu tests when no GPU is usable",
@@ -170,17 +176,22 @@ def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: st
     from harness.report.record import RunRecord
     from harness.report.run_dir import new_run_dir
     from harness.report.stack_facts import stack_facts
+    from harness.spec.services import secret_values
     from harness.stack.factory import make_backend
 
     compose = _compose(pytestconfig)
     run_dir = new_run_dir(harness_target)
     # The record exists before bring-up, so an interrupted or failed bring-up still leaves one.
-    record = RunRecord(run_dir, harness_target)
+    record = RunRecord(run_dir, harness_target, secrets=secret_values(os.environ))
     pytestconfig.stash[_RECORD] = record
     record.put("environment", "facts", environment(Path(pytestconfig.rootpath)))
     try:
         record.set_section("preflight", run_check(compose, harness_settings).to_dict())
-        backend = make_backend(harness_target, compose, harness_settings, run_dir)
+        backend = make_backend(
+            harness_target, compose, harness_settings, run_dir,
+            replace_running=pytestconfig.getoption("--harness-replace-running"),
+            keep_stack=pytestconfig.getoption("--harness-keep-stack"),
+        )  # fmt: skip
         pytestconfig.stash[_BACKEND] = backend
         started = time.monotonic()
         up = backend.up()
@@ -192,7 +203,8 @@ def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: st
     except HarnessError as exc:
         record.put("startup", "error", str(exc))
         pytest.fail(f"bring-up of the {harness_target} stack failed: {exc}", pytrace=False)
-    record.add_secret(up.api_key)
+    for secret in [up.api_key, *up.secrets]:
+        record.add_secret(secret)
     record.put("timings", "bring_up_s", round(time.monotonic() - started, 2))
     record.put("stack", "compose_sha256", up.spec.sha256)
     record.put(

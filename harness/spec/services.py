@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from harness.spec.engine_args import EngineArgs
@@ -23,6 +24,11 @@ _ROLE_BY_NAME = {
 
 def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
+
+
+def secret_values(environ: Mapping[str, str]) -> list[str]:
+    """Values of the secret-named variables in an environment: what a run must never write."""
+    return [v for k, v in environ.items() if v and is_secret_name(k)]
 
 
 @dataclass(frozen=True)

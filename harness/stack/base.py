@@ -44,6 +44,9 @@ class Stack:
     services: dict[str, ServiceHandle] = field(default_factory=dict)
     # The bearer key the harness uses against the ai-router. Never printed: repr hides it.
     api_key: str = field(default="", repr=False)
+    # Values the stack was given from the owner's env files (`.secrets`): every writer of the
+    # run masks them.
+    secrets: list[str] = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list)
 
     def by_role(self, role: str) -> ServiceHandle:

@@ -29,6 +29,7 @@ import yaml
 
 from harness.errors import ConfigError
 from harness.spec import ServiceSpec, StackSpec
+from harness.spec.env_file import read_env_file
 from harness.spec.services import MASK, is_secret_name
 
 LABEL = "ai-router-harness"
@@ -142,26 +143,6 @@ def run_labels(run_id: str) -> dict[str, str]:
 
 
 # -- environment ------------------------------------------------------------------------------
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """A compose env file: KEY=VALUE lines, `#` comments, optional quotes and `export`."""
-    out: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ").strip()
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        out[key.strip()] = value
-    return out
 
 
 def interpolate(value: str, lookup: Mapping[str, str], where: str) -> str:

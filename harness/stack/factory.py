@@ -52,7 +52,12 @@ def make_backend(
     kv_overrides: Mapping[str, int] | None = None,
     router_env: Mapping[str, str] | None = None,
     progress: Callable[[str], None] = print,
+    replace_running: bool = False,
+    keep_stack: bool = False,
 ) -> Backend:
+    """The backend for a target. `replace_running` and `keep_stack` concern the containers
+    backend: stop a running production stack for the run (and restore it afterwards unless
+    `keep_stack`), and leave the run's containers up (no Ryuk) when `keep_stack`."""
     if target == "attach":
         from harness.spec import load_stack
 
@@ -92,6 +97,8 @@ def make_backend(
             kv_overrides=kv_overrides,
             router_env=router_env,
             progress=progress,
+            replace_running=replace_running,
+            keep_stack=keep_stack,
         )
     raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
 

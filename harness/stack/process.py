@@ -21,6 +21,7 @@ from pathlib import Path
 
 from harness.errors import StackError
 from harness.spec import ServiceSpec, StackSpec
+from harness.spec.env_file import read_env_file
 from harness.spec.services import is_secret_name
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.health import wait_healthy
@@ -191,15 +192,20 @@ class ProcessBackend:
         clf = self.spec.role("classifier")
         prim = self.spec.role("primary")
         assert clf.engine is not None and prim.engine is not None
-        # Non-secret settings from the compose file; URLs, keys and paths for this machine.
+        # Non-secret settings from the compose file, the owner's env files where they exist (as
+        # compose would pass them); URLs and paths for this machine. The xAI key goes only to
+        # the fake xAI on 127.0.0.1; the router accepts the harness's generated key only.
+        owner = owner_env_files(self.spec, svc)
+        stack.secrets.extend(v for v in owner.values() if v)
         env = {k: v for k, v in svc.environment.items() if not is_secret_name(k)}
+        env.update(owner)
         env.update(
             ROUTER_CLASSIFIER_URL=stack.services[clf.name].url,
             ROUTER_CLASSIFIER_MODEL=clf.engine.name,
             ROUTER_PRIMARY_URL=stack.services[prim.name].url,
             ROUTER_PRIMARY_MODEL=prim.engine.name,
             XAI_BASE_URL=stack.services[XAI_SERVICE].url + "/v1",
-            XAI_API_KEY="twin-" + secrets.token_hex(8),
+            XAI_API_KEY=owner.get("XAI_API_KEY") or "twin-" + secrets.token_hex(8),
             ROUTER_API_KEYS=stack.api_key,
             ROUTER_BIND=f"127.0.0.1:{port}",
             ROUTER_SESSION_LOG=str(log.with_name(f"{svc.name}-session.jsonl")),
@@ -212,6 +218,17 @@ class ProcessBackend:
 
     def _repo_root(self) -> Path:
         return self.spec.path.resolve().parent.parent
+
+
+def owner_env_files(spec: StackSpec, svc: ServiceSpec) -> dict[str, str]:
+    """The service's env files that exist next to the compose file (the twin runs without
+    `.secrets`; the containers backend requires it)."""
+    base = spec.path.resolve().parent
+    out: dict[str, str] = {}
+    for name in svc.env_files:
+        if (base / name).is_file():
+            out.update(read_env_file(base / name))
+    return out
 
 
 def _clean_env() -> dict[str, str]:

@@ -20,7 +20,8 @@ def state_path() -> Path:
     return base / "stack.json"
 
 
-def save(stack: Stack, path: Path | None = None) -> Path:
+def save(stack: Stack, path: Path | None = None, run_id: str | None = None) -> Path:
+    """`run_id`: the containers run whose labelled containers `harness down` removes."""
     path = path or state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {
@@ -28,6 +29,7 @@ def save(stack: Stack, path: Path | None = None) -> Path:
         "run_dir": str(stack.run_dir),
         "compose": str(stack.spec.path),
         "api_key": stack.api_key,
+        "run_id": run_id,
         "services": [
             {"name": s.name, "role": s.role, "url": s.url, "pid": s.pid, "model": s.model_name}
             for s in stack.services.values()

@@ -7,6 +7,7 @@ fail-fast on a container that dies, and nothing labelled left behind.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sys
 import time
@@ -179,3 +180,30 @@ def test_a_container_that_exits_fails_the_bring_up_within_seconds(
     assert "exited with code 3" in str(err.value)
     assert "fatal: boom at startup" in err.value.log_tail
     assert leftovers(docker_ready, backend.run_id) == []
+
+
+def test_harness_down_sweep_removes_what_an_interrupted_run_left(
+    docker_ready: Any, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+
+    run_id = "sweeptest" + os.urandom(3).hex()
+    labels = run_labels(run_id)
+    net = docker_ready.networks.create(f"harness-{run_id}-net", labels=labels)
+    left = docker_ready.containers.run(
+        BASE_IMAGE, ["sleep", "300"], name=f"harness-{run_id}-orphan", labels=labels,
+        network=net.name, detach=True,
+    )  # fmt: skip
+    try:
+        assert len(leftovers(docker_ready, run_id)) == 2
+        env = {**os.environ, "HARNESS_STATE_DIR": str(tmp_path)}  # no stack recorded as up
+        harness = [str(Path(sys.executable).with_name("harness")), "down", "--sweep"]
+        done = subprocess.run(harness, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "removed" in done.stdout
+        assert leftovers(docker_ready, run_id) == []
+    finally:
+        for cleanup in (lambda: left.remove(force=True), net.remove):
+            with contextlib.suppress(Exception):
+                cleanup()

@@ -17,6 +17,7 @@ from harness.check import run_check
 from harness.config import Settings
 from harness.errors import ConfigError, StackError
 from harness.spec import load_stack
+from harness.spec.env_file import read_env_file
 from harness.stack.container_logs import LogFollower
 from harness.stack.container_prod import (
     ProdContainer,
@@ -34,7 +35,6 @@ from harness.stack.container_spec import (
     interpolate,
     network_name,
     port_bindings,
-    read_env_file,
 )
 from harness.stack.container_twin import TwinInputs, twin_plans
 from harness.stack.containers import started_at
