@@ -10,6 +10,7 @@ from types import FrameType
 from typing import Any
 
 from harness.errors import StackError
+from harness.load.profiles import PROFILES
 
 DEFAULT_COMPOSE = Path("infra/docker-compose.yml")
 
@@ -170,6 +171,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
             users=ns.users,
             max_tokens=max_tokens,
             context_fraction=settings.get("load.context_fraction", float, 0.65),
+            warmup_s=settings.get("load.soak_warmup_s", float, 60.0),
         )
     finally:
         backend.down()
@@ -207,6 +209,12 @@ def render_load(s: dict[str, Any], primary: str) -> str:
             f"  client overhead vs {primary} TTFT: median {o['median_ms']:.1f} ms, "
             f"mean {o['mean_ms']:.1f} ms"
         )
+    for group, r in s.get("resources", {}).items():
+        lines.append(
+            f"  {group}: memory {r['rss_start_mib']} -> {r['rss_end_mib']} MiB "
+            f"(growth {r['rss_growth_mib']} MiB, peak {r['rss_peak_mib']}), open files "
+            f"{r['fds_start']} -> {r['fds_end']} ({r['fd_growth']:+d}), {r['from_s']}-{r['to_s']} s"
+        )
     return "\n".join(lines)
 
 
@@ -237,7 +245,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     down.set_defaults(func=cmd_down)
 
     load = sub.add_parser("load", help="run one load profile against a fresh stack")
-    load.add_argument("profile", choices=("steady", "saturate", "kv-pressure", "ramp"))
+    load.add_argument("profile", choices=PROFILES)
     load.add_argument("--target", default="twin", choices=("twin", "attach", "gpu"))
     load.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
     load.add_argument("--duration", type=_seconds, default=None, help="e.g. 60s, 2m")

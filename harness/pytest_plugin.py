@@ -61,6 +61,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="fail, instead of skip, the gpu tests when no GPU is usable",
     )
     group.addoption("--harness-xai", action="store_true", help="run the xai tests (costs money)")
+    group.addoption(
+        "--harness-soak",
+        action="store_true",
+        help="run the soak profile (saturate load for load.test_duration_s.soak, 10 min)",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)

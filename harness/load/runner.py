@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 import httpx
 
 from harness.errors import ConfigError, StackError
-from harness.load.profiles import PROFILES
+from harness.load.profiles import PROFILES, WATCHED
 from harness.load.records import RequestRecord, read_records
+from harness.load.resources import ResourceWatch, descendants, group_pids
 from harness.load.settings import LoadSettings
 from harness.load.stats import client_overhead_ms, engine_stats, latency_stats, throughput
 from harness.spec.services import is_secret_name
@@ -131,7 +133,10 @@ def run_profile(
     context_fraction: float = 0.65,
     interval_s: float = 0.25,
     seed: int = 1,
+    warmup_s: float = 60.0,
 ) -> LoadResult:
+    """`warmup_s`: for the watched profiles (soak), memory and descriptor growth are measured
+    from the first sample after it."""
     root = stack.spec.path.resolve().parents[1]
     lf = locustfile(profile, root)
     out = out_root / profile
@@ -155,11 +160,14 @@ def run_profile(
     )
     engines = {s.name: s.url for s in stack.engines}
     sampler = Sampler(engines, interval_s=interval_s)
-    with sampler:
+    watch = ResourceWatch(watched_groups(stack) if profile in WATCHED else {})
+    with sampler, watch:
         run_locust(lf, stack.router.url, settings, out, cwd=root, timeout_s=duration_s + 600)
     sampler.save(out / "timeline.jsonl")
     records = read_records(settings.records)
     summary = summarize(profile, records, sampler, primary.max_num_seqs, stack.primary.name)
+    if profile in WATCHED:
+        summary["resources"] = watch.summary(min(warmup_s, duration_s / 2))
     summary["settings"] = {
         "duration_s": duration_s,
         "users": users,
@@ -169,6 +177,22 @@ def run_profile(
     }
     (out / "stats.json").write_text(json.dumps(summary, indent=2, default=str))
     return LoadResult(profile, out, records, summary)
+
+
+def watched_groups(stack: Stack) -> dict[str, Callable[[], list[int]]]:
+    """The router's processes (where the harness started them) and the harness's own: this
+    process and its children (locust), not the stack's services."""
+
+    def stack_pids() -> set[int]:
+        return {p for s in stack.services.values() if s.pid for p in group_pids(s.pid)}
+
+    groups: dict[str, Callable[[], list[int]]] = {
+        "harness": lambda: [p for p in descendants(os.getpid()) if p not in stack_pids()]
+    }
+    router_pid = stack.router.pid
+    if router_pid:
+        groups["router"] = lambda: group_pids(router_pid)
+    return groups
 
 
 def summarize(

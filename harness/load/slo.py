@@ -7,7 +7,8 @@
     p95_ttft_s = 20.0
 
 Keys: max_error_rate, max_preemptions, min_kv_peak, min_waiting_capacity (on the primary),
-and per route p95_ttft_s, p95_itl_s, p95_e2e_s.
+max_rss_growth_mib and max_fd_growth (each watched process group, soak), and per route
+p95_ttft_s, p95_itl_s, p95_e2e_s.
 """
 
 from __future__ import annotations
@@ -47,6 +48,21 @@ def check_slos(settings: Settings, summary: dict[str, Any], primary: str) -> lis
             f"{profile}: no request waited for KV capacity on {primary} "
             f"(max waiting by reason=capacity {eng.get('waiting_capacity_max', 0):.0f})"
         )
+    for group, res in summary.get("resources", {}).items():
+        if (
+            "max_rss_growth_mib" in section
+            and res["rss_growth_mib"] > section["max_rss_growth_mib"]
+        ):
+            bad.append(
+                f"{profile}: {group} memory grew {res['rss_growth_mib']} MiB "
+                f"({res['rss_start_mib']} -> {res['rss_end_mib']} MiB from {res['from_s']} s to "
+                f"{res['to_s']} s), allowed {section['max_rss_growth_mib']} MiB"
+            )
+        if "max_fd_growth" in section and res["fd_growth"] > section["max_fd_growth"]:
+            bad.append(
+                f"{profile}: {group} open files grew by {res['fd_growth']} "
+                f"({res['fds_start']} -> {res['fds_end']}), allowed {section['max_fd_growth']}"
+            )
     for route, limits in section.items():
         if not isinstance(limits, dict):
             continue

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from harness.load.profiles import PROFILES
 from harness.report import summary as S
 from harness.report import svg
 from harness.report.svg import esc, fmt, slug, table
@@ -202,7 +203,7 @@ def trends(history: list[dict[str, Any]]) -> str:
             width=480,
         )
     ]
-    order = {p: i for i, p in enumerate(("steady", "saturate", "kv-pressure", "ramp"))}
+    order = {p: i for i, p in enumerate(PROFILES)}
     profiles = sorted(
         dict.fromkeys(p for e in history for p in e.get("load", {})),
         key=lambda p: (order.get(p, len(order)), p),

@@ -1,0 +1,44 @@
+"""soak: saturate's load held for 10 minutes; nothing may leak beyond [slo.soak]'s bounds.
+
+Opt-in (`--harness-soak`, or `harness load soak`): it reports the error rate, and the growth of
+the router's and the harness's resident memory and open files after the warm-up minute.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.load.runner import run_profile
+from harness.load.slo import check_slos
+
+pytestmark = [pytest.mark.load, pytest.mark.slow, pytest.mark.timeout(3600)]
+
+
+def test_soak_holds_without_leaks(
+    request: pytest.FixtureRequest, stack: Any, harness_settings: Any, run_record: Any
+) -> None:
+    if not request.config.getoption("--harness-soak"):
+        pytest.skip("opt-in, 10 minutes at saturate load: pass --harness-soak")
+    duration = harness_settings.get("load.test_duration_s.soak", float, 600.0)
+    result = run_profile(
+        stack,
+        "soak",
+        stack.run_dir / "load",
+        duration_s=duration,
+        max_tokens=harness_settings.get("load.max_tokens", int, 64),
+        warmup_s=harness_settings.get("load.soak_warmup_s", float, 60.0),
+    )
+    s = result.summary
+    run_record.put("load", "soak", s)
+    resources = s["resources"]
+    print(f"\nsoak {duration:.0f} s: {s['requests']} requests, error rate {s['error_rate']:.2%}")
+    for group, r in resources.items():
+        print(f"  {group}: {r}")
+    assert s["requests"] > 0, "no request completed during the soak"
+    assert "harness" in resources, resources
+    if stack.target == "twin":
+        assert "router" in resources and resources["router"]["processes_end"] > 0, resources
+    violations = check_slos(harness_settings, s, stack.primary.name)
+    assert not violations, "; ".join(violations)
