@@ -47,7 +47,7 @@ def make_containers_backend(
             keep_stack=keep_stack,
             progress=progress,
         )
-    from harness.stack.factory import twin_capability
+    from harness.stack.factory import twin_capability, twin_router_env
     from harness.twin.build import build_twin
 
     why = twin_capability()
@@ -60,7 +60,7 @@ def make_containers_backend(
         plan=result.plan,
         models=TwinModelDirs(models.classifier_dir, models.primary_dir),
         kv_overrides=dict(kv_overrides or {}),
-        router_env=dict(router_env or {}),
+        router_env=twin_router_env(settings, router_env),
         startup_timeout_s=settings.get("twin.startup_timeout_s", float, 300.0),
     )
     return ContainersBackend(

@@ -55,7 +55,7 @@ from harness.stack.container_spec import (
 )
 from harness.stack.container_twin import TwinInputs, twin_plans
 from harness.stack.health import wait_healthy
-from harness.stack.kv_line import kv_line_from_log
+from harness.stack.kv_line import healthy_line
 from harness.vram import VramPlan
 
 __all__ = [
@@ -290,12 +290,7 @@ class ContainersBackend:
         )
         stack.services[plan.service] = handle
         handle.healthy_at = self._wait_ready(plan, handle, wrapped, follower, timeout)
-        line = f"{plan.service}: healthy in {handle.time_to_healthy_s or 0:.1f} s"
-        if handle.role in ("classifier", "primary"):
-            handle.kv = kv_line_from_log(log)
-            if handle.kv:
-                line += f"; {handle.kv.text.split('] ')[-1]}"
-        self.progress(line)
+        self.progress(healthy_line(handle, log))
         return handle
 
     def _wait_ready(

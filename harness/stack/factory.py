@@ -76,14 +76,7 @@ def make_backend(
             run_dir=run_dir,
             kv_overrides=dict(kv_overrides or {}),
             startup_timeout_s=settings.get("twin.startup_timeout_s", float, 300.0),
-            router_env={
-                # A 32k-token prefill on two CPU cores takes seconds to minutes when the machine
-                # is busy; the router's 30 s default would turn that into fallbacks.
-                "ROUTER_CLASSIFIER_TIMEOUT_S": str(
-                    settings.get("twin.classifier_timeout_s", float, 120.0)
-                ),
-                **(router_env or {}),
-            },
+            router_env=twin_router_env(settings, router_env),
             progress=progress,
         )
     if target in ("gpu", "twin-docker"):
@@ -101,6 +94,18 @@ def make_backend(
             keep_stack=keep_stack,
         )
     raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+
+
+def twin_router_env(
+    settings: Settings, router_env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The twin's ai-router settings beyond the compose file's, for processes and containers."""
+    return {
+        # A 32k-token prefill on two CPU cores takes seconds to minutes when the machine is
+        # busy; the router's 30 s default would turn that into fallbacks.
+        "ROUTER_CLASSIFIER_TIMEOUT_S": str(settings.get("twin.classifier_timeout_s", float, 120.0)),
+        **(router_env or {}),
+    }
 
 
 def parse_kv_overrides(items: list[str] | None, spec: StackSpec) -> dict[str, int]:

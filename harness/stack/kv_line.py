@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # base.py imports KvLine from here
+    from harness.stack.base import ServiceHandle
 
 _KV = re.compile(
     r"(?P<device>GPU|CPU|XPU|TPU) KV cache size: (?P<tokens>[\d,]+) tokens, Maximum concurrency "
@@ -52,3 +56,13 @@ def kv_line_from_log(path: Path) -> KvLine | None:
         return parse_kv_line(path.read_text(errors="replace"))
     except OSError:
         return None
+
+
+def healthy_line(handle: ServiceHandle, log: Path) -> str:
+    """Read an engine's KV line into `handle.kv`; the progress line that says it is healthy."""
+    line = f"{handle.name}: healthy in {handle.time_to_healthy_s or 0:.1f} s"
+    if handle.role in ("classifier", "primary"):
+        handle.kv = kv_line_from_log(log)
+        if handle.kv:
+            line += f"; {handle.kv.text.split('] ')[-1]}"
+    return line

@@ -25,7 +25,7 @@ from harness.spec.env_file import read_env_file
 from harness.spec.services import is_secret_name
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.health import wait_healthy
-from harness.stack.kv_line import kv_line_from_log
+from harness.stack.kv_line import healthy_line
 from harness.stack.ports import free_port
 from harness.stack.procs import spawn, stop_group
 from harness.twin.engines import twin_engine
@@ -135,12 +135,7 @@ class ProcessBackend:
             exited=proc.poll,
             log_path=log,
         )
-        line = f"{name}: healthy in {handle.time_to_healthy_s:.1f} s"
-        if handle.role in ("classifier", "primary"):
-            handle.kv = kv_line_from_log(log)
-            if handle.kv:
-                line += f"; {handle.kv.text.split('] ')[-1]}"
-        self.progress(line)
+        self.progress(healthy_line(handle, log))
         return handle
 
     def _write_pids(self) -> None:
