@@ -44,6 +44,9 @@ def create_app(
 ) -> Flask:
     config = Config.from_env() if config is None else config
     _ensure_logging()
+    # What this worker runs with, for whoever reads the log after a flag change; the keys are
+    # left out by Config's repr.
+    log.info("starting with %r", config)
     client = httpx.Client(
         transport=transport,
         timeout=config.upstream_timeout_s,

@@ -161,3 +161,17 @@ def test_create_app_without_required_env_fails(monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError, match="ROUTER_CLASSIFIER_URL"):
         create_app()
+
+
+def test_startup_log_line_names_the_settings_but_no_key(make_config, caplog) -> None:
+    import logging
+
+    from ai_router.app import create_app
+    from router_fakes import OTHER_KEY, ROUTER_KEY, XAI_KEY
+
+    with caplog.at_level(logging.INFO, logger="ai_router"):
+        create_app(make_config())
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "starting with Config(" in text and "classifier_url=" in text
+    for key in (ROUTER_KEY, OTHER_KEY, XAI_KEY):
+        assert key not in text
