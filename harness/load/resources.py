@@ -97,7 +97,6 @@ class ResourceWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-        self.sample()  # the end state, after the load stopped
 
     def sample(self) -> None:
         now = time.monotonic() - self._t0
@@ -109,14 +108,17 @@ class ResourceWatch:
             self._stop.wait(self.interval_s)
 
     def summary(self, warmup_s: float) -> dict[str, dict[str, Any]]:
-        """Per group: MiB and descriptors at the first sample after warm-up, at the end, the
-        growth between them and the peak."""
+        """Per group: MiB and descriptors at the first sample after warm-up, at the last one
+        with the same number of processes (a load generator that has already exited is not a
+        shrink), the growth between them and the peak."""
         out: dict[str, dict[str, Any]] = {}
         after = [s for s in self.samples if s[0] >= warmup_s] or self.samples[-1:]
         if not after:
             return out
         for name in self.groups:
-            first, last = after[0][1][name], after[-1][1][name]
+            first = after[0][1][name]
+            same = [s for s in after if s[1][name].processes == first.processes]
+            last_t, last = same[-1][0], same[-1][1][name]
             peak = max(s[1][name].rss_bytes for s in self.samples)
             out[name] = {
                 "rss_start_mib": round(first.rss_bytes / 2**20, 1),
@@ -128,6 +130,6 @@ class ResourceWatch:
                 "fd_growth": last.fds - first.fds,
                 "processes_end": last.processes,
                 "from_s": round(after[0][0], 1),
-                "to_s": round(after[-1][0], 1),
+                "to_s": round(last_t, 1),
             }
         return out
