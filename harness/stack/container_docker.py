@@ -37,7 +37,9 @@ def container_capability(gpu: bool) -> str | None:
     """Why containers (on the GPU, with `gpu`) cannot run here, or None when they can."""
     try:
         import testcontainers  # noqa: F401
-
+    except ImportError:
+        return "the testcontainers package is not installed (pip install '.[gpu]')"
+    try:
         client = docker_client(timeout_s=10)
     except CapabilityError as exc:
         return str(exc)

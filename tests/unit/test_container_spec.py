@@ -407,3 +407,15 @@ def test_sweep_removes_labelled_containers_in_reverse_start_order_then_networks_
     assert [e for e in log if e.startswith("stop")] == ["stop c", "stop b", "stop a"]
     assert removed == ["container c", "container b", "container a", "network net", "volume vol"]
     assert all(f == {"label": [f"{LABEL}=1", f"{RUN_LABEL}=r1"]} for f in seen_filters)
+
+
+def test_capability_probe_names_a_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU box with torch and NVML but without the harness's [gpu] extra: a reason, not a
+    ModuleNotFoundError (seen on the device machine)."""
+    import sys
+
+    from harness.stack.containers import container_capability
+
+    monkeypatch.setitem(sys.modules, "testcontainers", None)  # import raises ImportError
+    why = container_capability(gpu=True)
+    assert why is not None and "testcontainers" in why and "[gpu]" in why
