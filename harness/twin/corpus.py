@@ -103,3 +103,26 @@ def long_history(
         count += sum(count_tokens(m["content"]) + 4 for m in pair)
         out.extend(pair)
     return out
+
+
+def long_reply_history(
+    rng: random.Random,
+    pool: Sequence[RoutingItem],
+    filler: Sequence[str],
+    tokens: int,
+    count_tokens: Callable[[str], int],
+) -> list[Message]:
+    """One user turn, then one assistant turn of about `tokens` tokens of filler sentences.
+
+    The other long shape a conversation takes: a single very long reply before the question.
+    """
+    parts: list[str] = []
+    count = 0
+    while count < tokens:
+        sentence = rng.choice(filler)
+        count += count_tokens(sentence) + 1
+        parts.append(sentence)
+    return [
+        {"role": "user", "content": rng.choice(pool).question},
+        {"role": "assistant", "content": " ".join(parts)},
+    ]

@@ -77,9 +77,18 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(cfg.num_attention_heads * d, h, bias=False)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, past: KV | None = None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        past: KV | None = None,
+        key_bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KV]:
-        """Attend over `past` (a shared prefix's keys/values, batch 1) and causally over x."""
+        """Attend over `past` (a shared prefix's keys/values, batch 1) and causally over x.
+
+        `key_bias`, when given, is added to the attention logits of the first len(key_bias)
+        keys (the past ones, or x's own when there is no past).
+        """
         b, t, _ = x.shape
         d = self.cfg.head_dim
         q = self.q_proj(x).view(b, t, -1, d).transpose(1, 2)
@@ -88,21 +97,27 @@ class Attention(nn.Module):
         q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
         kv = (k, v)
-        mask = None
+        n = 0
         if past is not None:
             n = past[0].shape[2]
             k = torch.cat((past[0].expand(b, -1, -1, -1), k), dim=2)
             v = torch.cat((past[1].expand(b, -1, -1, -1), v), dim=2)
-            mask = torch.ones(t, n + t, dtype=torch.bool).tril(diagonal=n)
         groups = self.cfg.num_attention_heads // self.cfg.num_key_value_heads
         if groups > 1:
             k = k.repeat_interleave(groups, dim=1)
             v = v.repeat_interleave(groups, dim=1)
         # Right padding only: a causal mask already keeps real tokens off the pads after them.
-        if mask is None:
+        if past is None and key_bias is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            allowed = torch.ones(t, n + t, dtype=torch.bool).tril(diagonal=n)
+            if key_bias is None:
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+            else:
+                bias = torch.zeros(n + t, dtype=q.dtype)
+                bias[: key_bias.shape[0]] = key_bias
+                mask = bias.expand(t, -1).masked_fill(~allowed, float("-inf"))
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), kv
 
 
@@ -132,8 +147,9 @@ class DecoderLayer(nn.Module):
         sin: torch.Tensor,
         past: KV | None = None,
         dropout: float = 0.0,
+        key_bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KV]:
-        attn, kv = self.self_attn(self.input_layernorm(x), cos, sin, past)
+        attn, kv = self.self_attn(self.input_layernorm(x), cos, sin, past, key_bias)
         x = x + F.dropout(attn, dropout, self.training)
         mlp = self.mlp(self.post_attention_layernorm(x))
         return x + F.dropout(mlp, dropout, self.training), kv
@@ -165,25 +181,64 @@ class TinyLlama(nn.Module):
             elif not name.endswith("norm.weight"):
                 nn.init.zeros_(p)
 
-    def hidden_states(self, input_ids: torch.Tensor, shared_prefix: int = 0) -> torch.Tensor:
+    def prefix_kv(
+        self, prefix_ids: torch.Tensor, key_bias: tuple[int, float] | None = None
+    ) -> list[KV]:
+        """Per-layer keys/values of one prefix [1, p], for hidden_states(past=...)."""
+        p, drop = prefix_ids.shape[1], self.dropout if self.training else 0.0
+        bias = None
+        if key_bias is not None:
+            start, weight = key_bias
+            bias = torch.zeros(p)
+            bias[start:] = weight
+        x = F.dropout(self.model.embed_tokens(prefix_ids), drop, self.training)
+        cos, sin = rope_cos_sin(self.cfg, p)
+        kvs = []
+        for layer in self.model.layers:
+            x, kv = layer(x, cos, sin, dropout=drop, key_bias=bias)
+            kvs.append(kv)
+        return kvs
+
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        shared_prefix: int = 0,
+        *,
+        past: list[KV] | None = None,
+        prefix_grad: bool = True,
+        key_bias: tuple[int, float] | None = None,
+        position_gap: int = 0,
+    ) -> torch.Tensor:
         """Final-norm hidden states [batch, seq - shared_prefix, hidden].
 
         When every row starts with the same `shared_prefix` tokens (the classification system
         prompt, or one long history), the prefix is computed once, for row 0, and the rest
-        attends to its keys/values: the result is the same, for a fraction of the work.
+        attends to its keys/values: the result is the same, for a fraction of the work. A prefix
+        already computed by prefix_kv can be passed as `past` instead; input_ids then holds
+        only what follows it.
+
+        Training-only variations of the shared prefix (the defaults give the plain model):
+        - prefix_grad=False computes the prefix without gradient; only the rows are trained.
+        - key_bias=(start, w) adds w to every attention logit of prefix keys start..prefix-1.
+          That is exactly what exp(w) copies of each of those keys would do to the softmax, so
+          a history of n tokens weighs on attention like one of n * exp(w) tokens.
+        - position_gap=g places the rows g positions after the prefix, as if g more tokens lay
+          between them.
         """
         p, drop = shared_prefix, self.dropout if self.training else 0.0
+        if past is None and p > 0:
+            with torch.set_grad_enabled(prefix_grad and torch.is_grad_enabled()):
+                past = self.prefix_kv(input_ids[:1, :p], key_bias)
+        n = past[0][0].shape[2] if past is not None else 0
+        bias = None
+        if past is not None and key_bias is not None:
+            bias = torch.zeros(n)
+            bias[key_bias[0] :] = key_bias[1]
         x = F.dropout(self.model.embed_tokens(input_ids[:, p:]), drop, self.training)
-        cos, sin = rope_cos_sin(self.cfg, x.shape[1], offset=p)
-        if p == 0:
-            for layer in self.model.layers:
-                x, _ = layer(x, cos, sin, dropout=drop)
-        else:
-            xp = F.dropout(self.model.embed_tokens(input_ids[:1, :p]), drop, self.training)
-            pcos, psin = rope_cos_sin(self.cfg, p)
-            for layer in self.model.layers:
-                xp, kv = layer(xp, pcos, psin, dropout=drop)
-                x, _ = layer(x, cos, sin, past=kv, dropout=drop)
+        cos, sin = rope_cos_sin(self.cfg, x.shape[1], offset=n + position_gap)
+        for i, layer in enumerate(self.model.layers):
+            kv = past[i] if past is not None else None
+            x, _ = layer(x, cos, sin, past=kv, dropout=drop, key_bias=bias)
         out: torch.Tensor = self.model.norm(x)
         return out
 

@@ -24,6 +24,21 @@ class Example:
 
 
 @dataclass(frozen=True)
+class Batch:
+    """A step's examples and how their shared prefix is treated (see TinyLlama.hidden_states).
+
+    history_start is where, inside the shared prefix, the part weighted by history_log_weight
+    begins.
+    """
+
+    examples: Sequence[Example]
+    prefix_grad: bool = True
+    history_start: int = 0
+    history_log_weight: float = 0.0
+    position_gap: int = 0
+
+
+@dataclass(frozen=True)
 class TrainResult:
     steps: int
     final_loss: float
@@ -95,17 +110,28 @@ def shared_prefix_len(ids: torch.Tensor, labels: torch.Tensor) -> int:
     return min(common, first_target)
 
 
-def target_loss(model: TinyLlama, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def target_loss(
+    model: TinyLlama, ids: torch.Tensor, labels: torch.Tensor, batch: Batch | None = None
+) -> torch.Tensor:
     """Cross-entropy on target positions; logits are computed only there."""
     p = shared_prefix_len(ids, labels)
-    hidden = model.hidden_states(ids, shared_prefix=p)
+    key_bias = None
+    if batch is not None and batch.history_log_weight and batch.history_start < p:
+        key_bias = (batch.history_start, batch.history_log_weight)
+    hidden = model.hidden_states(
+        ids,
+        shared_prefix=p,
+        prefix_grad=batch.prefix_grad if batch is not None else True,
+        key_bias=key_bias,
+        position_gap=batch.position_gap if batch is not None and p > 0 else 0,
+    )
     mask = labels[:, p:] != -100
     return F.cross_entropy(model.logits(hidden[mask]), labels[:, p:][mask])
 
 
 def train(
     model: TinyLlama,
-    batch: Callable[[int], Sequence[Example]],
+    batch: Callable[[int], Sequence[Example] | Batch],
     *,
     steps: int,
     lr: float,
@@ -138,8 +164,10 @@ def train(
     start = time.monotonic()
     loss_avg = float("nan")
     for step in range(steps):
-        ids, labels = collate(batch(step), pad_id)
-        loss = target_loss(model, ids, labels)
+        drawn = batch(step)
+        spec = drawn if isinstance(drawn, Batch) else Batch(drawn)
+        ids, labels = collate(spec.examples, pad_id)
+        loss = target_loss(model, ids, labels, spec)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

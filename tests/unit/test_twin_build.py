@@ -16,7 +16,12 @@ pytest.importorskip("tokenizers")
 
 from harness.twin import chat_format
 from harness.twin.build import BuildConfig, ModelShape, build_twin, input_hash
-from harness.twin.classifier_train import ClassifierParams, classification_prompt
+from harness.twin.classifier_train import (
+    ClassifierParams,
+    classification_prompt,
+    conversation_head,
+    conversation_tail,
+)
 from harness.twin.primary_train import PrimaryParams
 from harness.twin.router_prompt import classify_prompt_module
 from harness.twin.tokenizer import train_tokenizer
@@ -163,3 +168,43 @@ def test_cache_dir_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert default_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("HARNESS_TWIN_CACHE")
     assert default_cache_dir().parts[-1] == "twin"
+
+
+def test_head_and_tail_tokens_add_up_to_the_classification_prompt() -> None:
+    tok = train_tokenizer(TEXTS, 300)
+    history = [
+        {"role": "user", "content": "Explain recursion."},
+        {"role": "assistant", "content": "It is a function calling itself."},
+    ]
+    convo = [{"role": "user", "content": "What's the weather in Oslo today?"}]
+    head, tail = conversation_head(tok, history), conversation_tail(tok, convo)
+    assert head + tail == classification_prompt(tok, history + convo)
+    assert conversation_head(tok, []) + tail == classification_prompt(tok, convo)
+
+
+def test_shared_prefix_and_key_bias_match_the_plain_model() -> None:
+    import math
+
+    import torch
+
+    from harness.twin.tiny_llama import TinyLlama, TinyLlamaConfig, rope_cos_sin
+
+    torch.manual_seed(0)
+    cfg = TinyLlamaConfig(vocab_size=50, intermediate_size=64, rope_theta=500.0)
+    model = TinyLlama(cfg).eval()
+    for p in model.parameters():
+        p.data.normal_(0, 0.3)
+    ids = torch.randint(0, 50, (3, 30))
+    ids[:, :20] = ids[0, :20]
+    full = model.hidden_states(ids)[:, 20:]
+    assert torch.allclose(model.hidden_states(ids, shared_prefix=20), full, atol=1e-5)
+    past = model.prefix_kv(ids[:1, :20])
+    assert torch.allclose(model.hidden_states(ids[:, 20:], past=past), full, atol=1e-5)
+    # A key bias of log(m) is m copies of each biased key.
+    attn = model.model.layers[0].self_attn
+    x = torch.randn(2, 4, cfg.hidden_size)
+    pk, pv = torch.randn(1, 2, 6, 64), torch.randn(1, 2, 6, 64)
+    cos, sin = rope_cos_sin(cfg, 4, offset=6)
+    copies, _ = attn(x, cos, sin, past=(pk.repeat(1, 1, 3, 1), pv.repeat(1, 1, 3, 1)))
+    biased, _ = attn(x, cos, sin, past=(pk, pv), key_bias=torch.full((6,), math.log(3)))
+    assert torch.allclose(copies, biased, atol=1e-5)
