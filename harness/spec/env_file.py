@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.errors import ConfigError
+from harness.spec import ServiceSpec, StackSpec
+
 
 def read_env_file(path: Path) -> dict[str, str]:
     """A compose env file: KEY=VALUE lines, `#` comments, optional quotes and `export`."""
@@ -22,4 +25,22 @@ def read_env_file(path: Path) -> dict[str, str]:
         elif " #" in value:
             value = value.split(" #", 1)[0].rstrip()
         out[key.strip()] = value
+    return out
+
+
+def service_env_files(spec: StackSpec, svc: ServiceSpec, *, required: bool) -> dict[str, str]:
+    """The service's env files, merged in order, relative to the compose file. A missing one is
+    a ConfigError when `required` (the real stack), and skipped otherwise (the twin runs
+    without `.secrets`)."""
+    base = spec.path.resolve().parent
+    out: dict[str, str] = {}
+    for name in svc.env_files:
+        path = base / name
+        if path.is_file():
+            out.update(read_env_file(path))
+        elif required:
+            raise ConfigError(
+                f"{spec.path}: service {svc.name!r}: env_file {path} does not exist "
+                f"(copy {path.name}.example and fill it in)"
+            )
     return out

@@ -29,7 +29,7 @@ import yaml
 
 from harness.errors import ConfigError
 from harness.spec import ServiceSpec, StackSpec
-from harness.spec.env_file import read_env_file
+from harness.spec.env_file import service_env_files
 from harness.spec.services import MASK, is_secret_name
 
 LABEL = "ai-router-harness"
@@ -188,16 +188,7 @@ def service_environment(
 ) -> tuple[dict[str, str], frozenset[str]]:
     """(environment, secret keys) as compose would hand them to the container."""
     environ = os.environ if environ is None else environ
-    base = spec.path.resolve().parent
-    from_files: dict[str, str] = {}
-    for name in svc.env_files:
-        path = base / name
-        if not path.is_file():
-            raise ConfigError(
-                f"{spec.path}: service {svc.name!r}: env_file {path} does not exist "
-                f"(copy {path.name}.example and fill it in)"
-            )
-        from_files.update(read_env_file(path))
+    from_files = service_env_files(spec, svc, required=True)
     raw = raw_environment(spec, svc.name) if MASK in svc.environment.values() else {}
     lookup = {**from_files, **environ}
     where = f"{spec.path}: service {svc.name!r}"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from harness.errors import StackError
 from harness.spec import ServiceSpec, StackSpec
-from harness.spec.env_file import read_env_file
+from harness.spec.env_file import service_env_files
 from harness.spec.services import is_secret_name
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.health import wait_healthy
@@ -190,7 +190,7 @@ class ProcessBackend:
         # Non-secret settings from the compose file, the owner's env files where they exist (as
         # compose would pass them); URLs and paths for this machine. The xAI key goes only to
         # the fake xAI on 127.0.0.1; the router accepts the harness's generated key only.
-        owner = owner_env_files(self.spec, svc)
+        owner = service_env_files(self.spec, svc, required=False)
         stack.secrets.extend(v for v in owner.values() if v)
         env = {k: v for k, v in svc.environment.items() if not is_secret_name(k)}
         env.update(owner)
@@ -213,17 +213,6 @@ class ProcessBackend:
 
     def _repo_root(self) -> Path:
         return self.spec.path.resolve().parent.parent
-
-
-def owner_env_files(spec: StackSpec, svc: ServiceSpec) -> dict[str, str]:
-    """The service's env files that exist next to the compose file (the twin runs without
-    `.secrets`; the containers backend requires it)."""
-    base = spec.path.resolve().parent
-    out: dict[str, str] = {}
-    for name in svc.env_files:
-        if (base / name).is_file():
-            out.update(read_env_file(base / name))
-    return out
 
 
 def _clean_env() -> dict[str, str]:
