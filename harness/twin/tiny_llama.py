@@ -54,6 +54,15 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def _key_bias_vector(n: int, key_bias: tuple[int, float] | None) -> torch.Tensor | None:
+    """Per-key logit bias over n prefix keys: `key_bias`=(start, w) adds w from start on."""
+    if key_bias is None:
+        return None
+    bias = torch.zeros(n)
+    bias[key_bias[0] :] = key_bias[1]
+    return bias
+
+
 def rope_cos_sin(
     cfg: TinyLlamaConfig, seq_len: int, offset: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,11 +195,7 @@ class TinyLlama(nn.Module):
     ) -> list[KV]:
         """Per-layer keys/values of one prefix [1, p], for hidden_states(past=...)."""
         p, drop = prefix_ids.shape[1], self.dropout if self.training else 0.0
-        bias = None
-        if key_bias is not None:
-            start, weight = key_bias
-            bias = torch.zeros(p)
-            bias[start:] = weight
+        bias = _key_bias_vector(p, key_bias)
         x = F.dropout(self.model.embed_tokens(prefix_ids), drop, self.training)
         cos, sin = rope_cos_sin(self.cfg, p)
         kvs = []
@@ -230,10 +235,7 @@ class TinyLlama(nn.Module):
             with torch.set_grad_enabled(prefix_grad and torch.is_grad_enabled()):
                 past = self.prefix_kv(input_ids[:1, :p], key_bias)
         n = past[0][0].shape[2] if past is not None else 0
-        bias = None
-        if past is not None and key_bias is not None:
-            bias = torch.zeros(n)
-            bias[key_bias[0] :] = key_bias[1]
+        bias = _key_bias_vector(n, key_bias) if past is not None else None
         x = F.dropout(self.model.embed_tokens(input_ids[:, p:]), drop, self.training)
         cos, sin = rope_cos_sin(self.cfg, x.shape[1], offset=n + position_gap)
         for i, layer in enumerate(self.model.layers):
