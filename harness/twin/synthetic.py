@@ -3,7 +3,8 @@
 The routing corpus has a few hundred questions; a model trained from scratch on them alone
 memorises them and misroutes unseen phrasings. These templates, written for this project from
 the router's own route definitions (fresh facts → search; knowledge and reasoning → local),
-teach the cue words. Local templates deliberately reuse search topics (weather, prices, news)
+teach the cue words; the templates are in synthetic_templates.py, their words in
+synthetic_vocab.py. Local templates deliberately reuse search topics (weather, prices, news)
 under a local task (translate, write, explain, compute), and search templates reuse local topics
 (programming languages) under a fresh-facts question, so that the task decides, not the topic.
 """
@@ -13,9 +14,13 @@ from __future__ import annotations
 import random
 import re
 
+from harness.twin.synthetic_templates import LOCAL_TEMPLATES, SEARCH_TEMPLATES
 from harness.twin.synthetic_vocab import (
+    ALGOS,
     ASSETS,
+    BUSINESSES,
     CITIES,
+    COASTS,
     CODE_CONCEPTS,
     COMPANIES,
     CONCEPTS,
@@ -24,23 +29,33 @@ from harness.twin.synthetic_vocab import (
     ERRORS,
     EVENTS,
     FUNCTIONS,
+    ITEMS,
     LANGS,
     LANGUAGES,
-    LOCAL_TEMPLATES,
+    MATCHES,
+    MOODS,
     NEWS,
+    OPENERS,
     PAIRS,
     PEOPLE,
     PLACES,
     PLAYERS,
     PRODUCTS,
     PROOFS,
-    SEARCH_TEMPLATES,
+    RECALLED,
     SEARCH_THINGS,
     SENTENCES,
+    SENTENCES_MORE,
+    SHOP_THINGS,
+    SKY,
     SOFTWARE,
+    STORES,
+    STRUCTS,
     TASKS,
     TEAMS,
+    TIMES_OF_DAY,
     TOPICS,
+    WEATHER_BITS,
     WHEN,
     WHY,
     WORK_THINGS,
@@ -92,6 +107,20 @@ def _fill(rng: random.Random, template: str, filler: tuple[str, ...]) -> str:
         "why": rng.choice(WHY),
         "language": rng.choice(LANGUAGES),
         "sentence": rng.choice(SENTENCES),
+        "sentence2": rng.choice(SENTENCES_MORE),
+        "recalled": rng.choice(RECALLED),
+        "coast": rng.choice(COASTS),
+        "weather_bit": rng.choice(WEATHER_BITS),
+        "match": rng.choice(MATCHES),
+        "store": rng.choice(STORES),
+        "item": rng.choice(ITEMS),
+        "business": rng.choice(BUSINESSES),
+        "sky": rng.choice(SKY),
+        "struct": rng.choice(STRUCTS),
+        "algo": rng.choice(ALGOS),
+        "tod": rng.choice(TIMES_OF_DAY),
+        "mood": rng.choice(MOODS),
+        "shop_thing": rng.choice(SHOP_THINGS),
         "filler": " ".join(rng.sample(filler, k=min(len(filler), 2))),
     }
     # Slot values may hold slots themselves ("the wildfire near {city}"), hence two passes.
@@ -105,6 +134,20 @@ def synthetic_question(rng: random.Random, route: str, filler: tuple[str, ...]) 
     """One templated user question for `route` ("search" or "local")."""
     templates = SEARCH_TEMPLATES if route == "search" else LOCAL_TEMPLATES
     return _fill(rng, rng.choice(templates), filler)
+
+
+def restyle(rng: random.Random, text: str, opener: float, lower: float, bare: float) -> str:
+    """`text` as people also type it: after a conversational opener ("Thanks.", "Perfect. Now"),
+    all lower case, or without its closing punctuation, each with the given probability."""
+    if rng.random() < opener and text:
+        lead = rng.choice(OPENERS)
+        body = text if lead.endswith(".") else text[0].lower() + text[1:]
+        text = f"{lead} {body}"
+    if rng.random() < lower:
+        text = text.lower()
+    if rng.random() < bare:
+        text = text.rstrip("?.!")
+    return text
 
 
 def tokenizer_sample(filler: tuple[str, ...], n: int, seed: int) -> list[str]:

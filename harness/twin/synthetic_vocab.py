@@ -192,54 +192,6 @@ SEARCH_THINGS = (
     "the opening hours of {place} in {city}",
 )
 
-SEARCH_TEMPLATES = (
-    "What's the latest news on {news}?",
-    "Any updates on {news} today?",
-    "What happened with {news} this week?",
-    "Give me the latest headlines about {news}.",
-    "what's going on with {news} right now",
-    "Is there any news about {company} today?",
-    "What's the weather in {city} {when}?",
-    "Will it rain in {city} {when}?",
-    "What's the forecast for {city} this weekend?",
-    "Is it snowing in {city} right now?",
-    "How hot is it in {city} today?",
-    "Do I need an umbrella in {city} {when}?",
-    "How much is {product} right now?",
-    "What's the current price of {asset}?",
-    "What is {asset} trading at today?",
-    "Is {product} on sale this week?",
-    "How did {asset} do today?",
-    "Did {team} win last night?",
-    "What was the score when {team} played yesterday?",
-    "Is {player} playing tonight?",
-    "When do {team} play next?",
-    "Who is leading {event} right now?",
-    "Who won {event} this year?",
-    "Did {player} score yesterday?",
-    "What time does {place} in {city} close tonight?",
-    "Is {place} in {city} open on {day}?",
-    "What are the opening hours of {place} in {city} today?",
-    "What's on at the cinema in {city} tonight?",
-    "When is {event} this year?",
-    "Are there delays at the {city} airport right now?",
-    "What's the status of flight {flight}?",
-    "Are trains running between {city} and {city2} today?",
-    "Search for {search}.",
-    "Look up {search}.",
-    "Find {search}.",
-    "Can you search the web for {search}?",
-    "Which version of {software} came out most recently?",
-    "Did {company} announce anything new today?",
-    "What did {company} report in its latest earnings?",
-    "What's the exchange rate from {cur} to {cur2} right now?",
-    "Is traffic bad on the way into {city} right now?",
-    "Has {company} released a new product this month?",
-    "Is {software} down right now?",
-    "What are people saying about {company} today?",
-    "Who is the current CEO of {company}?",
-)
-
 LANGS = ("Python", "JavaScript", "Rust", "Go", "Java", "C++", "TypeScript", "Kotlin", "bash", "SQL")
 TASKS = (
     "reverses a string",
@@ -338,7 +290,7 @@ PAIRS = (
     ("debit", "credit"),
 )
 WHY = (
-    "is the sky blue",
+    "is the sea salty",
     "do we have seasons",
     "does ice float",
     "do prices rise over time",
@@ -348,7 +300,7 @@ WHY = (
 )
 LANGUAGES = ("French", "Spanish", "German", "Italian", "Japanese", "Portuguese", "Dutch")
 SENTENCES = (
-    "What's the weather like today?",
+    "What's the weather like where you are?",
     "The train to {city} leaves tonight.",
     "Where is the nearest pharmacy?",
     "How much does this cost?",
@@ -359,37 +311,80 @@ SENTENCES = (
     "Is the museum open tomorrow?",
     "The news today was surprising.",
 )
-
-LOCAL_TEMPLATES = (
-    "Write a {lang} function that {task}.",
-    "How do I write code that {task} in {lang}?",
-    "Explain what {code_concept} is in {lang}.",
-    "Why does my {lang} code raise {error}?",
-    "Write unit tests for a {lang} function that {task}.",
-    "Refactor this {lang} snippet so it is easier to read.",
-    "What is {a} times {b}?",
-    "What is {a} plus {b}?",
-    "Solve for x: {a}x + {b} = {c}.",
-    "Convert {n} degrees Fahrenheit to Celsius.",
-    "What's {p}% of {n}?",
-    "If I buy {k} shares at ${a} and sell them at ${b}, what is my gain?",
-    "Prove that {proof}.",
-    "What is the derivative of {fn}?",
-    "Write a short poem about {topic}.",
-    "Draft an email to {person} about {work}.",
-    "Write a short story about {topic}.",
-    "Give me a catchy title for a blog post about {topic}.",
-    "Write a haiku about {topic}.",
-    "Rewrite this to sound more formal: {sentence}",
-    "Explain {concept}.",
-    "Explain how {concept} works.",
-    "What is the difference between {x} and {y}?",
-    "Explain {concept} to a beginner.",
-    "Why {why}?",
-    "Translate to {language}: {sentence}",
-    "Translate '{sentence}' into {language}.",
-    "How do you say '{sentence}' in {language}?",
-    "Summarize this: {filler}",
-    "Give me a one-sentence summary of this text: {filler}",
-    "Proofread this paragraph: {filler}",
+SENTENCES_MORE = (
+    "This town is beautiful and the people are friendly.",
+    "We're visiting {city} this weekend and the hotel is lovely.",
+    "The concert last night was the best one I have seen.",
+    "The price of bread went up again this week.",
+    "Our flight to {city} was delayed by two hours.",
+    "The shop closes early on {day}.",
+    "My team won the match on Saturday.",
+    "It is raining in {city} and everyone stayed inside.",
 )
+RECALLED = (
+    "baby formula",
+    "peanut butter",
+    "car seats",
+    "a brand of frozen spinach",
+    "e-bike batteries",
+    "space heaters",
+    "the Ford Explorer",
+    "a popular toy",
+)
+COASTS = (
+    "Cape Cod",
+    "Brighton beach",
+    "the Outer Banks",
+    "Lake Tahoe",
+    "Biarritz",
+    "the Gold Coast",
+    "Malibu",
+    "the Solent",
+)
+WEATHER_BITS = (
+    "wind",
+    "UV index",
+    "air quality",
+    "pollen count",
+    "surf",
+    "chance of frost",
+    "humidity",
+    "visibility",
+)
+MATCHES = (
+    "the rugby international",
+    "the derby",
+    "the cup final",
+    "the Ashes test",
+    "the grand prix",
+    "the title fight",
+    "the playoff game",
+    "the cricket match",
+)
+STORES = ("Foyles", "Target", "Best Buy", "Argos", "Home Depot", "John Lewis", "the Apple Store")
+ITEMS = (
+    "it",
+    "the new Switch",
+    "that book",
+    "the air fryer",
+    "the blue jacket in medium",
+    "AirPods",
+    "the lego set",
+)
+BUSINESSES = (
+    "dentists",
+    "bakeries",
+    "plumbers",
+    "vegan restaurants",
+    "bike shops",
+    "vets",
+    "coworking spaces",
+    "hair salons",
+)
+SKY = ("a comet", "a meteor shower", "the northern lights", "the ISS", "a lunar eclipse")
+OPENERS = ("Thanks.", "Great.", "Perfect. Now", "OK, next:", "One more thing:", "Cool.", "Also,")
+STRUCTS = ("tuple", "list", "string", "dict", "set", "array", "slice")
+ALGOS = ("binary search", "quicksort", "merge sort", "a hash table lookup", "BFS", "heapsort")
+TIMES_OF_DAY = ("morning", "evening", "night", "weekend", "winter day")
+MOODS = ("cloudy", "rainy", "sunny", "quiet", "busy", "foggy", "snowy")
+SHOP_THINGS = ("shirt", "laptop", "bike", "pair of shoes", "sofa", "coat")
