@@ -18,8 +18,10 @@ from harness.twin.synthetic_templates import LOCAL_TEMPLATES, SEARCH_TEMPLATES
 from harness.twin.synthetic_vocab import (
     ALGOS,
     ASSETS,
+    AUDIENCES,
     BUSINESSES,
     CITIES,
+    CLASSES,
     COASTS,
     CODE_CONCEPTS,
     COMPANIES,
@@ -28,6 +30,7 @@ from harness.twin.synthetic_vocab import (
     DAYS,
     ERRORS,
     EVENTS,
+    FORMATS,
     FUNCTIONS,
     ITEMS,
     LANGS,
@@ -35,6 +38,7 @@ from harness.twin.synthetic_vocab import (
     MATCHES,
     MOODS,
     NEWS,
+    OCCASIONS,
     OPENERS,
     PAIRS,
     PEOPLE,
@@ -51,6 +55,7 @@ from harness.twin.synthetic_vocab import (
     SOFTWARE,
     STORES,
     STRUCTS,
+    SYNTAX,
     TASKS,
     TEAMS,
     TIMES_OF_DAY,
@@ -66,6 +71,7 @@ _SLOT = re.compile(r"\{(\w+)\}")
 
 def _fill(rng: random.Random, template: str, filler: tuple[str, ...]) -> str:
     x, y = rng.choice(PAIRS)
+    cls, methods = rng.choice(CLASSES)
     city, city2 = rng.sample(CITIES, 2)
     cur, cur2 = rng.sample(CURRENCIES, 2)
     values: dict[str, str] = {
@@ -121,6 +127,12 @@ def _fill(rng: random.Random, template: str, filler: tuple[str, ...]) -> str:
         "tod": rng.choice(TIMES_OF_DAY),
         "mood": rng.choice(MOODS),
         "shop_thing": rng.choice(SHOP_THINGS),
+        "audience": rng.choice(AUDIENCES),
+        "occasion": rng.choice(OCCASIONS),
+        "format": rng.choice(FORMATS),
+        "cls": cls,
+        "methods": methods,
+        "syntax": rng.choice(SYNTAX),
         "filler": " ".join(rng.sample(filler, k=min(len(filler), 2))),
     }
     # Slot values may hold slots themselves ("the wildfire near {city}"), hence two passes.

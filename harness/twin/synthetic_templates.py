@@ -84,6 +84,11 @@ _SEARCH_MORE = (
     "{company} news today",
     "{event} results",
     "latest on {news}",
+    "Search for what customers think of the latest {company} update.",
+    "What are reviewers saying about the new {company} launch?",
+    "Who is playing at {place} in {city} {when}?",
+    "Is {event} on TV {when}, and which channel?",
+    "How much are tickets for {event} right now?",
 )
 
 _LOCAL_BASE = (
@@ -139,6 +144,15 @@ _LOCAL_MORE = (
     "Explain what a product recall is and why companies issue them.",
     "What does the {weather_bit} measure, and how is it measured?",
     "Explain why the wind is stronger near the coast.",
+    "Write an encouraging note to {audience} {occasion}.",
+    "Write a speech for {audience} {occasion}.",
+    "Turn these notes into {format}: {filler}",
+    "Rewrite this as {format}: {filler}",
+    "Write a {lang} class for {cls} with {methods} methods.",
+    "What does {syntax} mean in {lang}?",
+    "when should I use {syntax} in {lang}",
+    "Add type hints and docstrings to this {lang} function.",
+    "Suggest three names for a {shop_thing} shop.",
 )
 
 SEARCH_TEMPLATES = _SEARCH_BASE + _SEARCH_MORE

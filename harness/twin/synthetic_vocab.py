@@ -388,3 +388,14 @@ ALGOS = ("binary search", "quicksort", "merge sort", "a hash table lookup", "BFS
 TIMES_OF_DAY = ("morning", "evening", "night", "weekend", "winter day")
 MOODS = ("cloudy", "rainy", "sunny", "quiet", "busy", "foggy", "snowy")
 SHOP_THINGS = ("shirt", "laptop", "bike", "pair of shoes", "sofa", "coat")
+AUDIENCES = ("the choir", "new hires", "my team", "volunteers", "a retiring colleague", "runners")
+OCCASIONS = ("before the big game", "on their first day", "after a hard week", "for the launch")
+FORMATS = ("a clean paragraph", "action items", "a bullet list", "a short summary", "a table")
+CLASSES = (
+    ("a parking meter", "pay and expire"),
+    ("a shopping cart", "add and remove"),
+    ("a stack", "push and pop"),
+    ("a library loan", "borrow and return"),
+    ("a thermostat", "raise and lower"),
+)
+SYNTAX = ("*args", "**kwargs", "a list comprehension", "the walrus operator", "a lambda", "yield")
