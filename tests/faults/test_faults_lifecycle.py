@@ -54,11 +54,20 @@ def test_engine_that_cannot_start_fails_fast_naming_it(models: TwinModelDirs, tm
     assert pids and not any(group_alive(p) for p in pids.values())
 
 
+# The child stands for a run in a terminal, where Ctrl-C raises KeyboardInterrupt. A background
+# job of a non-interactive shell inherits SIGINT ignored, and Python then leaves it ignored; so
+# the child restores the default before it execs pytest, whatever started this test run.
+_WITH_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
 def pytest_subprocess(args: list[str], reports: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "HARNESS_REPORTS_DIR": str(reports)}
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args,
-         "--harness-target", "twin"],
+        [sys.executable, "-c", _WITH_SIGINT, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+         *args, "--harness-target", "twin"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
