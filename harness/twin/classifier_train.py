@@ -51,7 +51,7 @@ class ClassifierParams:
     opener_prob: float = 0.1
     lowercase_prob: float = 0.15
     bare_prob: float = 0.2
-    # Two questions of the same route asked in one message ("X, and Y?"), and questions with
+    # Two questions of the same route asked in one message ("X? Y?"), and questions with
     # their words shuffled: both make the cue words count wherever they stand, instead of a
     # template's fixed phrasing.
     splice_prob: float = 0.2
