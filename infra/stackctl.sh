@@ -7,7 +7,14 @@ set -euo pipefail
 action=${1:?usage: stackctl.sh up|down|restart-gpu [compose-file]}
 compose=${2:-infra/docker-compose.yml}
 harness=${HARNESS:-harness}
-dc() { docker compose -f "$compose" "$@"; }
+# Compose interpolates ${VAR} in the compose file from the shell and from --env-file, never from a
+# service's env_file. .secrets feeds it (cloudflared's TUNNEL_TOKEN is ${CF_TUNNEL_TOKEN}); an
+# --env-file replaces the project's default .env, so that one is passed first when it exists.
+infra_dir=$(dirname "$compose")
+env_files=()
+[[ -f $infra_dir/.env ]] && env_files+=(--env-file "$infra_dir/.env")
+[[ -f $infra_dir/.secrets ]] && env_files+=(--env-file "$infra_dir/.secrets")
+dc() { docker compose ${env_files[@]+"${env_files[@]}"} -f "$compose" "$@"; }
 
 wait_healthy() {  # service timeout_s
   local svc=$1 timeout=$2 start=$SECONDS cid status
