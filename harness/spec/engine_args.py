@@ -147,7 +147,7 @@ def _split_command(command: str | Sequence[str], where: str) -> list[str]:
     return [str(t) for t in command]
 
 
-def _tokens_to_pairs(
+def split_flags(
     tokens: list[str], where: str
 ) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """Split argv into positionals and (flag, values) pairs; `--flag=value` is one token."""
@@ -187,7 +187,7 @@ def parse_engine_args(command: str | Sequence[str], *, where: str) -> EngineArgs
         tokens = tokens[2:]
     elif tokens[:1] == ["serve"]:
         tokens = tokens[1:]
-    positionals, pairs = _tokens_to_pairs(tokens, where)
+    positionals, pairs = split_flags(tokens, where)
 
     fields: dict[str, object] = {}
     extra: list[tuple[str, str | None]] = []

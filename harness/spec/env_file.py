@@ -44,3 +44,15 @@ def service_env_files(spec: StackSpec, svc: ServiceSpec, *, required: bool) -> d
                 f"(copy {path.name}.example and fill it in)"
             )
     return out
+
+
+def missing_env_files(spec: StackSpec, services: list[str]) -> list[tuple[str, str]]:
+    """(service, path) for each env file of these services that does not exist."""
+    base = spec.path.resolve().parent
+    return [
+        (name, str(base / f))
+        for name in services
+        if name in spec.services
+        for f in spec.services[name].env_files
+        if not (base / f).is_file()
+    ]

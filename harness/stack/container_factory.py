@@ -1,6 +1,6 @@
 """The containers backend for `make_backend`: capability checks first, then the inputs each
-target needs (the VRAM plan on the real card for `gpu`; the twin's plan and models for
-`twin-docker`)."""
+target needs. Both targets run the same backend on the same gpu plans; `twin-docker` (the
+emulated GPU) adds the substitutions' inputs and reads a recorded card instead of NVML."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 from harness.check import run_check
 from harness.config import Settings
 from harness.errors import CapabilityError
-from harness.stack.container_twin import TwinInputs
 from harness.stack.containers import ContainersBackend, container_capability
-from harness.stack.process import TwinModelDirs
+from harness.stack.emulate import Emulation
+from harness.telemetry.recorded_card import recorded_card
+from harness.twin.engines import TwinModelDirs
 
 
 def make_containers_backend(
@@ -27,36 +28,39 @@ def make_containers_backend(
     replace_running: bool = False,
     keep_stack: bool = False,
     include_edge: bool = False,
+    real_xai: bool = False,
 ) -> ContainersBackend:
     gpu = target == "gpu"
     why = container_capability(gpu=gpu)
     if why:
         raise CapabilityError(f"the {target} target cannot run: {why}")
+    common = {
+        "run_dir": run_dir,
+        "target": target,
+        "include_edge": include_edge,
+        "replace_running": replace_running,
+        "keep_stack": keep_stack,
+        "progress": progress,
+        "real_xai": real_xai,
+    }
     if gpu:
         from harness.telemetry.nvml import total_memory_or_none
 
         # The live preflight compares with the card as it is: budgets from its real total.
         result = run_check(compose, settings, nvml_total=total_memory_or_none())
-        return ContainersBackend(
-            spec=result.spec,
-            run_dir=run_dir,
-            target="gpu",
-            vram_plan=result.plan,
-            include_edge=include_edge,
-            replace_running=replace_running,
-            keep_stack=keep_stack,
-            progress=progress,
-        )
+        return ContainersBackend(spec=result.spec, vram_plan=result.plan, **common)  # type: ignore[arg-type]
     from harness.stack.factory import twin_capability, twin_router_env
     from harness.twin.build import build_twin
 
     why = twin_capability()
     if why:
         raise CapabilityError(f"the twin-docker target cannot run: {why}")
-    # As for `twin`: the KV capacity comes from the configured card's VRAM model.
+    # As for `twin`: the KV capacity comes from the configured card's VRAM model, and the
+    # recorded card the preflight reads has that size.
     result = run_check(compose, settings)
+    total = result.plan.assumptions.total_bytes
     models = build_twin(progress=progress)
-    twin = TwinInputs(
+    emulation = Emulation(
         plan=result.plan,
         models=TwinModelDirs(models.classifier_dir, models.primary_dir),
         kv_overrides=dict(kv_overrides or {}),
@@ -65,9 +69,8 @@ def make_containers_backend(
     )
     return ContainersBackend(
         spec=result.spec,
-        run_dir=run_dir,
-        target="twin-docker",
-        twin=twin,
-        keep_stack=keep_stack,
-        progress=progress,
+        vram_plan=result.plan,
+        emulation=emulation,
+        gpu_snapshot=lambda: recorded_card(total),
+        **common,  # type: ignore[arg-type]
     )

@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 from urllib.parse import urlparse
 
@@ -37,6 +38,9 @@ RUN_LABEL = "ai-router-harness.run"
 SERVICE_LABEL = "ai-router-harness.service"
 ORDER_LABEL = "ai-router-harness.order"
 HOST_IP = "127.0.0.1"
+XAI_SERVICE = "fake-xai"
+XAI_PORT = 8000
+FAKE_XAI_ROOT = "/opt/ai-router-harness"
 ENGINE_ROLES = ("classifier", "primary")
 EDGE_ROLES = ("proxy", "tunnel")
 # Named volumes whose name says "cache" keep the compose project's own volume (for the HF cache:
@@ -88,6 +92,7 @@ class ContainerPlan:
     model_name: str | None = None
     run_volumes: tuple[str, ...] = ()  # volumes this run creates and removes
     build_context: str | None = None  # compose `build:`: how to make the image when it is absent
+    entrypoint: tuple[str, ...] | None = None  # None: the image's own
 
     @property
     def secret_values(self) -> tuple[str, ...]:
@@ -112,7 +117,9 @@ class ContainerPlan:
             parts.append("--gpus all")
         if self.working_dir:
             parts.append(f"-w {self.working_dir}")
-        parts += [self.image, *self.command]
+        if self.entrypoint:
+            parts.append(f"--entrypoint {self.entrypoint[0]}")
+        parts += [self.image, *(self.entrypoint or ())[1:], *self.command]
         return mask_text(" ".join(parts), self.secret_values)
 
 
@@ -184,11 +191,14 @@ def raw_environment(spec: StackSpec, service: str) -> dict[str, str]:
 
 
 def service_environment(
-    spec: StackSpec, svc: ServiceSpec, environ: Mapping[str, str] | None = None
+    spec: StackSpec,
+    svc: ServiceSpec,
+    environ: Mapping[str, str] | None = None,
+    env_files_required: bool = True,
 ) -> tuple[dict[str, str], frozenset[str]]:
     """(environment, secret keys) as compose would hand them to the container."""
     environ = os.environ if environ is None else environ
-    from_files = service_env_files(spec, svc, required=True)
+    from_files = service_env_files(spec, svc, required=env_files_required)
     raw = raw_environment(spec, svc.name) if MASK in svc.environment.values() else {}
     lookup = {**from_files, **environ}
     where = f"{spec.path}: service {svc.name!r}"
@@ -209,6 +219,13 @@ def health_of(svc: ServiceSpec) -> tuple[int | None, str]:
         u = urlparse(url)
         return u.port or 80, u.path or "/"
     return _DEFAULT_HEALTH.get(svc.role, (None, "/health"))
+
+
+def published_ports(svc: ServiceSpec, health_port: int | None) -> tuple[int, ...]:
+    """The compose TCP ports plus the health port: the harness must reach every service it
+    gates on, also one that production reaches only through traefik (the ai-router)."""
+    ports = [p.container_port for p in svc.ports if p.protocol == "tcp"]
+    return tuple(dict.fromkeys([*ports, *([health_port] if health_port else [])]))
 
 
 def build_context(spec: StackSpec, service: str) -> str | None:
@@ -253,8 +270,9 @@ def gpu_plan(
     order: int,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, str] | None = None,
+    env_files_required: bool = True,
 ) -> ContainerPlan:
-    env, secret_keys = service_environment(spec, svc, environ)
+    env, secret_keys = service_environment(spec, svc, environ, env_files_required)
     env.update(overrides or {})
     secret_keys |= {k for k in overrides or {} if is_secret_name(k)}
     port, path = health_of(svc)
@@ -269,7 +287,7 @@ def gpu_plan(
         environment=env,
         secret_keys=frozenset(secret_keys),
         mounts=tuple(mounts),
-        ports=tuple(dict.fromkeys(p.container_port for p in svc.ports if p.protocol == "tcp")),
+        ports=published_ports(svc, port),
         health_port=port,
         health_path=path,
         startup_budget_s=startup_budget(svc),
@@ -297,15 +315,55 @@ def gpu_plans(
     *,
     include_edge: bool = False,
     environ: Mapping[str, str] | None = None,
+    real_xai: bool = False,
+    env_files_required: bool = True,
 ) -> list[ContainerPlan]:
     """Every container of the real stack, in start order. The ai-router accepts the harness's
-    generated key instead of the owner's keys from `.secrets`."""
-    plans = []
-    for i, name in enumerate(gpu_service_order(spec, include_edge)):
+    generated key instead of the owner's keys from `.secrets`, and talks to the fake xAI, which
+    starts just before it, unless `real_xai` (paid calls: `--harness-xai`)."""
+    plans: list[ContainerPlan] = []
+    for name in gpu_service_order(spec, include_edge):
         svc = spec.services[name]
         overrides = {"ROUTER_API_KEYS": api_key} if svc.role == "router" else {}
-        plans.append(gpu_plan(spec, svc, run_id, i, environ, overrides))
+        if svc.role == "router" and not real_xai:
+            xai = fake_xai_plan(spec, svc, run_id, len(plans))
+            plans.append(xai)
+            # Never the owner's key: the fake needs one, and only to check that one is sent.
+            overrides.update(
+                XAI_BASE_URL=f"http://{XAI_SERVICE}:{XAI_PORT}/v1",
+                XAI_API_KEY="fake-xai-" + token_hex(8),
+            )
+        plans.append(
+            gpu_plan(spec, svc, run_id, len(plans), environ, overrides, env_files_required)
+        )
     return plans
+
+
+def fake_xai_plan(spec: StackSpec, router: ServiceSpec, run_id: str, order: int) -> ContainerPlan:
+    """The fake xAI as a container of the ai-router's image (it has Python; the fake needs only
+    the standard library), running this harness's own package, mounted read-only."""
+    package = Path(__file__).resolve().parents[1]  # .../harness
+    labels = {**run_labels(run_id), SERVICE_LABEL: XAI_SERVICE, ORDER_LABEL: str(order)}
+    return ContainerPlan(
+        service=XAI_SERVICE,
+        role="xai",
+        name=container_name(run_id, XAI_SERVICE),
+        image=router.image,
+        entrypoint=("python",),
+        command=("-m", "harness.fakes.xai", "--host", "0.0.0.0", "--port", str(XAI_PORT)),
+        environment={
+            "PYTHONPATH": FAKE_XAI_ROOT,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+        },
+        mounts=(Mount(str(package), f"{FAKE_XAI_ROOT}/harness", True),),
+        ports=(XAI_PORT,),
+        health_port=XAI_PORT,
+        startup_budget_s=60.0,
+        aliases=(XAI_SERVICE,),
+        labels=labels,
+        build_context=build_context(spec, router.name),
+    )
 
 
 # -- to testcontainers ------------------------------------------------------------------------
@@ -320,6 +378,8 @@ def docker_kwargs(plan: ContainerPlan) -> dict[str, Any]:
         kw["shm_size"] = plan.shm_size
     if plan.working_dir:
         kw["working_dir"] = plan.working_dir
+    if plan.entrypoint:
+        kw["entrypoint"] = list(plan.entrypoint)
     if plan.gpu:
         from docker.types import DeviceRequest
 

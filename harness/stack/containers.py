@@ -7,9 +7,10 @@ Everything a run creates (containers, the network, per-run volumes) carries the 
 and a `harness-<run id>-` name, so production containers are never touched unless asked
 (`replace_running`) and `sweep()` removes whatever an interrupted run left behind.
 
-The `gpu` target runs the compose file's images and commands on the NVIDIA GPU; `twin-docker`
-runs the CPU twin's exact argv in a locally built base image (container_twin.py). What a
-container looks like is decided in container_spec.py; this module only runs it.
+The `gpu` target runs the compose file's images and commands on the NVIDIA GPU. `twin-docker`
+(the emulated GPU) runs the very same plans and code path, with the named substitutions of
+emulate.py applied to the plans and a recorded card in place of NVML; the run prints each one.
+What a container looks like is decided in container_spec.py; this module only runs it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, cast
 
 from harness.errors import StackError, StartupError
 from harness.spec import StackSpec
+from harness.spec.env_file import missing_env_files
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.base_image import ensure_base_image
 from harness.stack.container_docker import (
@@ -53,9 +55,11 @@ from harness.stack.container_spec import (
     port_bindings,
     run_labels,
 )
-from harness.stack.container_twin import TwinInputs, twin_plans
+from harness.stack.emulate import Emulation, emulate
 from harness.stack.health import wait_healthy
 from harness.stack.kv_line import healthy_line
+from harness.telemetry.nvml import GpuSnapshot
+from harness.twin.substitutions import Substitution, describe
 from harness.vram import VramPlan
 
 __all__ = [
@@ -95,8 +99,11 @@ class ContainersBackend:
     spec: StackSpec
     run_dir: Path
     target: str = "gpu"  # gpu | twin-docker
-    twin: TwinInputs | None = None  # twin-docker: the KV plan and the models
-    vram_plan: VramPlan | None = None  # gpu: the live free-memory preflight
+    emulation: Emulation | None = None  # twin-docker: the substitutions' inputs
+    vram_plan: VramPlan | None = None  # the free-memory preflight
+    # The card the preflight reads: None is live NVML; the emulated GPU's is recorded.
+    gpu_snapshot: Callable[[], GpuSnapshot] | None = None
+    real_xai: bool = False  # the ai-router talks to the real xAI (paid), not the fake
     include_edge: bool = False  # gpu: also traefik and cloudflared
     replace_running: bool = False  # gpu: stop a running production stack, restore it after
     keep_stack: bool = False  # leave the stack (and production stopped) after the run
@@ -107,6 +114,7 @@ class ContainersBackend:
     progress: Callable[[str], None] = print
     stack: Stack | None = field(default=None, init=False)
     stopped_production: list[ProdContainer] = field(default_factory=list, init=False)
+    substitutions: list[Substitution] = field(default_factory=list, init=False)
     _client: Any = field(default=None, init=False, repr=False)
     _network: Any = field(default=None, init=False, repr=False)
     _containers: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
@@ -117,16 +125,24 @@ class ContainersBackend:
 
     # -- public -------------------------------------------------------------------------------
 
-    def plans(self, api_key: str = "", notes: list[str] | None = None) -> list[ContainerPlan]:
-        """The containers this backend would start, in order (no Docker needed for gpu)."""
-        if self.target == "twin-docker":
-            if self.twin is None:
-                raise StackError("twin-docker needs the twin's inputs (TwinInputs)")
-            return twin_plans(
-                self.spec, self.twin, self.run_dir, self.run_id, api_key,
-                notes if notes is not None else [],
-            )  # fmt: skip
-        return gpu_plans(self.spec, self.run_id, api_key, include_edge=self.include_edge)
+    def plans(self, api_key: str = "") -> list[ContainerPlan]:
+        """The containers this backend would start, in order (no Docker needed). On the
+        emulated GPU, `self.substitutions` lists every change made to the gpu plans."""
+        emu = self.emulation
+        plans = gpu_plans(
+            self.spec, self.run_id, api_key, include_edge=self.include_edge,
+            real_xai=self.real_xai, env_files_required=emu is None,
+        )  # fmt: skip
+        if emu is None:
+            return plans
+        plans, subs = emulate(self.spec, plans, emu, self.run_dir)
+        missing = missing_env_files(self.spec, [p.service for p in plans])
+        subs += [Substitution("env-files", svc, path, "absent") for svc, path in missing]
+        if self.vram_plan is not None:
+            card = f"{self.vram_plan.assumptions.total_bytes / 2**30:.1f} GiB"
+            subs.append(Substitution("nvml", "preflight", "NVML", f"recorded idle card, {card}"))
+        self.substitutions = subs
+        return plans
 
     def up(self) -> Stack:
         stack = Stack(self.target, self.spec, self.run_dir, api_key=secrets.token_urlsafe(24))
@@ -136,11 +152,13 @@ class ContainersBackend:
             self._ryuk = configure_ryuk(self._client, self.use_ryuk and not self.keep_stack)
             ryuk = self._ryuk
             stack.notes.append(f"containers: run id {self.run_id}, ryuk {'on' if ryuk else 'off'}")
-            if self.target == "gpu":
-                self._prepare_gpu()
-            else:
+            if self.emulation is not None:
                 ensure_base_image(progress=self.progress)
-            plans = self.plans(stack.api_key, stack.notes)
+            plans = self.plans(stack.api_key)
+            for line in describe(self.substitutions):
+                self.progress(line)
+                stack.notes.append(line)
+            self._prepare_gpu()
             self._create_network()
             for plan in plans:
                 self._ensure_image(plan)
@@ -187,14 +205,17 @@ class ContainersBackend:
     # -- bring-up -----------------------------------------------------------------------------
 
     def _prepare_gpu(self) -> None:
-        found = running_production(self._client, self.spec)
+        found = running_production(self._client, self.spec, self.include_edge)
         if found and not self.replace_running:
             raise refusal(self.spec, found)
         if found:
-            self.stopped_production = stop_production(self._client, self.spec, found, self.progress)
+            stop_production(
+                self._client, self.spec, found, self.progress, self.stopped_production,
+                run_id=self.run_id, run_dir=self.run_dir,
+            )  # fmt: skip
         if self.vram_plan is not None:
             vram_preflight(
-                self._client, self.vram_plan, self.progress,
+                self._client, self.vram_plan, self.progress, snapshot=self.gpu_snapshot,
                 settle_s=30.0 if self.stopped_production else 0.0,
             )  # fmt: skip
 

@@ -54,10 +54,12 @@ def make_backend(
     progress: Callable[[str], None] = print,
     replace_running: bool = False,
     keep_stack: bool = False,
+    real_xai: bool = False,
 ) -> Backend:
     """The backend for a target. `replace_running` and `keep_stack` concern the containers
     backend: stop a running production stack for the run (and restore it afterwards unless
-    `keep_stack`), and leave the run's containers up (no Ryuk) when `keep_stack`."""
+    `keep_stack`), and leave the run's containers up (no Ryuk) when `keep_stack`. The ai-router
+    talks to the fake xAI on every target unless `real_xai` (paid calls, `--harness-xai`)."""
     if target == "attach":
         from harness.spec import load_stack
 
@@ -92,6 +94,7 @@ def make_backend(
             progress=progress,
             replace_running=replace_running,
             keep_stack=keep_stack,
+            real_xai=real_xai,
         )
     raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
 

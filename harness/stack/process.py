@@ -24,20 +24,14 @@ from harness.spec import ServiceSpec, StackSpec
 from harness.spec.env_file import service_env_files
 from harness.spec.services import is_secret_name
 from harness.stack.base import ServiceHandle, Stack
+from harness.stack.container_spec import XAI_SERVICE
 from harness.stack.health import wait_healthy
 from harness.stack.kv_line import healthy_line
 from harness.stack.ports import free_port
 from harness.stack.procs import spawn, stop_group
-from harness.twin.engines import twin_engine
+from harness.twin.engines import TwinModelDirs, process_argv, twin_engine
+from harness.twin.substitutions import Substitution, describe
 from harness.vram import VramPlan
-
-XAI_SERVICE = "fake-xai"
-
-
-@dataclass(frozen=True)
-class TwinModelDirs:
-    classifier: Path
-    primary: Path
 
 
 @dataclass
@@ -157,13 +151,14 @@ class ProcessBackend:
         kv_tokens = self.kv_overrides.get(
             svc.name, self.kv_overrides.get(svc.role, self.plan.engine(svc.name).kv_capacity_tokens)
         )
-        eng = twin_engine(svc.name, svc.engine, model_dir, port=port, kv_tokens=kv_tokens)
-        stack.notes.extend(eng.notes)
-        env = {**_clean_env(), **eng.env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        eng = twin_engine(svc.name, svc.command, model_dir, kv_tokens=kv_tokens)
+        subs = [*eng.substitutions, Substitution("process", svc.name, "container", f"pid, :{port}")]
+        stack.notes.extend(describe(subs))
+        env = {**_clean_env(), **eng.env}
         handle = ServiceHandle(
             svc.name, svc.role, f"http://127.0.0.1:{port}", model_name=svc.engine.name
         )
-        return handle, list(eng.argv), env
+        return handle, list(process_argv(eng, port)), env
 
     def _xai(
         self, name: str, port: int, log: Path
@@ -171,7 +166,7 @@ class ProcessBackend:
         argv = [
             sys.executable,
             "-m",
-            "harness.twin.fake_xai",
+            "harness.fakes.xai",
             "--host",
             "127.0.0.1",
             "--port",

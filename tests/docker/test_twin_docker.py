@@ -24,9 +24,9 @@ from harness.errors import CapabilityError, StartupError
 from harness.stack.base import Stack
 from harness.stack.base_image import BASE_IMAGE, ensure_base_image
 from harness.stack.container_spec import LABEL, RUN_LABEL, ContainerPlan, run_labels
-from harness.stack.container_twin import host_mounts
+from harness.stack.emulate import host_mounts
 from harness.stack.containers import ContainersBackend, container_capability, docker_client
-from harness.stack.process import TwinModelDirs
+from harness.twin.engines import TwinModelDirs
 
 # The first bring-up may build the twin models and the base image before ~4 min of startup.
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -146,7 +146,7 @@ def test_down_leaves_nothing_labelled(twin_docker: Up, docker_ready: Any) -> Non
 class DyingBackend(ContainersBackend):
     """One service in the base image that prints a few lines and exits during startup."""
 
-    def plans(self, api_key: str = "", notes: list[str] | None = None) -> list[ContainerPlan]:
+    def plans(self, api_key: str = "") -> list[ContainerPlan]:
         script = "import sys, time; print('loading'); print('fatal: boom at startup'); sys.exit(3)"
         mounts = host_mounts(self.spec, TwinModelDirs(ROOT, ROOT), self.run_dir / "logs")
         return [

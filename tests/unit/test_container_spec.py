@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -36,9 +35,7 @@ from harness.stack.container_spec import (
     network_name,
     port_bindings,
 )
-from harness.stack.container_twin import TwinInputs, twin_plans
 from harness.stack.containers import started_at
-from harness.stack.process import TwinModelDirs
 from harness.telemetry.nvml import GpuProcess, GpuSnapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +70,7 @@ def plans(compose_dir: Path) -> dict[str, ContainerPlan]:
 def test_the_gpu_stack_starts_engines_then_the_router_and_no_edge_by_default(
     compose_dir: Path, plans: dict[str, ContainerPlan]
 ) -> None:
-    assert list(plans) == ["vllm-router", "vllm-primary", "ai-router"]
+    assert list(plans) == ["vllm-router", "vllm-primary", "fake-xai", "ai-router"]
     spec = load_stack(compose_dir / "docker-compose.yml")
     edge = gpu_plans(spec, RUN, "k", include_edge=True, environ={})
     assert [p.service for p in edge][-2:] == ["traefik", "cloudflared"]
@@ -129,9 +126,10 @@ def test_the_hf_cache_is_the_projects_volume_and_other_volumes_are_per_run(
     plans: dict[str, ContainerPlan],
 ) -> None:
     for name in ("vllm-router", "vllm-primary"):
-        (mount,) = plans[name].mounts
-        assert (mount.source, mount.target) == ("ai-stack_hf-cache", "/root/.cache/huggingface")
-        assert not mount.read_only and plans[name].run_volumes == ()
+        hf, compiled = plans[name].mounts
+        assert (hf.source, hf.target) == ("ai-stack_hf-cache", "/root/.cache/huggingface")
+        assert (compiled.source, compiled.target) == ("ai-stack_vllm-cache", "/root/.cache/vllm")
+        assert not hf.read_only and plans[name].run_volumes == ()
     (logs,) = plans["ai-router"].mounts
     assert logs.source == f"harness-{RUN}-router-logs"
     assert plans["ai-router"].run_volumes == (logs.source,)
@@ -161,15 +159,19 @@ def test_health_comes_from_the_compose_healthcheck(plans: dict[str, ContainerPla
 
 
 def test_secrets_reach_the_container_but_never_the_rendered_command(
-    plans: dict[str, ContainerPlan],
+    compose_dir: Path, plans: dict[str, ContainerPlan]
 ) -> None:
-    router = plans["ai-router"]
+    spec = load_stack(compose_dir / "docker-compose.yml")
+    paid = gpu_plans(spec, RUN, "harness-key-abc123", environ={}, real_xai=True)
+    router = {p.service: p for p in paid}["ai-router"]
+    # Only a run that asked for the real xAI (--harness-xai) hands the owner's key on.
     assert router.environment["XAI_API_KEY"] == FAKE_XAI_KEY
+    assert plans["ai-router"].environment["XAI_API_KEY"] != FAKE_XAI_KEY
     # The harness's own key replaces the owner's, so the harness can call the router.
     assert router.environment["ROUTER_API_KEYS"] == "harness-key-abc123"
     assert router.environment["ROUTER_CLASSIFIER_URL"] == "http://vllm-router:8000"
     assert plans["vllm-router"].environment["HF_TOKEN"] == FAKE_HF
-    for plan in plans.values():
+    for plan in [*plans.values(), router]:
         text = plan.render() + repr(plan)
         for secret in (FAKE_XAI_KEY, FAKE_TUNNEL, FAKE_HF, "harness-key-abc123", "owner-key-1"):
             assert secret not in text
@@ -184,7 +186,8 @@ def test_an_inline_secret_is_read_from_the_file_and_masked(compose_variant: Any)
 
     spec = load_stack(compose_variant(mutate))
     assert spec.services["ai-router"].environment["XAI_API_KEY"] == "***"  # the spec masks it
-    router = {p.service: p for p in gpu_plans(spec, RUN, "k", environ={})}["ai-router"]
+    paid = gpu_plans(spec, RUN, "k", environ={}, real_xai=True)
+    router = {p.service: p for p in paid}["ai-router"]
     assert router.environment["XAI_API_KEY"] == "inline-FAKE-secret-91"
     assert "inline-FAKE-secret-91" not in router.render()
 
@@ -241,50 +244,6 @@ def test_docker_start_timestamps_parse_with_nanoseconds() -> None:
     assert (
         started_at(SimpleNamespace(attrs={"State": {"StartedAt": "0001-01-01T00:00:00Z"}})) is None
     )
-
-
-# -- twin-docker ------------------------------------------------------------------------------
-
-
-def _tiny_model(path: Path) -> Path:
-    path.mkdir(parents=True)
-    config = {
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 2,
-        "hidden_size": 128,
-        "head_dim": 64,
-        "vocab_size": 1024,
-        "torch_dtype": "float32",
-    }
-    (path / "config.json").write_text(json.dumps(config))
-    return path
-
-
-def test_twin_containers_run_the_process_backends_argv_on_the_network(tmp_path: Path) -> None:
-    result = run_check(ROOT / "infra" / "docker-compose.yml", Settings(path=None, environ={}))
-    models = TwinModelDirs(_tiny_model(tmp_path / "m" / "c"), _tiny_model(tmp_path / "m" / "p"))
-    notes: list[str] = []
-    run_dir = tmp_path / "run"
-    plans = twin_plans(result.spec, TwinInputs(result.plan, models), run_dir, RUN, "hk-123", notes)
-    by = {p.service: p for p in plans}
-    assert list(by) == ["vllm-router", "vllm-primary", "fake-xai", "ai-router"]
-    eng = by["vllm-primary"].command
-    assert eng[:3] == (sys.executable, "-m", "vllm.entrypoints.openai.api_server")
-    assert eng[eng.index("--host") + 1] == "0.0.0.0" and eng[eng.index("--port") + 1] == "8000"
-    assert eng[eng.index("--model") + 1] == str(models.primary)
-    assert by["vllm-primary"].ipc_mode == "host" and by["ai-router"].ipc_mode is None
-    router = by["ai-router"]
-    assert router.environment["ROUTER_CLASSIFIER_URL"] == "http://vllm-router:8000"
-    assert router.environment["XAI_BASE_URL"] == "http://fake-xai:8000/v1"
-    assert router.environment["ROUTER_BIND"] == "0.0.0.0:8080"
-    assert "hk-123" not in router.render() and router.environment["ROUTER_API_KEYS"] == "hk-123"
-    mounts = {m.target: m for m in router.mounts}
-    for path in (sys.base_prefix, str(ROOT), str((tmp_path / "m").resolve())):
-        assert mounts[str(Path(path).resolve())].read_only
-    assert not mounts[str((run_dir / "logs").resolve())].read_only
-    assert all(p.image == "ai-router-harness-base:bookworm" and not p.gpu for p in plans)
-    assert any("KV capacity" in n for n in notes)
 
 
 # -- the production stack and the GPU's free memory ----------------------------------------
@@ -412,7 +371,6 @@ def test_sweep_removes_labelled_containers_in_reverse_start_order_then_networks_
 def test_capability_probe_names_a_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
     """A GPU box with torch and NVML but without the harness's [gpu] extra: a reason, not a
     ModuleNotFoundError (seen on the device machine)."""
-    import sys
 
     from harness.stack.containers import container_capability
 

@@ -1,4 +1,4 @@
-"""The fake xAI Responses API server of the CPU twin (harness/twin/fake_xai.py)."""
+"""The fake xAI Responses API server (harness/fakes/xai)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.twin.fake_xai import FakeXAI, Faults
+from harness.fakes.xai.server import FakeXAI, Faults
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "xai-test-secret-key-0123456789"
@@ -307,7 +307,7 @@ def read_line(stream: Any, timeout: float) -> str:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_cli_serves_and_exits_cleanly_on_signal(tmp_path: Path, signum: int) -> None:
     record = tmp_path / "cli.jsonl"
-    command = [sys.executable, "-m", "harness.twin.fake_xai", "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "harness.fakes.xai", "--host", "127.0.0.1"]
     command += ["--port", "0", "--record", str(record), "--latency", "0"]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -327,7 +327,7 @@ def test_cli_serves_and_exits_cleanly_on_signal(tmp_path: Path, signum: int) -> 
 
 
 def test_cli_status_flag_injects_the_fault() -> None:
-    command = [sys.executable, "-m", "harness.twin.fake_xai", "--port", "0", "--status", "429"]
+    command = [sys.executable, "-m", "harness.fakes.xai", "--port", "0", "--status", "429"]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         url = read_line(proc.stdout, timeout=20).strip().rsplit(" ", 1)[1]

@@ -9,7 +9,7 @@ from harness.check import run_check
 from harness.config import Settings
 from harness.stack.factory import parse_kv_overrides
 from harness.stack.kv_line import parse_kv_line
-from harness.twin.engines import CPU_BLOCK_SIZE, twin_engine
+from harness.twin.engines import CPU_BLOCK_SIZE, process_argv, twin_engine
 
 
 def tiny_model(tmp_path: Path) -> Path:
@@ -40,17 +40,19 @@ def test_twin_primary_keeps_the_stack_flags_and_gets_the_predicted_capacity(
     svc = result.spec.primary
     assert svc.engine is not None
     predicted = result.plan.engine(svc.name).kv_capacity_tokens
-    eng = twin_engine(svc.name, svc.engine, tiny_model(tmp_path), port=1234, kv_tokens=predicted)
-    argv = eng.argv
+    eng = twin_engine(svc.name, svc.command, tiny_model(tmp_path), kv_tokens=predicted)
+    argv = process_argv(eng, 1234)
     assert flag(argv, "--max-model-len") == "32768"
     assert flag(argv, "--max-num-seqs") == "3"
     assert flag(argv, "--served-model-name") == "primary"
     assert flag(argv, "--reasoning-parser") == "qwen3"
-    assert flag(argv, "--host") == "127.0.0.1"
+    assert flag(argv, "--host") == "127.0.0.1" and flag(argv, "--port") == "1234"
+    assert argv.count("--port") == 1
     assert "--gpu-memory-utilization" not in argv
     blocks = int(flag(argv, "--num-gpu-blocks-override"))
     assert 0 <= blocks * CPU_BLOCK_SIZE - predicted < CPU_BLOCK_SIZE
-    assert any("runs as auto" in n for n in eng.notes)
+    assert flag(argv, "--kv-cache-dtype") == "auto"
+    assert any(n.startswith("substitution kv-dtype: vllm-primary: fp8 -> auto") for n in eng.notes)
 
 
 def test_what_if_override_of_one_and_a_half_contexts(real_compose: Path) -> None:

@@ -9,7 +9,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from harness.twin.xai_responses import Json, is_int
+from harness.fakes.xai.responses import Json, is_int
 
 MODES = ("ok", "timeout", "empty_length", "status")
 TIMEOUT_MAX_S = 120.0  # how long "timeout" mode holds a request before dropping it unanswered

@@ -5,7 +5,7 @@ request is recorded, with the API key dropped) and how it copes with faults: err
 latency, requests that never answer and length-truncated answers with no text.
 Standard library only. ``FakeXAI`` is the programmatic API; ``main`` is the CLI::
 
-    python -m harness.twin.fake_xai --host 127.0.0.1 --port 0 [--record PATH] [--latency S]
+    python -m harness.fakes.xai --host 127.0.0.1 --port 0 [--record PATH] [--latency S]
         [--status CODE] [--mode MODE] [--stream-delay S]
 
 Endpoints:
@@ -30,15 +30,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from harness.twin.fake_xai_state import (
-    MODES,
-    TIMEOUT_MAX_S,
-    Faults,
-    RecordedRequest,
-    _error_code,
-    _State,
-)
-from harness.twin.xai_responses import (  # noqa: F401  (re-exported for callers and tests)
+from harness.fakes.xai.responses import (  # noqa: F401  (re-exported for callers and tests)
     DEFAULT_MAX_OUTPUT_TOKENS,
     ECHO_CHARS,
     Json,
@@ -49,6 +41,14 @@ from harness.twin.xai_responses import (  # noqa: F401  (re-exported for callers
     input_tokens,
     is_int,
     stream_events,
+)
+from harness.fakes.xai.state import (
+    MODES,
+    TIMEOUT_MAX_S,
+    Faults,
+    RecordedRequest,
+    _error_code,
+    _State,
 )
 
 
@@ -300,7 +300,7 @@ class FakeXAI:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.twin.fake_xai", description="A fake xAI Responses API server."
+        prog="python -m harness.fakes.xai", description="A fake xAI Responses API server."
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")

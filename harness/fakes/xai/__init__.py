@@ -1,0 +1,1 @@
+"""The fake xAI Responses API: ``python -m harness.fakes.xai`` (see server.py)."""

@@ -1,0 +1,5 @@
+import sys
+
+from harness.fakes.xai.server import main
+
+sys.exit(main())

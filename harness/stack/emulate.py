@@ -1,0 +1,136 @@
+"""The emulated GPU stack (`twin-docker`): the gpu target's plans, with named substitutions.
+
+`gpu_plans` builds the containers of the real stack from the compose file; `emulate` changes
+only what harness/twin/substitutions.py names, and returns each change it made:
+- `image`: every image becomes the local base image, which runs the host's interpreter and
+  virtualenv (bind-mounted read-only at the same paths, with the repo and the twin models); the
+  vLLM image's `vllm serve` entry point and the ai-router image's gunicorn command are replaced
+  by the same programs from the virtualenv;
+- `model`, `gpu-flags`, `kv-dtype`, `kv-capacity`: the engine command (harness/twin/engines.py);
+- `gpu-device`: the device request is dropped;
+- `classifier-timeout`: the ai-router's classifier timeout, for CPU prefills.
+Ports, health gating, names, labels, networks, volumes, the fake xAI and the start order are the
+gpu target's own. The NVML substitution is made by the backend (`recorded_card`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from harness.spec import StackSpec
+from harness.stack.base_image import BASE_IMAGE
+from harness.stack.container_spec import ENGINE_ROLES, ContainerPlan, Mount
+from harness.twin.engines import SERVE_ENTRYPOINT, TwinModelDirs, twin_engine
+from harness.twin.substitutions import Substitution
+from harness.vram import VramPlan
+
+# Host variables a container may inherit; everything else it gets is set on purpose.
+_PASS_KEYS = ("LANG", "LC_ALL", "TZ", "PYTHONHASHSEED")
+_PASS_PREFIXES = ("VLLM_", "HF_", "TRANSFORMERS_", "OMP_", "MKL_", "TORCH")
+ROUTER_APP = "ai_router.app:create_app()"
+CLASSIFIER_TIMEOUT = "ROUTER_CLASSIFIER_TIMEOUT_S"
+
+
+@dataclass(frozen=True)
+class Emulation:
+    """What the emulated GPU needs besides the plans: the KV plan it is sized from, the models."""
+
+    plan: VramPlan
+    models: TwinModelDirs
+    kv_overrides: Mapping[str, int] = field(default_factory=dict)  # service or role -> tokens
+    router_env: Mapping[str, str] = field(default_factory=dict)
+    startup_timeout_s: float = 300.0
+    image: str = BASE_IMAGE
+
+    def kv_tokens(self, service: str, role: str) -> int:
+        predicted = self.plan.engine(service).kv_capacity_tokens
+        return self.kv_overrides.get(service, self.kv_overrides.get(role, predicted))
+
+
+def repo_root(spec: StackSpec) -> Path:
+    return spec.path.resolve().parent.parent
+
+
+def host_mounts(spec: StackSpec, models: TwinModelDirs, logs: Path) -> tuple[Mount, ...]:
+    """Read-only: the Python install, the virtualenv, the repo, the models; the logs rw."""
+    paths = [
+        Path(sys.base_prefix),
+        Path(sys.prefix),
+        repo_root(spec),
+        models.classifier.resolve().parent,
+        models.primary.resolve().parent,
+    ]
+    paths = [p.resolve() for p in paths]
+    # A path inside another mounted path comes along with it.
+    keep = [p for p in dict.fromkeys(paths) if not any(q != p and q in p.parents for q in paths)]
+    return (*(Mount(str(p), str(p), True) for p in keep), Mount(str(logs), str(logs), False))
+
+
+def host_environment() -> dict[str, str]:
+    """What a program from the mounted virtualenv needs: its PATH, a HOME, and the host's
+    locale and engine tuning variables."""
+    out = {k: v for k, v in os.environ.items() if k in _PASS_KEYS or k.startswith(_PASS_PREFIXES)}
+    out["PATH"] = f"{Path(sys.prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin"
+    out["HOME"] = "/root"
+    out.setdefault("PYTHONUNBUFFERED", "1")
+    return out
+
+
+def emulate(
+    spec: StackSpec, plans: list[ContainerPlan], emu: Emulation, run_dir: Path
+) -> tuple[list[ContainerPlan], list[Substitution]]:
+    """The plans with every substitution applied, and the substitutions, in plan order."""
+    logs = (run_dir / "logs").resolve()
+    mounts = host_mounts(spec, emu.models, logs)
+    out: list[ContainerPlan] = []
+    subs: list[Substitution] = []
+    for plan in plans:
+        env = {**plan.environment, **host_environment()}
+        entrypoint: tuple[str, ...] | None = None
+        command = plan.command
+        budget = min(plan.startup_budget_s, emu.startup_timeout_s)
+        if plan.role in ENGINE_ROLES:
+            model = emu.models.classifier if plan.role == "classifier" else emu.models.primary
+            eng = twin_engine(
+                plan.service, plan.command, model, kv_tokens=emu.kv_tokens(plan.service, plan.role)
+            )
+            entrypoint, command = SERVE_ENTRYPOINT, eng.command
+            env.update(eng.env)
+            after = f"{emu.image} running `vllm serve` from {sys.prefix}"
+            subs.append(Substitution("image", plan.service, plan.image, after))
+            subs.extend(eng.substitutions)
+        elif plan.role == "router":
+            conf = repo_root(spec) / "infra" / "ai-router" / "gunicorn.conf.py"
+            command = (sys.executable, "-m", "gunicorn", "-c", str(conf), ROUTER_APP)
+            after = f"{emu.image} running gunicorn from {sys.prefix}"
+            subs.append(Substitution("image", plan.service, plan.image, after))
+            timeout = emu.router_env.get(CLASSIFIER_TIMEOUT)
+            if timeout is not None:
+                before = plan.environment.get(CLASSIFIER_TIMEOUT, "the router's default")
+                subs.append(Substitution("classifier-timeout", plan.service, before, timeout))
+            env.update(emu.router_env)
+        elif plan.entrypoint and plan.entrypoint[0] == "python":
+            entrypoint = (sys.executable, *plan.entrypoint[1:])
+            after = f"{emu.image} running {sys.executable}"
+            subs.append(Substitution("image", plan.service, plan.image, after))
+        if plan.gpu:
+            subs.append(Substitution("gpu-device", plan.service, "all GPUs", "none"))
+        out.append(
+            replace(
+                plan,
+                image=emu.image,
+                entrypoint=entrypoint,
+                command=command,
+                environment=env,
+                startup_budget_s=budget,
+                build_context=None,
+                mounts=(*plan.mounts, *mounts),
+                working_dir=str(repo_root(spec)),
+                gpu=False,
+            )
+        )
+    return out, subs

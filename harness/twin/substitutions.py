@@ -1,0 +1,55 @@
+"""Every way a twin run differs from a GPU run, by name, in one place.
+
+The twin runs the product's code path: the gpu target's container plans, built from the compose
+file, brought up by the same backend. What a machine without an NVIDIA GPU cannot run is
+substituted, and each substitution is named here, made only through `Substitution`, and printed
+by the run (`harness up`, the pytest session, the run record's stack notes). A difference that
+is not in this list is a bug.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# name -> why it is needed. The order is the order a run prints them in.
+CATALOGUE: dict[str, str] = {
+    "image": "the vLLM and ai-router images cannot be pulled or built here; a local Debian "
+    "image runs the host's interpreter and virtualenv, mounted read-only",
+    "model": "the compose model is tens of GB; a tiny local model is served under the same "
+    "served name, max-model-len and max-num-seqs",
+    "gpu-device": "no NVIDIA GPU: the device request is dropped",
+    "gpu-flags": "flags only a GPU build accepts (--gpu-memory-utilization, --quantization, "
+    "--tensor-parallel-size) are dropped",
+    "kv-dtype": "the CPU build has no fp8 KV cache; it runs as auto",
+    "kv-capacity": "the KV pool is set in blocks (--num-gpu-blocks-override, block 128) to the "
+    "VRAM model's prediction for the configured card, so the twin queues where the GPU would",
+    "nvml": "no NVML: the preflight reads a recorded idle card of the configured size",
+    "env-files": "the owner's env files are absent here; the services start without them",
+    "classifier-timeout": "a 32k-token prefill on two CPU cores takes far longer than on a GPU; "
+    "the router's classifier timeout is raised so slow prefills are not fallbacks",
+    "process": "the twin target runs each service as a local process on a free loopback port "
+    "instead of a container",
+}
+
+
+@dataclass(frozen=True)
+class Substitution:
+    """One substitution applied to one service: what the GPU run has, and what runs instead."""
+
+    name: str
+    service: str
+    before: str
+    after: str
+
+    def __post_init__(self) -> None:
+        if self.name not in CATALOGUE:
+            raise ValueError(f"unknown substitution {self.name!r}; known: {', '.join(CATALOGUE)}")
+
+    def __str__(self) -> str:
+        return f"substitution {self.name}: {self.service}: {self.before} -> {self.after}"
+
+
+def describe(subs: list[Substitution]) -> list[str]:
+    """The lines a run prints: each substitution made, in catalogue order."""
+    rank = {name: i for i, name in enumerate(CATALOGUE)}
+    return [str(s) for s in sorted(subs, key=lambda s: rank[s.name])]
