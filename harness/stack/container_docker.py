@@ -1,17 +1,26 @@
-"""Docker itself for the containers backend: the client, the capability probe, the reaper
-(Ryuk) decision, and `sweep()`, which removes whatever carries the harness label."""
+"""Docker itself for the containers backend: the client, the capability probe, throwaway
+containers, the reaper (Ryuk) decision, and `sweep()`, which removes whatever carries the harness
+label."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from harness.errors import CapabilityError
-from harness.stack.container_spec import LABEL, ORDER_LABEL, RUN_LABEL
+from harness.stack.container_spec import (
+    LABEL,
+    ORDER_LABEL,
+    RUN_LABEL,
+    ContainerPlan,
+    docker_kwargs,
+)
 
 RYUK_ENV = "TESTCONTAINERS_RYUK_DISABLED"
+VLLM_IMAGE = "vllm/vllm-openai"
+PREFETCH_HINT = "run `make prefetch` (or `harness prefetch`) first"
 
 
 def docker_client(timeout_s: int = 60) -> Any:
@@ -33,8 +42,10 @@ def docker_client(timeout_s: int = 60) -> Any:
     return client
 
 
-def container_capability(gpu: bool) -> str | None:
-    """Why containers (on the GPU, with `gpu`) cannot run here, or None when they can."""
+def container_capability(gpu: bool, image: str | None = None) -> str | None:
+    """Why containers (on the GPU, with `gpu`) cannot run here, or None when they can. The GPU
+    probe runs `nvidia-smi -L` in `image` (the compose file's vLLM image; else any local
+    vllm/vllm-openai image) with the DeviceRequest the run uses."""
     try:
         import testcontainers  # noqa: F401
     except ImportError:
@@ -45,17 +56,106 @@ def container_capability(gpu: bool) -> str | None:
         return str(exc)
     if not gpu:
         return None
-    runtimes = client.info().get("Runtimes") or {}
-    if "nvidia" not in runtimes:
-        return (
-            f"docker has no nvidia runtime (has: {', '.join(runtimes) or 'none'}); install "
-            "nvidia-container-toolkit and run `nvidia-ctk runtime configure --runtime=docker`"
-        )
+    why = gpu_probe(client, image)
+    if why:
+        return why
     from harness.telemetry.nvml import nvml_device_count
 
+    # The harness reads the card itself too (VRAM preflight, per-engine usage).
     if nvml_device_count() == 0:
         return "NVML sees no GPU (no driver, or nvidia-ml-py missing: pip install '.[gpu]')"
     return None
+
+
+def gpu_probe(client: Any, image: str | None = None, timeout_s: float = 120.0) -> str | None:
+    """Why a container from `image` cannot use the GPU, or None. A registered `nvidia` runtime
+    is not required: moby serves DeviceRequests through nvidia-container-runtime-hook alone, and
+    the probe also catches a driver too old for the image's CUDA."""
+    image = image or _local_vllm_image(client)
+    if image is None:
+        return f"no {VLLM_IMAGE} image is here to probe the GPU with: {PREFETCH_HINT}"
+    if not image_present(client, image):
+        return f"image {image} is not here to probe the GPU with: {PREFETCH_HINT}"
+    # The plans' own DeviceRequest, so the probe asks Docker exactly what the run will.
+    probe = ContainerPlan(
+        service="gpu-probe", role="probe", name="", image=image, command=(), gpu=True
+    )
+    try:
+        code, out = run_throwaway(
+            client, image, ["-L"], entrypoint="nvidia-smi",
+            device_requests=docker_kwargs(probe)["device_requests"], timeout_s=timeout_s,
+        )  # fmt: skip
+    except Exception as exc:
+        text = str(getattr(exc, "explanation", None) or exc).strip()
+        return f"{_gpu_reason(text)} (docker: {text})"
+    if code != 0 or "GPU " not in out:
+        tail = " | ".join(out.strip().splitlines()[-3:]) or "no output"
+        return f"nvidia-smi in {image} found no GPU (exit {code}: {tail})"
+    return None
+
+
+def _gpu_reason(text: str) -> str:
+    low = text.lower()
+    if "could not select device driver" in low:
+        return "Docker cannot hand out GPUs: install nvidia-container-toolkit, restart dockerd"
+    if "unsatisfied condition: cuda" in low or "update your driver" in low:
+        return "the NVIDIA driver is too old for the CUDA version of the vLLM image"
+    if "driver not loaded" in low or "nvml error" in low or "no cuda-capable" in low:
+        return "no usable GPU: the NVIDIA driver is not loaded or sees no GPU"
+    return "a container with a GPU cannot start"
+
+
+def image_present(client: Any, image: str) -> bool:
+    """Whether `image` is in the local image store (this never pulls)."""
+    try:
+        client.images.get(image)
+    except Exception:
+        return False
+    return True
+
+
+def _local_vllm_image(client: Any) -> str | None:
+    try:
+        found = client.images.list(name=VLLM_IMAGE)
+    except Exception:
+        return None
+    tags = [t for img in found for t in (img.tags or [])]
+    return tags[0] if tags else None
+
+
+def run_throwaway(
+    client: Any,
+    image: str,
+    command: Sequence[str],
+    *,
+    entrypoint: str,
+    volumes: Mapping[str, Mapping[str, str]] | None = None,
+    environment: Mapping[str, str] | None = None,
+    device_requests: list[Any] | None = None,
+    on_output: Callable[[str], None] | None = None,
+    timeout_s: float | None = None,
+) -> tuple[int, str]:
+    """Run one short-lived container to its end and remove it: (exit code, output). It never
+    pulls: a missing image is docker.errors.ImageNotFound. The harness label lets `sweep()`
+    find one that a killed harness left behind."""
+    container = client.containers.create(
+        image, command=list(command), entrypoint=entrypoint, labels={LABEL: "1"},
+        volumes={k: dict(v) for k, v in (volumes or {}).items()},
+        environment=dict(environment or {}), device_requests=device_requests,
+    )  # fmt: skip
+    chunks: list[str] = []
+    try:
+        container.start()
+        for chunk in container.logs(stream=True, follow=True):
+            text = chunk.decode(errors="replace") if isinstance(chunk, bytes) else str(chunk)
+            chunks.append(text)
+            if on_output is not None:
+                on_output(text)
+        code = int(container.wait(timeout=timeout_s).get("StatusCode", -1))
+    finally:
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+    return code, "".join(chunks)
 
 
 def configure_ryuk(client: Any, wanted: bool = True) -> bool:
