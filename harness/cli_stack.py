@@ -66,6 +66,23 @@ def cmd_up(ns: argparse.Namespace) -> int:
 
 
 def cmd_down(ns: argparse.Namespace) -> int:
+    # Last, whatever happened: removing the harness stack does not bring production back.
+    try:
+        return _down(ns)
+    finally:
+        _report_production()
+
+
+def _report_production() -> None:
+    """Print who stopped the production stack, if a run did."""
+    from harness.stack import prod_marker
+
+    marker = prod_marker.read()
+    if marker is not None:
+        print(marker.describe())
+
+
+def _down(ns: argparse.Namespace) -> int:
     from harness.stack import state
     from harness.stack.procs import group_alive, stop_group
 
@@ -107,10 +124,19 @@ def _sweep(run_id: str | None) -> int:
 
 
 def cmd_status(ns: argparse.Namespace) -> int:
+    if ns.clear_production:
+        from harness.stack import prod_marker
+
+        prod_marker.clear()
+        return 0
+    if ns.production:
+        _report_production()
+        return 0  # `make up` prints this before it starts anything, marker or not
     import httpx
 
     from harness.stack import state
 
+    _report_production()
     doc = state.load()
     if doc is None:
         print("no stack recorded as up")
@@ -303,6 +329,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     _add_prefetch_parser(sub)
 
     status = sub.add_parser("status", help="health of each service of the running stack")
+    status.add_argument(
+        "--production",
+        action="store_true",
+        help="only say whether a harness run stopped the production stack (always exits 0)",
+    )
+    status.add_argument(
+        "--clear-production",
+        action="store_true",
+        help="forget that record (`make up` does, once every service is healthy)",
+    )
     status.set_defaults(func=cmd_status)
 
     twin = sub.add_parser("twin", help="the CPU twin's tiny models")

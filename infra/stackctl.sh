@@ -39,8 +39,9 @@ start_services() {  # filter: all|engines
   "$harness" order --compose "$compose" | while read -r svc timeout kind; do
     [[ $1 == engines && $kind != engine ]] && continue
     echo "starting $svc (health timeout ${timeout} s)"
-    dc up -d --no-deps "$svc"
-    wait_healthy "$svc" "$timeout"
+    # stdin stays with `read`: a command that reads it would swallow the remaining services.
+    dc up -d --no-deps "$svc" </dev/null
+    wait_healthy "$svc" "$timeout" </dev/null
   done
 }
 
@@ -48,12 +49,16 @@ stop_services() {  # filter: all|engines; reverse start order
   "$harness" order --compose "$compose" --reverse | while read -r svc _ kind; do
     [[ $1 == engines && $kind != engine ]] && continue
     echo "stopping $svc"
-    dc stop "$svc"
+    dc stop "$svc" </dev/null
   done
 }
 
 case "$action" in
-  up) start_services all ;;
+  up)
+    # A harness run that stopped production says so (which run, since when) before it restarts.
+    "$harness" status --production || true
+    start_services all
+    "$harness" status --clear-production || true ;;
   down) stop_services all; dc down ;;
   restart-gpu) stop_services engines; start_services engines ;;
   *) echo "unknown action: $action" >&2; exit 2 ;;

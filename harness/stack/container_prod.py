@@ -1,48 +1,63 @@
 """Before the GPU target starts anything: the production stack, and the GPU's free memory.
 
 The production stack holds the GPU, so a test run either refuses (and points at
-`--harness-target attach`), or, when asked, stops it (edge and router first, engines last, the
-primary before the router engine), runs, and restores it one service at a time in the compose
-start order, each gated on its own healthcheck, exactly as `make up` would.
+`--harness-target attach`), or, when asked, stops the services it replaces (ai-router first, then
+the engines, the primary before the router engine), runs, and restores them one service at a
+time in the compose start order, each gated on its own healthcheck, exactly as `make up` would.
+traefik and cloudflared keep running unless the run brings up its own edge: they hold no GPU
+memory, and stopping them takes the public endpoint down for nothing.
+
+While anything is stopped, prod_marker's file says which run stopped what, so that a run that
+dies before its teardown still leaves `harness status` and `make up` an answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.errors import StackError
 from harness.gpu_free import free_memory_finding
 from harness.spec import StackSpec
-from harness.stack.container_spec import LABEL
+from harness.stack import prod_marker
+from harness.stack.container_spec import LABEL, gpu_service_order
 from harness.vram import VramPlan
 
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
+# A crash-looping container counts: its restart policy would bring it back onto the GPU in the
+# middle of the harness engines' memory profiling.
+LIVE_STATES = ("running", "restarting")
 
 
 @dataclass(frozen=True)
 class ProdContainer:
     id: str
     name: str
-    service: str  # the compose service it runs, "" when unknown
+    service: str  # the compose service it runs
 
 
-def running_production(client: Any, spec: StackSpec) -> list[ProdContainer]:
-    """Running containers of the compose project (by label) or with its fixed names; never
-    a harness container."""
-    fixed = {(s.container_name or s.name): s.name for s in spec.services.values()}
+def running_production(
+    client: Any, spec: StackSpec, include_edge: bool = False
+) -> list[ProdContainer]:
+    """Running (or restarting) containers of the compose project that run a service this run
+    replaces, matched by the compose labels only: a container that merely shares a service's
+    name belongs to someone else. Never a harness container."""
+    replaced = set(gpu_service_order(spec, include_edge))
+    filters = {"label": [f"{COMPOSE_PROJECT}={spec.project}"], "status": list(LIVE_STATES)}
     found: dict[str, ProdContainer] = {}
-    for c in client.containers.list(filters={"status": "running"}):
+    for c in client.containers.list(all=True, filters=filters):
         labels = c.labels or {}
-        if labels.get(LABEL) == "1":
+        if labels.get(LABEL) == "1" or labels.get(COMPOSE_PROJECT) != spec.project:
             continue
-        ours = labels.get(COMPOSE_PROJECT) == spec.project
-        service = labels.get(COMPOSE_SERVICE, "") if ours else ""
-        if service or c.name in fixed:
-            found[c.id] = ProdContainer(c.id, c.name, service or fixed.get(c.name, ""))
+        service = labels.get(COMPOSE_SERVICE, "")
+        if service in replaced:
+            found[c.id] = ProdContainer(c.id, c.name, service)
     return _in_start_order(spec, list(found.values()))
 
 
@@ -62,47 +77,126 @@ def refusal(spec: StackSpec, found: list[ProdContainer]) -> StackError:
 
 def stop_production(
     client: Any, spec: StackSpec, found: list[ProdContainer], progress: Callable[[str], None],
-    grace_s: int = 60,
+    stopped: list[ProdContainer] | None = None, grace_s: int = 60, *, run_id: str = "",
+    run_dir: Path | str = "", marker_path: Path | None = None,
 ) -> list[ProdContainer]:  # fmt: skip
-    """Stop in reverse start order; returns what was stopped, in start order, for restore."""
-    stopped: list[ProdContainer] = []
+    """Stop in reverse start order. Each container goes into `stopped`, the caller's list, as
+    soon as it may be down, so that a later failure cannot make the caller forget it: restore
+    that list whatever this raises. Returns `stopped`."""
+    # Here, not at the top: docker-py is the optional '.[gpu]' extra, and a client exists only
+    # where it is installed.
+    from docker.errors import APIError, NotFound
+    from requests import RequestException
+
+    stopped = [] if stopped is None else stopped
+    since = time.time()
     for p in reversed(found):
+        # Recorded before the stop, so that a run killed during it still leaves the marker.
+        _record(spec, [*stopped, p], run_id, run_dir, since, marker_path)
         progress(f"stopping production container {p.name}")
         try:
             client.containers.get(p.id).stop(timeout=grace_s)
-        except Exception as exc:
+        except NotFound:
+            progress(f"production container {p.name} is already gone; nothing to restore")
+            _record(spec, stopped, run_id, run_dir, since, marker_path)
+            continue
+        except (APIError, RequestException) as exc:
+            # A timed-out or refused stop may still take effect; starting a container that
+            # is running is a no-op, so restoring it too is always safe.
+            stopped.append(p)
             raise StackError(f"could not stop production container {p.name}: {exc}") from None
-        stopped.insert(0, p)
+        stopped.append(p)
     return stopped
+
+
+def _record(
+    spec: StackSpec, stopped: list[ProdContainer], run_id: str, run_dir: Path | str,
+    since: float, path: Path | None,
+) -> None:  # fmt: skip
+    try:
+        if not stopped:
+            prod_marker.clear(path)
+            return
+        services = tuple(p.service for p in _in_start_order(spec, stopped))
+        marker = prod_marker.ProdMarker(
+            run_id, str(run_dir), since, services, os.getpid(), spec.project
+        )
+        prod_marker.write(marker, path)
+    except OSError as exc:
+        where = path or prod_marker.marker_path()
+        raise StackError(f"cannot record that production is stopped in {where}: {exc}") from None
 
 
 def restore_production(
     client: Any, spec: StackSpec, stopped: list[ProdContainer], progress: Callable[[str], None],
-    poll_s: float = 2.0,
+    poll_s: float = 2.0, marker_path: Path | None = None,
 ) -> None:  # fmt: skip
-    """Start again in the compose start order, each gated on its docker healthcheck."""
-    for p in _in_start_order(spec, stopped):
-        svc = spec.services.get(p.service)
-        budget = svc.healthcheck.startup_budget_s if svc and svc.healthcheck else 60.0
-        progress(f"restoring production container {p.name} (up to {budget:.0f} s)")
-        c = client.containers.get(p.id)
-        c.start()
-        deadline = time.monotonic() + budget
-        while True:
-            c.reload()
-            state = c.attrs.get("State", {})
-            health = (state.get("Health") or {}).get("Status")
-            if state.get("Status") in ("exited", "dead"):
-                raise StackError(f"production container {p.name} exited while being restored")
-            if health == "healthy" or (health is None and state.get("Running")):
-                break
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"production container {p.name} not healthy within {budget:.0f} s of its "
-                    f"restore (health: {health}); the rest of the stack was not started"
-                )
-            time.sleep(poll_s)
-        progress(f"{p.name}: {health or 'running'}")
+    """Start again in the compose start order, each gated on its docker healthcheck. A service
+    that does not come back does not stop the rest; each one that does leaves `stopped` and the
+    marker, which goes once all are back. Raises, naming each failure, when any did not."""
+    from docker.errors import APIError
+    from requests import RequestException
+
+    failed: list[str] = []
+    for p in _in_start_order(spec, list(stopped)):
+        try:
+            _restore_one(client, spec, p, progress, poll_s)
+        except (StackError, APIError, RequestException) as exc:
+            failed.append(f"{p.name}: {exc}")
+            progress(f"could not restore production container {p.name}: {exc}")
+            continue
+        stopped.remove(p)
+        _forget(spec, stopped, progress, marker_path)
+    if failed:
+        raise StackError(
+            f"production not fully restored ({'; '.join(failed)}); run `make up` to start the "
+            "stack again in order"
+        )
+
+
+def _restore_one(
+    client: Any, spec: StackSpec, p: ProdContainer, progress: Callable[[str], None],
+    poll_s: float,
+) -> None:  # fmt: skip
+    svc = spec.services.get(p.service)
+    budget = svc.healthcheck.startup_budget_s if svc and svc.healthcheck else 60.0
+    progress(f"restoring production container {p.name} (up to {budget:.0f} s)")
+    c = client.containers.get(p.id)
+    c.start()
+    deadline = time.monotonic() + budget
+    while True:
+        c.reload()
+        state = c.attrs.get("State", {})
+        health = (state.get("Health") or {}).get("Status")
+        if state.get("Status") in ("exited", "dead"):
+            raise StackError(f"production container {p.name} exited while being restored")
+        if health == "healthy" or (health is None and state.get("Running")):
+            break
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"production container {p.name} not healthy within {budget:.0f} s of its "
+                f"restore (health: {health})"
+            )
+        time.sleep(poll_s)
+    progress(f"{p.name}: {health or 'running'}")
+
+
+def _forget(
+    spec: StackSpec, stopped: list[ProdContainer], progress: Callable[[str], None],
+    path: Path | None,
+) -> None:  # fmt: skip
+    """The marker now lists only what is still stopped; gone once nothing is."""
+    try:
+        if not stopped:
+            prod_marker.clear(path)
+            return
+        marker = prod_marker.read(path)
+        if marker is not None:
+            services = tuple(p.service for p in _in_start_order(spec, stopped))
+            prod_marker.write(dataclasses.replace(marker, services=services), path)
+    except OSError as exc:
+        # The restore itself matters more than its record; say so and go on.
+        progress(f"could not update the production marker: {exc}")
 
 
 def container_names(client: Any, ids: list[str]) -> dict[str, str]:
