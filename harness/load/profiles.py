@@ -13,7 +13,15 @@ WATCHED = ("soak",)
 
 def users_for(profile: str, s: LoadSettings) -> int:
     """The profile's peak user count: max-num-seqs, or twice it for saturate, ramp and soak
-    (saturate's load, held for long)."""
+    (saturate's load, held for long). kv-pressure's count comes from the runner, which knows
+    the primary's KV pool (harness.load.kvmodel.users_for_kv_pressure)."""
     if s.users is not None:
         return s.users
     return 2 * s.max_num_seqs if profile in ("saturate", "ramp", "soak") else s.max_num_seqs
+
+
+def min_requests_for(profile: str, max_num_seqs: int) -> int:
+    """Requests a profile must send before its shape may end. kv-pressure's long requests can
+    outlast the configured duration, and with one request per user its queueing would only
+    show in locust's drain; two rounds of every slot keep it inside the profile's window."""
+    return 2 * max_num_seqs if profile == "kv-pressure" else 0

@@ -16,14 +16,23 @@ from typing import Any
 import httpx
 
 from harness.errors import ConfigError, StackError
-from harness.load.profiles import PROFILES, WATCHED
+from harness.load.kvmodel import KvCapacity, capacity_from_cache_config, users_for_kv_pressure
+from harness.load.profiles import PROFILES, WATCHED, min_requests_for, users_for
 from harness.load.records import RequestRecord, read_records
 from harness.load.resources import ResourceWatch, descendants, group_pids
 from harness.load.settings import LoadSettings
-from harness.load.stats import client_overhead_ms, engine_stats, latency_stats, throughput
+from harness.load.stats import (
+    client_overhead_ms,
+    engine_stats,
+    kv_pool,
+    latency_stats,
+    route_reasons,
+    throughput,
+)
 from harness.spec.services import is_secret_name
 from harness.stack.base import Stack
 from harness.stack.procs import stop_group
+from harness.telemetry.prom import scrape
 from harness.telemetry.sampler import Sampler
 
 
@@ -63,6 +72,23 @@ def chars_per_token(stack: Stack) -> float:
         return len(sample) / max(1, int(r.json()["count"]))
     except (httpx.HTTPError, KeyError, ValueError):
         return 3.0
+
+
+def primary_capacity(stack: Stack) -> KvCapacity | None:
+    """The primary's KV capacity in tokens: `vllm:cache_config_info` (num_gpu_blocks x
+    block_size) as the engine serves it now, else the KV line of its startup log."""
+    primary = stack.primary
+    try:
+        found = capacity_from_cache_config(scrape(primary.url).cache_config())
+    except httpx.HTTPError:
+        found = None
+    if found is not None:
+        return found
+    if primary.kv is not None and primary.kv.tokens > 0:
+        engine = stack.spec.primary.engine
+        block = engine.block_size if engine is not None else None
+        return KvCapacity(primary.kv.tokens, "startup log KV line", block)
+    return None
 
 
 def run_locust(
@@ -143,12 +169,20 @@ def run_profile(
     out.mkdir(parents=True, exist_ok=True)
     primary = stack.spec.primary.engine
     assert primary is not None
+    max_model_len = primary.max_model_len or 32768
+    capacity = primary_capacity(stack)
+    if profile == "kv-pressure" and users is None:
+        users = users_for_kv_pressure(
+            primary.max_num_seqs,
+            capacity.tokens if capacity else None,
+            int(max_model_len * context_fraction) + max_tokens,
+        )
     settings = LoadSettings(
         records=out / "requests.jsonl",
         api_key=stack.api_key,
         classifier_url=stack.classifier.url,
         classifier_model=stack.classifier.model_name or "",
-        max_model_len=primary.max_model_len or 32768,
+        max_model_len=max_model_len,
         max_num_seqs=primary.max_num_seqs,
         max_tokens=max_tokens,
         context_fraction=context_fraction,
@@ -157,6 +191,7 @@ def run_profile(
         duration_s=duration_s,
         pace_s=0.0,
         seed=seed,
+        min_requests=min_requests_for(profile, primary.max_num_seqs),
     )
     engines = {s.name: s.url for s in stack.engines}
     sampler = Sampler(engines, interval_s=interval_s)
@@ -166,11 +201,22 @@ def run_profile(
     sampler.save(out / "timeline.jsonl")
     records = read_records(settings.records)
     summary = summarize(profile, records, sampler, primary.max_num_seqs, stack.primary.name)
+    summary["target"] = stack.target
+    summary["kv_pool"] = kv_pool(
+        capacity,
+        records,
+        summary["engines"].get(stack.primary.name, {}).get("kv_usage_peak"),
+        max_num_seqs=primary.max_num_seqs,
+        max_model_len=max_model_len,
+        max_tokens=max_tokens,
+        predict=profile == "kv-pressure",
+    )
     if profile in WATCHED:
         summary["resources"] = watch.summary(min(warmup_s, duration_s / 2))
     summary["settings"] = {
         "duration_s": duration_s,
-        "users": users,
+        "users": users_for(profile, settings),
+        "min_requests": settings.min_requests,
         "max_tokens": max_tokens,
         "context_fraction": context_fraction,
         "chars_per_token": round(settings.chars_per_token, 3),
@@ -214,4 +260,5 @@ def summarize(
         "engines": engine_stats(sampler, max_num_seqs),
         "client_overhead_ms": client_overhead_ms(records, sampler, primary),
         "scrape_errors": sampler.errors,
+        "route_reasons": route_reasons(records),
     }

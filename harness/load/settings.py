@@ -28,6 +28,7 @@ class LoadSettings:
     seed: int
     direct_url: str = ""
     direct_model: str = ""
+    min_requests: int = 0  # the shape runs past its duration until this many were sent
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LoadSettings:
@@ -54,6 +55,7 @@ class LoadSettings:
             seed=int(e.get("HARNESS_LOAD_SEED", "1")),
             direct_url=e.get("HARNESS_LOAD_DIRECT_URL", ""),
             direct_model=e.get("HARNESS_LOAD_DIRECT_MODEL", ""),
+            min_requests=int(e.get("HARNESS_LOAD_MIN_REQUESTS", "0")),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -71,6 +73,7 @@ class LoadSettings:
             "HARNESS_LOAD_SEED": str(self.seed),
             "HARNESS_LOAD_DIRECT_URL": self.direct_url,
             "HARNESS_LOAD_DIRECT_MODEL": self.direct_model,
+            "HARNESS_LOAD_MIN_REQUESTS": str(self.min_requests),
         }
         if self.users is not None:
             env["HARNESS_LOAD_USERS"] = str(self.users)

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from locust import LoadTestShape
 
+from harness.load import users
 from harness.load.profiles import DEFAULT_DURATION_S, users_for
 from harness.load.settings import LoadSettings
 
+# How long a shape may run past its duration to send its minimum number of requests. With
+# locust's 300 s --stop-timeout after it, locust exits within the runner's duration + 600 s.
+MAX_OVERRUN_S = 240.0
+
 
 class ConstantShape(LoadTestShape):
-    """`users` users from the start until the duration is over."""
+    """`users` users from the start until the duration is over and at least
+    `min_requests` requests were sent (for at most MAX_OVERRUN_S more)."""
 
     profile = "steady"
 
@@ -18,9 +24,14 @@ class ConstantShape(LoadTestShape):
         super().__init__()
         self.settings = LoadSettings.from_env()
 
-    def tick(self) -> tuple[int, float] | None:
+    def done(self, t: float) -> bool:
         duration = self.settings.duration_s or DEFAULT_DURATION_S
-        if self.get_run_time() >= duration:
+        if t < duration:
+            return False
+        return users.sent() >= self.settings.min_requests or t >= duration + MAX_OVERRUN_S
+
+    def tick(self) -> tuple[int, float] | None:
+        if self.done(self.get_run_time()):
             return None
         n = users_for(self.profile, self.settings)
         return n, float(n)
@@ -34,7 +45,7 @@ class RampShape(ConstantShape):
     def tick(self) -> tuple[int, float] | None:
         duration = self.settings.duration_s or DEFAULT_DURATION_S
         t = self.get_run_time()
-        if t >= duration:
+        if self.done(t):
             return None
         peak = users_for(self.profile, self.settings)
         step = duration / peak

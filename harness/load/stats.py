@@ -8,9 +8,10 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from harness.load.kvmodel import KvCapacity, predict_peak, unused_fraction
 from harness.load.records import RequestRecord
-from harness.telemetry.prom import ITL, histogram_quantile
-from harness.telemetry.sampler import Sampler
+from harness.telemetry.prom import ITL, Scrape, histogram_quantile
+from harness.telemetry.sampler import WAITING_BY_REASON, Sampler
 
 PERCENTILES = (50, 90, 95, 99)
 TTFT = "vllm:time_to_first_token_seconds"
@@ -91,6 +92,11 @@ def engine_stats(sampler: Sampler, max_num_seqs: int) -> dict[str, Any]:
             "running_max": max(r["running"] for r in rows),
             "waiting_max": max(r["waiting"] for r in rows),
             "waiting_capacity_max": max(r["waiting_capacity"] for r in rows),
+            # Older servers lack the metric and the timeline reads it as 0, not as "waiting".
+            "waiting_by_reason": sampler.last.get(engine, Scrape()).has(WAITING_BY_REASON),
+            "first_waiting_s": next(
+                (round(r["t"] - rows[0]["t"], 3) for r in rows if r["waiting"] > 0), None
+            ),
             "preemptions": rows[-1]["preemptions"] - rows[0]["preemptions"],
             "prompt_tokens": rows[-1]["prompt_tokens"] - rows[0]["prompt_tokens"],
             "generation_tokens": rows[-1]["generation_tokens"] - rows[0]["generation_tokens"],
@@ -133,3 +139,61 @@ def client_overhead_ms(
         if client_p50 is None or server_p50 is None
         else (client_p50 - server_p50) * 1000,
     }
+
+
+def route_reasons(records: Sequence[RequestRecord]) -> dict[str, int]:
+    """X-Route-Reason counts of the requests sent through the router; "none" where a request
+    got no answer that carried one."""
+    out: dict[str, int] = {}
+    for r in records:
+        if r.target == "router":
+            key = r.reason or "none"
+            out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def kv_pool(
+    capacity: KvCapacity | None,
+    records: Sequence[RequestRecord],
+    measured_peak: float | None,
+    *,
+    max_num_seqs: int,
+    max_model_len: int,
+    max_tokens: int,
+    predict: bool,
+) -> dict[str, Any]:
+    """The primary's KV pool against what max-num-seqs sequences can use of it, the measured
+    peak, and (`predict`, for kv-pressure) the peak the KV model expects from the prompts the
+    primary actually served (route local: the router's other route never reaches it)."""
+    prompts = [
+        r.prompt_tokens
+        for r in records
+        if r.prompt_tokens and (r.target != "router" or r.route == "local")
+    ]
+    outputs = [r.output_tokens for r in records if r.output_tokens]
+    out: dict[str, Any] = {
+        "capacity_tokens": capacity.tokens if capacity else None,
+        "capacity_source": capacity.source if capacity else None,
+        "block_size": capacity.block_size if capacity else None,
+        "num_gpu_blocks": capacity.num_gpu_blocks if capacity else None,
+        "max_num_seqs": max_num_seqs,
+        "max_model_len": max_model_len,
+        "pool_multiple": round(capacity.tokens / max_model_len, 3) if capacity else None,
+        "unused_at_max_num_seqs": round(
+            unused_fraction(capacity.tokens, max_num_seqs, max_model_len), 4
+        )
+        if capacity
+        else None,
+        "measured_peak": measured_peak,
+        "prompt_tokens_min": min(prompts) if prompts else None,
+        "prompt_tokens_max": max(prompts) if prompts else None,
+        "output_tokens": max(outputs) if outputs else max_tokens,
+    }
+    if predict and capacity and prompts:
+        pred = predict_peak(
+            max_num_seqs, min(prompts), max(prompts), out["output_tokens"], capacity.tokens,
+            capacity.block_size,
+        )  # fmt: skip
+        out["predicted_peak_low"] = round(pred.low, 4)
+        out["predicted_peak_high"] = round(pred.high, 4)
+    return out

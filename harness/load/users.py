@@ -27,6 +27,12 @@ from harness.load.sse import measure_stream
 SETTINGS = LoadSettings.from_env()
 _writer: RecordWriter | None = None
 _counter = itertools.count()
+_sent = 0
+
+
+def sent() -> int:
+    """Requests sent so far by every user of this process (the load shape reads it)."""
+    return _sent
 
 
 def writer() -> RecordWriter:
@@ -73,7 +79,9 @@ class _StreamingUser(User):
         return intended
 
     def send(self) -> None:
+        global _sent
         intended = self._schedule()
+        _sent += 1
         start_wall, start = time.time(), time.perf_counter()
         rec = RequestRecord(type(self).__name__, self.target, intended, start_wall, 0, False)
         rec.request_id = uuid.uuid4().hex

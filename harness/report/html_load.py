@@ -94,6 +94,12 @@ def load(doc: dict[str, Any], run_dir: Path | None) -> str:
             rows,
         )
     )
+    pools = S.kv_pools(doc)
+    if pools:
+        out.append(
+            '<h3 id="kv-pool">KV pool</h3>'
+            + "".join(f"<p>{esc(pool.sentence())}</p>" for pool in pools)
+        )
     for p, s in profiles.items():
         out.append(_profile(p, s, run_dir))
     return "".join(out)
@@ -105,6 +111,12 @@ def _profile(profile: str, s: dict[str, Any], run_dir: Path | None) -> str:
         f"<h3>{esc(profile)}</h3><p>{s['requests']} requests, {s['failed']} failed "
         f"({s['error_rate']:.1%}), {fmt(tp)} req/s</p>"
     )
+    reasons = s.get("route_reasons") or {}
+    if reasons:
+        head += "<p>X-Route-Reason: " + esc(", ".join(f"{r} {n}" for r, n in reasons.items()))
+        head += "</p>"
+    if s.get("scrape_errors"):
+        head += f"<p>{int(s['scrape_errors'])} /metrics scrapes failed</p>"
     errs = "".join(f"<li><code>{esc(e)}</code></li>" for e in s.get("errors", [])[:5])
     rows = [
         [
@@ -125,7 +137,7 @@ def _profile(profile: str, s: dict[str, Any], run_dir: Path | None) -> str:
             "KV >90% s",
             "running max",
             "waiting max",
-            "waiting for KV",
+            "waiting, reason=capacity",
             "preemptions",
         ],
         rows,
@@ -152,7 +164,7 @@ def _profile(profile: str, s: dict[str, Any], run_dir: Path | None) -> str:
         series = [
             ("running", _series(rs, "running", t0)),
             ("waiting", _series(rs, "waiting", t0)),
-            ("waiting on KV", _series(rs, "waiting_capacity", t0)),
+            ("waiting, reason=capacity", _series(rs, "waiting_capacity", t0)),
         ]
         hl = [(float(seqs), f"max-num-seqs {seqs}")] if seqs else []
         top = max([float(seqs or 0)] + [y for _, pts in series for _, y in pts])

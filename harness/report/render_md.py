@@ -128,11 +128,18 @@ def load(doc: dict[str, Any]) -> list[str]:
     ]
     out += [f"Errors: {', '.join(errs)}", ""]
     lat_head = ["profile", "route", "ok", "TTFT p50 s", "TTFT p95 s", "ITL p50 s", "ITL p95 s"]
-    eng_head = ["profile", "engine", "KV peak", ">90% s", "running max", "waiting max (KV)"]
+    eng_head = ["profile", "engine", "KV peak", ">90% s", "running max", "waiting max (capacity)"]
     if lat_rows:
         out += [*_table([*lat_head, "failed"], lat_rows), ""]
     if eng_rows:
         out += [*_table([*eng_head, "preemptions"], eng_rows), ""]
+    out += [f"- {pool.sentence()}" for pool in S.kv_pools(doc)]
+    reasons = S.route_reasons_line(doc)
+    if reasons:
+        out.append(f"- Route reasons: {reasons}")
+    scrape = [f"{n} {s['scrape_errors']}" for n, s in profiles.items() if s.get("scrape_errors")]
+    if scrape:
+        out.append(f"- Failed /metrics scrapes: {', '.join(scrape)}")
     for name, s in profiles.items():
         for e in s.get("errors", [])[:3]:
             out.append(f"- {name} error: {e}")

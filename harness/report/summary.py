@@ -181,3 +181,88 @@ def history_line(doc: dict[str, Any], run_dir: str | None = None) -> dict[str, A
         "fallbacks": fallbacks(doc),
         "load": load,
     }
+
+
+@dataclass(frozen=True)
+class KvPoolAdvice:
+    """How much of the primary's KV pool max-num-seqs sequences can use, as tuning advice."""
+
+    capacity_tokens: int
+    max_model_len: int
+    max_num_seqs: int
+    unused: float  # 1 - max_num_seqs x max_model_len / capacity, at least 0
+    peak: float | None  # the highest KV usage measured on this pool
+    peak_profile: str | None
+    predicted: tuple[float, float] | None  # kv-pressure's KV-model band, where it ran here
+    profiles: tuple[str, ...]
+
+    @property
+    def multiple(self) -> float:
+        return self.capacity_tokens / self.max_model_len
+
+    def sentence(self) -> str:
+        pool = (
+            f"The primary's KV pool holds {self.capacity_tokens:,} tokens, "
+            f"{self.multiple:.1f}x max-model-len"
+        )
+        if self.peak is not None:
+            pool += f"; measured peak {self.peak:.2f} ({self.peak_profile})"
+        if self.predicted is not None:
+            pool += f", KV model {self.predicted[0]:.2f}-{self.predicted[1]:.2f}"
+        seqs = self.max_num_seqs
+        if self.unused <= 0.05:
+            return f"{pool}. At --max-num-seqs {seqs} all of it can be used."
+        full = self.capacity_tokens // self.max_model_len
+        return (
+            f"{pool}. At --max-num-seqs {seqs} about {self.unused:.0%} of it is never used "
+            f"(it fits {full} full-length sequences): raise --max-num-seqs or lower "
+            f"--gpu-memory-utilization."
+        )
+
+
+def kv_pools(doc: dict[str, Any]) -> list[KvPoolAdvice]:
+    """One entry per primary KV pool the load profiles ran against (the twin's kv-pressure
+    runs on a shrunk one), in profile order."""
+    groups: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+    for name, s in profiles(doc).items():
+        pool = s.get("kv_pool") or {}
+        if pool.get("capacity_tokens") and pool.get("max_model_len"):
+            groups.setdefault(int(pool["capacity_tokens"]), []).append((name, pool))
+    out = []
+    for capacity, members in groups.items():
+        peaks = [
+            (float(p["measured_peak"]), n) for n, p in members if p.get("measured_peak") is not None
+        ]
+        peak, peak_profile = max(peaks) if peaks else (None, None)
+        band = next(
+            (
+                (float(p["predicted_peak_low"]), float(p["predicted_peak_high"]))
+                for _, p in members
+                if p.get("predicted_peak_low") is not None
+            ),
+            None,
+        )
+        first = members[0][1]
+        out.append(
+            KvPoolAdvice(
+                capacity_tokens=capacity,
+                max_model_len=int(first["max_model_len"]),
+                max_num_seqs=int(first["max_num_seqs"]),
+                unused=float(first.get("unused_at_max_num_seqs") or 0.0),
+                peak=peak,
+                peak_profile=peak_profile,
+                predicted=band,
+                profiles=tuple(n for n, _ in members),
+            )
+        )
+    return out
+
+
+def route_reasons_line(doc: dict[str, Any]) -> str | None:
+    """X-Route-Reason counts per profile, e.g. "steady classified 24 · kv-pressure ..."."""
+    parts = []
+    for name, s in profiles(doc).items():
+        reasons = s.get("route_reasons")
+        if reasons:
+            parts.append(f"{name} " + ", ".join(f"{r} {n}" for r, n in reasons.items()))
+    return " · ".join(parts) or None

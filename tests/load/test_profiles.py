@@ -1,7 +1,17 @@
-"""The four load profiles, short, against the stack under test; each asserts its SLOs.
+"""The four load profiles, short, against the stack under test; each asserts its SLOs
+(`[slo.<profile>]`, with `[slo.<profile>.<target>]` on top) and fails when every request
+through the router fell back to the default route.
 
-kv-pressure on the twin restarts the primary with its KV capacity below max-num-seqs full
-contexts (`load.twin_kv_pressure_capacity`), so requests must wait for capacity, then restores it.
+kv-pressure depends on the primary's KV pool:
+- twin: the primary restarts with its KV capacity below max-num-seqs full contexts
+  (`load.twin_kv_pressure_capacity`), max-num-seqs users, so requests must wait for KV blocks
+  (min_kv_peak, min_waiting_capacity); the pool is restored afterwards.
+- gpu, attach (and twin-docker, whose container backend cannot restart the primary with
+  another pool): the pool holds every slot's sequence, so KV pressure cannot happen. The run
+  asserts the KV model instead: the peak is about max-num-seqs x (prompt + output) / capacity
+  (kv_peak_tolerance), and with max-num-seqs + 1 users one request waits for a slot
+  (min_waiting), with no preemption.
+Either way the profile sends at least 2 x max-num-seqs requests.
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ from typing import Any
 import pytest
 
 from harness.load.runner import run_profile
-from harness.load.slo import check_slos
+from harness.load.slo import check_slos, slo_table
 from harness.stack.factory import parse_kv_overrides
 
 pytestmark = [pytest.mark.load, pytest.mark.slow]
@@ -23,6 +33,8 @@ def duration(settings: Any, profile: str) -> float:
 
 
 def run(stack: Any, settings: Any, run_record: Any, profile: str, **kw: Any) -> dict[str, Any]:
+    # A typo in [slo.*] or HARNESS_SLO_* fails here, before minutes of load.
+    slo_table(settings, profile, stack.target)
     result = run_profile(
         stack,
         profile,
@@ -37,7 +49,9 @@ def run(stack: Any, settings: Any, run_record: Any, profile: str, **kw: Any) -> 
     print(
         f"{profile}: {s['requests']} requests, {s['failed']} failed; primary KV peak "
         f"{eng.get('kv_usage_peak')}, waiting max {eng.get('waiting_max')}, preemptions "
-        f"{eng.get('preemptions')}; client overhead {s['client_overhead_ms']}"
+        f"{eng.get('preemptions')}; client overhead {s['client_overhead_ms']}; route reasons "
+        f"{s['route_reasons']}; /metrics scrape errors {s['scrape_errors']}; KV pool "
+        f"{s['kv_pool']}"
     )
     assert s["requests"] > 0, f"{profile}: no request completed in the run"
     violations = check_slos(settings, s, stack.primary.name)
@@ -53,9 +67,10 @@ def test_chat_profiles(stack: Any, harness_settings: Any, run_record: Any, profi
 
 
 @pytest.fixture
-def pressured_primary(stack: Any, stack_backend: Any, harness_settings: Any) -> Iterator[None]:
+def pressured_primary(stack: Any, stack_backend: Any, harness_settings: Any) -> Iterator[bool]:
+    """True while the primary runs with a KV pool below max-num-seqs full contexts."""
     if stack.target != "twin":
-        yield
+        yield False
         return
     capacity = harness_settings.get("load.twin_kv_pressure_capacity", str, "1.5x")
     original = dict(stack_backend.kv_overrides)
@@ -65,16 +80,27 @@ def pressured_primary(stack: Any, stack_backend: Any, harness_settings: Any) -> 
     }
     stack_backend.restart(stack.primary.name)
     try:
-        yield
+        yield True
     finally:
         stack_backend.kv_overrides = original
         stack_backend.restart(stack.primary.name)
 
 
+# The keys each kind of pool must be judged by: a table that lost them would pass unjudged.
+PRESSURED_KEYS = {"min_kv_peak", "min_waiting_capacity"}
+KV_MODEL_KEYS = {"kv_peak_tolerance", "min_waiting", "max_preemptions"}
+
+
 def test_kv_pressure(
-    stack: Any, harness_settings: Any, run_record: Any, pressured_primary: None
+    stack: Any, harness_settings: Any, run_record: Any, pressured_primary: bool
 ) -> None:
-    run(
+    table = slo_table(harness_settings, "kv-pressure", stack.target)
+    need = PRESSURED_KEYS if pressured_primary else KV_MODEL_KEYS
+    assert need <= set(table.keys), (
+        f"[slo.kv-pressure.{stack.target}] lacks {sorted(need - set(table.keys))}: on this "
+        f"target kv-pressure is judged by {sorted(need)}"
+    )
+    s = run(
         stack,
         harness_settings,
         run_record,
@@ -82,5 +108,12 @@ def test_kv_pressure(
         max_tokens=harness_settings.get("load.kv_pressure_max_tokens", int, 256),
         context_fraction=harness_settings.get("load.context_fraction", float, 0.65),
     )
+    seqs = stack.spec.primary.engine.max_num_seqs
+    users = s["settings"]["users"]
+    assert users == (seqs if pressured_primary else seqs + 1), (
+        f"kv-pressure ran {users} users against --max-num-seqs {seqs} with a "
+        f"{'shrunk' if pressured_primary else 'full'} KV pool ({s['kv_pool']})"
+    )
+    assert s["requests"] >= 2 * seqs, f"only {s['requests']} requests, expected >= {2 * seqs}"
     timeline = stack.run_dir / "load" / "kv-pressure" / "timeline.jsonl"
     assert timeline.is_file() and timeline.stat().st_size > 0
