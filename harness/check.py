@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.config import Settings
-from harness.errors import InputError
+from harness.errors import ConfigError, InputError
 from harness.models import ModelArch, resolve_arch
 from harness.preflight import Finding, PreflightContext, Severity, run_preflight
 from harness.spec import StackSpec, load_stack
@@ -68,7 +69,31 @@ class CheckResult:
         }
 
 
-def assumptions_from(settings: Settings, *, nvml_total: int | None = None) -> MemoryAssumptions:
+RESERVE_BY_SERVICE = "check.activation_reserve_by_service"
+
+
+def reserves_by_service(settings: Settings, services: Sequence[str]) -> tuple[tuple[str, int], ...]:
+    """Per-engine activation reserves from [check.activation_reserve_by_service], keyed by the
+    compose service name (environment: HARNESS_CHECK_ACTIVATION_RESERVE_BY_SERVICE_<SERVICE>)."""
+    unknown = sorted(set(settings.section(RESERVE_BY_SERVICE)) - set(services))
+    if unknown:
+        # A misspelt service would silently keep the default reserve.
+        raise ConfigError(
+            f"{settings.path or 'harness.toml'}: [{RESERVE_BY_SERVICE}] names "
+            f"{', '.join(unknown)}, not an engine service of the compose file "
+            f"({', '.join(services) or 'none'})"
+        )
+    found = []
+    for service in services:
+        raw = settings.get(f"{RESERVE_BY_SERVICE}.{service}", str, "")
+        if raw:
+            found.append((service, parse_size(raw, what=f"activation_reserve for {service}")))
+    return tuple(found)
+
+
+def assumptions_from(
+    settings: Settings, *, nvml_total: int | None = None, services: Sequence[str] = ()
+) -> MemoryAssumptions:
     """Memory assumptions: NVML's total when a GPU is visible, else --gpu-memory / harness.toml."""
     gpu_memory = settings.get("check.gpu_memory", str, "96GiB")
     if nvml_total is not None and "check.gpu_memory" not in settings.overrides:
@@ -86,6 +111,7 @@ def assumptions_from(settings: Settings, *, nvml_total: int | None = None) -> Me
             settings.get("check.cuda_context", str, "520MiB"), what="cuda_context"
         ),
         block_size=settings.get("check.block_size", int, 16),
+        activation_reserve_by_service=reserves_by_service(settings, services),
     )
 
 
@@ -98,7 +124,9 @@ def run_check(compose: Path, settings: Settings, *, nvml_total: int | None = Non
             archs[svc.name] = resolve_arch(svc.engine.model)
         except InputError as exc:
             raise InputError(f"{compose}: service {svc.name!r}: {exc}") from None
-    assumptions = assumptions_from(settings, nvml_total=nvml_total)
+    assumptions = assumptions_from(
+        settings, nvml_total=nvml_total, services=[s.name for s in spec.engines]
+    )
     vram = plan([(s.name, s.engine, archs[s.name]) for s in spec.engines if s.engine], assumptions)
     ctx = PreflightContext(
         spec=spec,

@@ -36,6 +36,12 @@ class MemoryAssumptions:
     activation_reserve_bytes: int = DEFAULT_ACTIVATION_RESERVE
     cuda_context_bytes: int = DEFAULT_CUDA_CONTEXT
     block_size: int = DEFAULT_BLOCK_SIZE
+    # (service, bytes) where one engine's reserve differs: the transient peak scales with the
+    # model's layer width, so a small classifier needs less than the primary.
+    activation_reserve_by_service: tuple[tuple[str, int], ...] = ()
+
+    def activation_reserve_for(self, service: str) -> int:
+        return dict(self.activation_reserve_by_service).get(service, self.activation_reserve_bytes)
 
 
 @dataclass(frozen=True)
@@ -139,10 +145,11 @@ def engine_memory(
 ) -> EngineMemory:
     budget = budget_bytes(a.total_bytes, args.gpu_memory_utilization)
     weights = arch.weight_bytes // args.tensor_parallel_size
+    reserve = a.activation_reserve_for(service)
     if args.kv_cache_memory_bytes is not None:
         pool = args.kv_cache_memory_bytes
     else:
-        pool = budget - weights - a.activation_reserve_bytes
+        pool = budget - weights - reserve
     per_token = kv_bytes_per_token(arch, args.kv_cache_dtype) // args.tensor_parallel_size
     block = args.block_size or a.block_size
     capacity = kv_capacity(pool, per_token, block)
@@ -154,7 +161,7 @@ def engine_memory(
         utilization=args.gpu_memory_utilization,
         budget_bytes=budget,
         weight_bytes=weights,
-        activation_reserve_bytes=a.activation_reserve_bytes,
+        activation_reserve_bytes=reserve,
         kv_pool_bytes=pool,
         kv_cache_dtype=args.kv_cache_dtype,
         kv_bytes_per_token=per_token,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from harness.spec import StackSpec
+from harness.stack.engine_memory import MemoryBreakdown
 from harness.stack.kv_line import KvLine
 
 
@@ -25,6 +26,7 @@ class ServiceHandle:
     started_at: float | None = None  # time.time() when started
     healthy_at: float | None = None
     kv: KvLine | None = None
+    memory: MemoryBreakdown | None = None
     command: tuple[str, ...] = ()
 
     @property
