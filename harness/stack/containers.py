@@ -204,10 +204,21 @@ class ContainersBackend:
 
     # -- bring-up -----------------------------------------------------------------------------
 
+    def _check_prefetched(self) -> None:
+        """Images and weights are fetched by `harness prefetch`, never inside a health budget:
+        a 10 GB pull or a 34 GB download would be charged to the first engine's startup."""
+        from harness.stack.prefetch import missing_for_bringup
+
+        missing = missing_for_bringup(self._client, self.spec, include_edge=self.include_edge)
+        if missing:
+            raise StackError("; ".join(missing))
+
     def _prepare_gpu(self) -> None:
         found = running_production(self._client, self.spec, self.include_edge)
         if found and not self.replace_running:
             raise refusal(self.spec, found)
+        if self.emulation is None:  # before production stops: a missing image stops nothing
+            self._check_prefetched()
         if found:
             stop_production(
                 self._client, self.spec, found, self.progress, self.stopped_production,
@@ -238,21 +249,25 @@ class ContainersBackend:
                 self._volumes.append(name)
 
     def _ensure_image(self, plan: ContainerPlan) -> None:
-        """Build a compose `build:` image that is not here yet, as `compose up` would; say so
-        before a pull, which for a vLLM image takes minutes."""
+        """Build a compose `build:` image that is not here yet, as `compose up` would; pull any
+        other with per-layer progress (prefetch has normally done so already)."""
+        from docker.errors import APIError, BuildError, ImageNotFound
+
+        from harness.stack.prefetch import pull_image
+
         try:
             self._client.images.get(plan.image)
             return
-        except Exception:
+        except ImageNotFound:
             pass
         if plan.build_context:
             self.progress(f"building {plan.image} from {plan.build_context}")
             try:
                 self._client.images.build(path=plan.build_context, tag=plan.image, rm=True)
-            except Exception as exc:
+            except (BuildError, APIError) as exc:
                 raise StackError(f"{plan.service}: building {plan.image} failed: {exc}") from None
         else:
-            self.progress(f"pulling {plan.image} (not present locally)")
+            pull_image(self._client, plan.image, self.progress)
 
     def _timeout(self, plan: ContainerPlan) -> float:
         cap = self.startup_timeout_s

@@ -345,6 +345,8 @@ def test_a_failed_stop_during_bring_up_restores_what_was_stopped(
     client = FakeClient(list(prod.values()))
     monkeypatch.setattr(containers, "docker_client", lambda: client)
     monkeypatch.setattr(containers, "configure_ryuk", lambda client, wanted: False)
+    # Images and weights are here (prefetched): what is tested is the stop and the restore.
+    monkeypatch.setattr(containers.ContainersBackend, "_check_prefetched", lambda self: None)
     backend = containers.ContainersBackend(
         spec, tmp_path / "run", target="gpu", replace_running=True, progress=quiet
     )

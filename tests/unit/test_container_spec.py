@@ -20,9 +20,6 @@ from harness.spec.env_file import read_env_file
 from harness.stack.container_logs import LogFollower
 from harness.stack.container_prod import (
     ProdContainer,
-    restore_production,
-    running_production,
-    stop_production,
     vram_preflight,
 )
 from harness.stack.container_spec import (
@@ -276,29 +273,6 @@ class FakeClient:
     def __init__(self, items: list[FakeContainer]) -> None:
         by_id = {c.id: c for c in items}
         self.containers = SimpleNamespace(list=lambda filters=None: items, get=by_id.__getitem__)
-
-
-def test_production_is_found_stopped_in_reverse_and_restored_in_start_order() -> None:
-    spec = load_stack(ROOT / "infra" / "docker-compose.yml")
-    log: list[str] = []
-    compose = {"com.docker.compose.project": "ai-stack"}
-    items = [
-        FakeContainer("ai-router", {**compose, "com.docker.compose.service": "ai-router"}, log),
-        FakeContainer(
-            "vllm-primary", {**compose, "com.docker.compose.service": "vllm-primary"}, log
-        ),
-        FakeContainer("vllm-router", {}, log),  # started by hand: found by its fixed name
-        FakeContainer("harness-x-vllm-router", {LABEL: "1"}, log),  # ours: never touched
-        FakeContainer("unrelated", {}, log),
-    ]
-    client = FakeClient(items)
-    found = running_production(client, spec)
-    assert [p.name for p in found] == ["vllm-router", "vllm-primary", "ai-router"]
-    stopped = stop_production(client, spec, found, progress=lambda s: None)
-    assert log == ["stop ai-router", "stop vllm-primary", "stop vllm-router"]
-    log.clear()
-    restore_production(client, spec, stopped, progress=lambda s: None, poll_s=0)
-    assert log == ["start vllm-router", "start vllm-primary", "start ai-router"]
 
 
 def test_vram_preflight_names_the_containers_that_hold_memory() -> None:
