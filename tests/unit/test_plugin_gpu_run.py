@@ -1,0 +1,66 @@
+"""The plugin's rules for a run against the real stack, checked in child pytest sessions:
+`-m gpu` selects every test of the stack and implies the gpu target, SIGHUP tears down like
+Ctrl-C, and keep-stack with replace-running is refused."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+STACK_TESTS = """
+import os, signal
+import pytest
+
+@pytest.fixture(scope="session")
+def stack(harness_target):
+    yield harness_target
+    with open(os.environ["TEARDOWN_MARK"], "w") as fh:
+        fh.write("torn down")
+
+def test_uses_the_stack(stack):
+    assert stack == "gpu"
+
+@pytest.mark.twin
+def test_needs_the_twin(stack):
+    pass
+
+def test_unit():
+    pass
+
+def test_hangs_up(stack):
+    if os.environ.get("SEND_SIGHUP"):
+        os.kill(os.getpid(), signal.SIGHUP)
+"""
+
+
+def test_dash_m_gpu_selects_every_stack_test_and_implies_the_gpu_target(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_stack=STACK_TESTS)
+    monkeypatch.setenv("TEARDOWN_MARK", str(pytester.path / "mark"))
+    result = pytester.runpytest_subprocess("-m", "gpu", "-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=2, deselected=2)
+    assert "test_needs_the_twin" not in result.stdout.str()
+
+
+def test_sighup_tears_the_stack_down_like_ctrl_c(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_stack=STACK_TESTS)
+    mark = pytester.path / "mark"
+    monkeypatch.setenv("TEARDOWN_MARK", str(mark))
+    monkeypatch.setenv("SEND_SIGHUP", "1")
+    result = pytester.runpytest_subprocess("-m", "gpu", "-p", "no:cacheprovider", "-q")
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    assert f"signal {int(signal.SIGHUP)}" in result.stdout.str()
+    assert mark.read_text() == "torn down"
+
+
+def test_keep_stack_with_replace_running_is_refused(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "--harness-keep-stack", "--harness-replace-running", "-p", "no:cacheprovider"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "would leave production stopped" in result.stderr.str()
