@@ -196,6 +196,35 @@ def long_context(doc: dict[str, Any]) -> str:
     return f'<h2>Long context</h2><p>{esc(counts)}</p><div class="plots">{plot}</div>'
 
 
+def memory_rows(kv: dict[str, Any]) -> list[list[str]]:
+    """Per engine: the VRAM model's parts, then vLLM's startup breakdown where it was logged
+    (requested budget, weights, what the reserve stands for, KV cache)."""
+
+    def gib(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
+    rows = []
+    for engine, v in kv.items():
+        mem = v.get("memory") or {}
+        model, logged = mem.get("model") or {}, mem.get("engine") or {}
+        if model:
+            keys = ("budget_gib", "weights_gib", "reserve_gib", "kv_pool_gib")
+            rows.append([engine, "VRAM model", *(gib(model.get(k)) for k in keys)])
+        if logged:
+            weights = logged.get("weights_gib") or logged.get("model_loading_gib")
+            rows.append(
+                [
+                    engine,
+                    "vLLM startup log",
+                    gib(logged.get("requested_gib")),
+                    gib(weights),
+                    gib(logged.get("reserve_gib")),
+                    gib(logged.get("kv_cache_gib")),
+                ]
+            )
+    return rows
+
+
 def kv_and_vram(doc: dict[str, Any]) -> str:
     out = []
     kv = doc.get("acceptance", {}).get("kv_capacity", {})
@@ -216,6 +245,12 @@ def kv_and_vram(doc: dict[str, Any]) -> str:
             "<h3>KV capacity: engine log against the VRAM model</h3>"
             + table(["engine", "KV tokens (log)", "x max-model-len", "predicted", "error"], rows)
         )
+        parts = memory_rows(kv)
+        if parts:
+            out.append(
+                "<h3>Memory: the engine's own breakdown beside the VRAM model (GiB)</h3>"
+                + table(["engine", "source", "budget", "weights", "reserve", "KV pool"], parts)
+            )
     pre = doc.get("preflight", {})
     engines, gpu = pre.get("engines", {}), pre.get("gpu", {})
     if engines and gpu.get("total_bytes"):

@@ -205,3 +205,23 @@ def test_missing_chromium_is_a_capability_error(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(CapabilityError, match="apt-get install -y chromium"):
         browser.find_chromium()
+
+
+def test_the_engines_memory_breakdown_sits_beside_the_vram_model() -> None:
+    from harness.report.render_html import memory_rows
+
+    kv = {
+        "vllm-router": {
+            "memory": {
+                "model": {"budget_gib": 13.38, "weights_gib": 5.75, "reserve_gib": 2.0,
+                          "kv_pool_gib": 5.63},
+                "engine": {"requested_gib": 13.31, "model_loading_gib": 5.79,
+                           "reserve_gib": 1.1, "kv_cache_gib": 6.42},
+            }
+        },
+        "vllm-primary": {"memory": {"model": {"budget_gib": 62.14}, "engine": None}},
+    }  # fmt: skip
+    rows = memory_rows(kv)
+    assert rows[0][:2] == ["vllm-router", "VRAM model"] and rows[0][5] == "5.63"
+    assert rows[1] == ["vllm-router", "vLLM startup log", "13.31", "5.79", "1.10", "6.42"]
+    assert [r[1] for r in rows[2:]] == ["VRAM model"]
