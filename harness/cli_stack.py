@@ -11,6 +11,7 @@ from typing import Any
 
 from harness.errors import StackError
 from harness.load.profiles import PROFILES
+from harness.progress import reporting
 
 DEFAULT_COMPOSE = Path("infra/docker-compose.yml")
 
@@ -48,11 +49,12 @@ def cmd_up(ns: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     # A containers stack outlives this command: no Ryuk, and production stays stopped until
     # `make up` restores it.
-    backend = make_backend(
-        ns.target, ns.compose, settings, run_dir, kv_overrides=kv,
-        replace_running=ns.replace_running, keep_stack=True,
-    )  # fmt: skip
-    stack = backend.up()
+    with reporting() as progress:
+        backend = make_backend(
+            ns.target, ns.compose, settings, run_dir, kv_overrides=kv,
+            replace_running=ns.replace_running, keep_stack=True, progress=progress,
+        )  # fmt: skip
+        stack = backend.up()
     path = state.save(stack, run_id=getattr(backend, "run_id", None))
     print(f"\n{ns.target} stack is up; logs in {run_dir / 'logs'}")
     for note in stack.notes:
@@ -183,24 +185,26 @@ def cmd_load(ns: argparse.Namespace) -> int:
     duration = ns.duration or settings.get(f"load.duration_s.{ns.profile}", float, 60.0)
     run_dir = new_run_dir(f"{ns.target}-load")
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    backend = make_backend(
-        ns.target, ns.compose, settings, run_dir, kv_overrides=parse_kv_overrides(kv_items, spec)
-    )
-    stack = backend.up()
-    try:
-        print(f"running {ns.profile} for {duration:.0f} s against {stack.router.url}")
-        result = run_profile(
-            stack,
-            ns.profile,
-            run_dir / "load",
-            duration_s=duration,
-            users=ns.users,
-            max_tokens=max_tokens,
-            context_fraction=settings.get("load.context_fraction", float, 0.65),
-            warmup_s=settings.get("load.soak_warmup_s", float, 60.0),
-        )
-    finally:
-        backend.down()
+    with reporting() as progress:
+        backend = make_backend(
+            ns.target, ns.compose, settings, run_dir,
+            kv_overrides=parse_kv_overrides(kv_items, spec), progress=progress,
+        )  # fmt: skip
+        stack = backend.up()
+        try:
+            progress(f"running {ns.profile} for {duration:.0f} s against {stack.router.url}")
+            result = run_profile(
+                stack,
+                ns.profile,
+                run_dir / "load",
+                duration_s=duration,
+                users=ns.users,
+                max_tokens=max_tokens,
+                context_fraction=settings.get("load.context_fraction", float, 0.65),
+                warmup_s=settings.get("load.soak_warmup_s", float, 60.0),
+            )
+        finally:
+            backend.down()
     print(render_load(result.summary, stack.primary.name))
     print(f"timeline, requests and locust output: {result.out_dir}")
     violations = check_slos(settings, result.summary, stack.primary.name)

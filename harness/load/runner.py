@@ -196,7 +196,10 @@ def run_profile(
     engines = {s.name: s.url for s in stack.engines}
     sampler = Sampler(engines, interval_s=interval_s)
     watch = ResourceWatch(watched_groups(stack) if profile in WATCHED else {})
-    with sampler, watch:
+    from harness.progress import load_ticker
+
+    ticker = load_ticker(profile, duration_s, sampler, settings.records, stack.primary.name)
+    with sampler, watch, ticker:
         run_locust(lf, stack.router.url, settings, out, cwd=root, timeout_s=duration_s + 600)
     sampler.save(out / "timeline.jsonl")
     records = read_records(settings.records)

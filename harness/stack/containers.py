@@ -56,7 +56,7 @@ from harness.stack.container_spec import (
     run_labels,
 )
 from harness.stack.emulate import Emulation, emulate
-from harness.stack.health import wait_healthy
+from harness.stack.health import health_waiter, wait_healthy
 from harness.stack.kv_line import healthy_line
 from harness.telemetry.nvml import GpuSnapshot
 from harness.twin.substitutions import Substitution, describe
@@ -353,6 +353,7 @@ class ContainersBackend:
             timeout_s=timeout,
             exited=exited,
             log_path=handle.log_path,
+            on_wait=health_waiter(plan.service, self.progress),
         )
 
     # -- teardown -----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from harness.spec.env_file import service_env_files
 from harness.spec.services import is_secret_name
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.container_spec import XAI_SERVICE
-from harness.stack.health import wait_healthy
+from harness.stack.health import health_waiter, wait_healthy
 from harness.stack.kv_line import healthy_line
 from harness.stack.ports import free_port
 from harness.stack.procs import spawn, stop_group
@@ -128,6 +128,7 @@ class ProcessBackend:
             timeout_s=timeout,
             exited=proc.poll,
             log_path=log,
+            on_wait=health_waiter(name, self.progress),
         )
         self.progress(healthy_line(handle, log))
         return handle
