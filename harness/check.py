@@ -95,7 +95,7 @@ def assumptions_from(
     settings: Settings, *, nvml_total: int | None = None, services: Sequence[str] = ()
 ) -> MemoryAssumptions:
     """Memory assumptions: NVML's total when a GPU is visible, else --gpu-memory / harness.toml."""
-    gpu_memory = settings.get("check.gpu_memory", str, "96GiB")
+    gpu_memory = settings.typed.check.gpu_memory
     if nvml_total is not None and "check.gpu_memory" not in settings.overrides:
         total, source = nvml_total, "NVML"
     else:
@@ -105,12 +105,10 @@ def assumptions_from(
         total_bytes=total,
         total_source=source,
         activation_reserve_bytes=parse_size(
-            settings.get("check.activation_reserve", str, "2GiB"), what="activation_reserve"
+            settings.typed.check.activation_reserve, what="activation_reserve"
         ),
-        cuda_context_bytes=parse_size(
-            settings.get("check.cuda_context", str, "520MiB"), what="cuda_context"
-        ),
-        block_size=settings.get("check.block_size", int, 16),
+        cuda_context_bytes=parse_size(settings.typed.check.cuda_context, what="cuda_context"),
+        block_size=settings.typed.check.block_size,
         activation_reserve_by_service=reserves_by_service(settings, services),
     )
 
@@ -132,6 +130,6 @@ def run_check(compose: Path, settings: Settings, *, nvml_total: int | None = Non
         spec=spec,
         plan=vram,
         archs=archs,
-        utilization_limit=settings.get("check.utilization_limit", float, 0.85),
+        utilization_limit=settings.typed.check.utilization_limit,
     )
     return CheckResult(spec=spec, plan=vram, findings=tuple(run_preflight(ctx)))

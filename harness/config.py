@@ -4,25 +4,38 @@ One precedence rule for every setting: an option beats the environment, which be
 which beats the built-in default. Settings are addressed as `section.key` (nested tables as
 `section.sub.key`); the environment variable is HARNESS_ + the dotted name in upper case with
 dots and dashes as underscores, e.g. `check.gpu_memory` -> HARNESS_CHECK_GPU_MEMORY.
+
+Every key and its default live in config_schema.py; `Settings.typed` is the typed view, read
+once. `load_settings` refuses a key or a HARNESS_* variable that no setting reads, naming the
+nearest known one.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness.config_schema import (
+    SECTIONS,
+    CompareSettings,
+    HarnessSettings,
+    LoadSettings,
+    TargetSettings,
+    env_name,
+    field_types,
+    unknown_keys,
+    unknown_variables,
+)
 from harness.errors import ConfigError
 
 T = TypeVar("T")
 CONFIG_NAME = "harness.toml"
-
-
-def env_name(dotted: str) -> str:
-    return "HARNESS_" + dotted.upper().replace(".", "_").replace("-", "_")
 
 
 def find_config(start: Path | None = None) -> Path | None:
@@ -60,6 +73,11 @@ class Settings:
             node = node[part]
         return self._convert(node, kind, f"{self.path or CONFIG_NAME}: {dotted}")
 
+    @cached_property
+    def typed(self) -> HarnessSettings:
+        """Every setting, typed, with the schema's defaults; read once per Settings."""
+        return typed_settings(self)
+
     def section(self, dotted: str) -> Mapping[str, Any]:
         node: Any = self.data
         for part in dotted.split("."):
@@ -91,4 +109,42 @@ def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None 
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    problems = [f"{path}: {p}" for p in unknown_keys(data)] + unknown_variables(os.environ)
+    if problems:
+        raise ConfigError("; ".join(problems))
     return Settings(path=path, data=data, overrides=dict(overrides or {}))
+
+
+def _kind(hint: Any) -> Callable[[Any], Any]:
+    if hint in (int, float, str, bool):
+        return hint
+    if hint == tuple[str, ...]:
+        return lambda v: tuple(v.split(",")) if isinstance(v, str) else tuple(v)
+    return lambda v: v
+
+
+def _section(settings: Settings, prefix: str, cls: type) -> Any:
+    default = cls()
+    values: dict[str, Any] = {}
+    for name, hint in field_types(cls).items():
+        dotted = f"{prefix}.{name}"
+        if typing.get_origin(hint) is Mapping:
+            base = dict(getattr(default, name))
+            table = settings.section(dotted)
+            keys = dict.fromkeys([*base, *table])
+            kind = float if typing.get_args(hint)[1] is float else str
+            values[name] = {k: settings.get(f"{dotted}.{k}", kind, base.get(k)) for k in keys}
+        else:
+            values[name] = settings.get(dotted, _kind(hint), getattr(default, name))
+    return cls(**values)
+
+
+def typed_settings(settings: Settings) -> HarnessSettings:
+    sections = {name: _section(settings, name, cls) for name, cls in SECTIONS.items()}
+    targets = {
+        t: _section(settings, f"targets.{t}", TargetSettings)
+        for t in dict.fromkeys([*HarnessSettings().targets, *settings.section("targets")])
+    }
+    assert isinstance(sections["load"], LoadSettings)
+    assert isinstance(sections["compare"], CompareSettings)
+    return HarnessSettings(**sections, targets=targets, slo=settings.section("slo"))

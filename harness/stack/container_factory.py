@@ -65,7 +65,7 @@ def make_containers_backend(
         models=TwinModelDirs(models.classifier_dir, models.primary_dir),
         kv_overrides=dict(kv_overrides or {}),
         router_env=twin_router_env(settings, router_env),
-        startup_timeout_s=settings.get("twin.startup_timeout_s", float, 300.0),
+        startup_timeout_s=settings.typed.twin.startup_timeout_s,
     )
     return ContainersBackend(
         spec=result.spec,

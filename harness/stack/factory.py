@@ -77,7 +77,7 @@ def make_backend(
             models=twin_models(progress),
             run_dir=run_dir,
             kv_overrides=dict(kv_overrides or {}),
-            startup_timeout_s=settings.get("twin.startup_timeout_s", float, 300.0),
+            startup_timeout_s=settings.typed.twin.startup_timeout_s,
             router_env=twin_router_env(settings, router_env),
             progress=progress,
         )
@@ -106,7 +106,7 @@ def twin_router_env(
     return {
         # A 32k-token prefill on two CPU cores takes seconds to minutes when the machine is
         # busy; the router's 30 s default would turn that into fallbacks.
-        "ROUTER_CLASSIFIER_TIMEOUT_S": str(settings.get("twin.classifier_timeout_s", float, 120.0)),
+        "ROUTER_CLASSIFIER_TIMEOUT_S": str(settings.typed.twin.classifier_timeout_s),
         **(router_env or {}),
     }
 

@@ -45,8 +45,8 @@ def test_engines_hold_their_budget_and_the_card_keeps_headroom(
 
     plan = run_check(stack.spec.path, harness_settings, nvml_total=gpu_snapshot.total_bytes).plan
     uses = engine_use(gpu_snapshot, stack.engines, plan, pgids(gpu_snapshot))
-    tolerance = harness_settings.get("targets.gpu.vram_tolerance", float, 0.05)
-    headroom = parse_size(harness_settings.get("targets.gpu.min_headroom", str, "1GiB"))
+    tolerance = harness_settings.typed.target("gpu").vram_tolerance
+    headroom = parse_size(harness_settings.typed.target("gpu").min_headroom)
     handles = {e.name: e for e in stack.engines}
     reported = {p.pid for p in gpu_snapshot.processes if p.used_bytes is not None}
     # Absent engines and the card's headroom; the per-engine bounds are one-sided below.

@@ -19,7 +19,7 @@ def test_eval_split_accuracy_meets_the_floor(
 ) -> None:
     report = evaluate(router_http, load_routing(ROUTING_EVAL), ROUTES)
     run_record.put("acceptance", "routing", report.to_dict())
-    floor = harness_settings.get(f"targets.{harness_target}.routing_accuracy_floor", float, 0.95)
+    floor = harness_settings.typed.target(harness_target).routing_accuracy_floor
     print(
         f"routing accuracy {report.accuracy:.3f} on {report.scored} items (floor {floor}); "
         + ", ".join(f"{r}: P={report.precision(r):.2f} R={report.recall(r):.2f}" for r in ROUTES)
