@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +138,11 @@ def _high_fd(fd: int) -> int:
     return new
 
 
-def _child_fds(cmd_r: int, resp_w: int) -> Callable[[], None]:
-    def setup() -> None:
-        os.dup2(cmd_r, 3)
-        os.dup2(resp_w, 4)
-
-    return setup
+def _on_fds_3_and_4(argv: list[str], cmd_r: int, resp_w: int) -> list[str]:
+    """`argv` run with `cmd_r` as fd 3 and `resp_w` as fd 4 (what --remote-debugging-pipe
+    reads and writes), set up by bash's redirections: no Python code runs between fork and exec,
+    which is unsafe while the harness's sampler and log threads run."""
+    return ["/bin/bash", "-c", f'exec "$@" 3<&{cmd_r} 4>&{resp_w}', "chromium", *argv]
 
 
 def screenshot(html: Path, png: Path, *, timeout_s: float = 60.0) -> list[str]:
@@ -166,12 +164,11 @@ def screenshot(html: Path, png: Path, *, timeout_s: float = 60.0) -> list[str]:
         ]
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                argv,
+                _on_fds_3_and_4(argv, cmd_r, resp_w),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                pass_fds=(3, 4),
-                preexec_fn=_child_fds(cmd_r, resp_w),
+                pass_fds=(cmd_r, resp_w),
                 start_new_session=True,
             )
         os.close(cmd_r)

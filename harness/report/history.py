@@ -7,8 +7,12 @@ newest history entry with status `passed` other than the run being compared.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +69,25 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 def append_history(path: Path, entry: dict[str, Any]) -> bool:
     """Add `entry`; a run already there is replaced in place, never added twice.
 
-    Returns True when the file changed.
+    Returns True when the file changed. A lock file beside the history serialises writers (a
+    nightly finishing while a run is finalized by hand), so neither loses the other's line.
     """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        return _append(path, entry)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.with_name(path.name + ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _append(path: Path, entry: dict[str, Any]) -> bool:
     entries = read_history(path)
     line = json.dumps(entry, sort_keys=True)
     for i, old in enumerate(entries):
@@ -76,7 +97,6 @@ def append_history(path: Path, entry: dict[str, Any]) -> bool:
             entries[i] = entry
             _write_atomic(path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
             return True
-    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(line + "\n")
     return True
@@ -150,6 +170,13 @@ def set_baseline(run_dir: Path, root: Path) -> Path:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write a whole new file under a unique name, then rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -151,3 +151,21 @@ def test_last_green_whose_record_is_gone_is_named(tmp_path: Path) -> None:
     (gone / "record.json").unlink()
     with pytest.raises(InputError, match="last-green run 20261120T062715Z-twin has no record"):
         last_green(tmp_path, "other")
+
+
+def test_writers_take_turns_on_the_history(tmp_path: Path) -> None:
+    import threading
+
+    from harness.report.history import _locked, append_history
+
+    path = tmp_path / "history.jsonl"
+    done = threading.Event()
+    with _locked(path):
+        t = threading.Thread(
+            target=lambda: (append_history(path, {"run_id": "a", "ok": True}), done.set())
+        )
+        t.start()
+        assert not done.wait(0.3), "a writer went ahead while another held the history"
+    t.join(5)
+    assert done.is_set() and path.read_text().count('"run_id": "a"') == 1
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
