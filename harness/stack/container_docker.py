@@ -107,17 +107,21 @@ def _gpu_reason(text: str) -> str:
 
 def image_present(client: Any, image: str) -> bool:
     """Whether `image` is in the local image store (this never pulls)."""
+    from docker.errors import DockerException
+
     try:
         client.images.get(image)
-    except Exception:
+    except DockerException:  # ImageNotFound, or an engine that cannot tell
         return False
     return True
 
 
 def _local_vllm_image(client: Any) -> str | None:
+    from docker.errors import DockerException
+
     try:
         found = client.images.list(name=VLLM_IMAGE)
-    except Exception:
+    except DockerException:
         return None
     tags = [t for img in found for t in (img.tags or [])]
     return tags[0] if tags else None
@@ -166,9 +170,11 @@ def configure_ryuk(client: Any, wanted: bool = True) -> bool:
     if RYUK_ENV in os.environ:
         return not tc.ryuk_disabled
     present = True
+    from docker.errors import DockerException
+
     try:
         client.images.get(tc.ryuk_image)
-    except Exception:
+    except DockerException:
         present = False
     use = wanted and present
     if not use:

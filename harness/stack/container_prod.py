@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from docker.errors import DockerException
+
 from harness.errors import StackError
 from harness.gpu_free import free_memory_finding
 from harness.spec import StackSpec
@@ -204,7 +206,7 @@ def container_names(client: Any, ids: list[str]) -> dict[str, str]:
     for cid in ids:
         try:
             out[cid] = client.containers.get(cid).name
-        except Exception:
+        except DockerException:  # gone meanwhile, or not a container of this engine
             out[cid] = cid[:12]
     return out
 

@@ -25,6 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
+from docker.errors import DockerException
+from requests.exceptions import RequestException
+
 from harness.errors import StackError, StartupError
 from harness.spec import StackSpec
 from harness.spec.env_file import missing_env_files
@@ -301,7 +304,7 @@ class ContainersBackend:
         self._containers[plan.service] = c
         try:
             c.start()
-        except Exception as exc:
+        except (DockerException, RequestException) as exc:
             raise StackError(
                 f"{plan.service}: docker could not start {plan.name}: "
                 f"{mask_text(str(exc), plan.secret_values)}"

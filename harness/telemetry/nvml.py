@@ -42,9 +42,18 @@ def _pynvml() -> Any:
         raise CapabilityError("nvidia-ml-py is not installed (pip install '.[gpu]')") from None
     try:
         pynvml.nvmlInit()
-    except Exception as exc:  # NVMLError_LibraryNotFound, _DriverNotLoaded, ...
+    except pynvml.NVMLError as exc:  # LibraryNotFound, DriverNotLoaded, ...
         raise CapabilityError(f"NVML is not usable here: {exc}") from None
     return pynvml
+
+
+def nvml_errors() -> tuple[type[Exception], ...]:
+    """What an NVML reading raises when there is no usable GPU: ours, and pynvml's own."""
+    try:
+        import pynvml
+    except ImportError:
+        return (CapabilityError,)
+    return (CapabilityError, pynvml.NVMLError)
 
 
 def nvml_device_count() -> int:
@@ -81,7 +90,7 @@ def snapshot(index: int = 0) -> GpuSnapshot:
         try:
             util = nv.nvmlDeviceGetUtilizationRates(h)
             ug, um = int(util.gpu), int(util.memory)
-        except Exception:  # some boards (and MIG slices) do not report utilization
+        except nv.NVMLError:  # some boards (and MIG slices) do not report utilization
             pass
         procs = []
         for p in nv.nvmlDeviceGetComputeRunningProcesses(h):
@@ -107,5 +116,5 @@ def total_memory_or_none(index: int = 0) -> int | None:
     """The card's total memory, or None when no GPU is visible."""
     try:
         return snapshot(index).total_bytes
-    except Exception:  # no library, no driver, no device: all mean "no GPU here"
+    except nvml_errors():  # no library, no driver, no device: all mean "no GPU here"
         return None

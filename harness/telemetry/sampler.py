@@ -95,11 +95,11 @@ class Sampler:
             self._sample_gpu(now)
 
     def _sample_gpu(self, now: float) -> None:
-        from harness.telemetry.nvml import snapshot
+        from harness.telemetry.nvml import nvml_errors, snapshot
 
         try:
             snap = snapshot(0)
-        except Exception:  # no GPU, no library: sample engines only from now on
+        except nvml_errors():  # no GPU, no library: sample engines only from now on
             self.nvml = False
             return
         self.gpu_rows.append(
