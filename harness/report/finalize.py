@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.report import history as H
+from harness.report import history as run_history
 from harness.report.compare import Comparison, Tolerances, compare
 from harness.report.render_html import render_html
 from harness.report.render_md import render_markdown
@@ -33,9 +33,13 @@ def finalize_run(
     """
     run_dir = Path(run_dir)
     doc = load_record(run_dir / "record.json")
-    history = history or H.root_of(run_dir) / H.HISTORY
-    H.append_history(history, history_line(doc, str(run_dir)))
-    trend = H.recent(H.read_history(history), trend_runs, doc["target"]) if trend_runs else []
+    history = history or run_history.root_of(run_dir) / run_history.HISTORY
+    run_history.append_history(history, history_line(doc, str(run_dir)))
+    trend = (
+        run_history.recent(run_history.read_history(history), trend_runs, doc["target"])
+        if trend_runs
+        else []
+    )
     comparison: Comparison | None = None
     if baseline is not None:
         comparison = compare(doc, load_record(baseline), tolerances)

@@ -13,20 +13,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.report import summary as S
-from harness.report import svg
+from harness.report import summary, svg
 from harness.report.compare import Comparison, verdict_line
 from harness.report.html_load import load, trends
 from harness.report.svg import esc, fmt, table
 
 OUTCOME_FILL = {
-    S.OK: "#a6dba0",
-    S.FLAGGED: "#c2e4ef",
-    S.FALLBACK: "#fdb863",
-    S.TRUNCATED: "#c2a5cf",
-    S.MISROUTED: "#fee08b",
-    S.ERROR: "#e66101",
-    S.UNFLAGGED: "#f4a582",
+    summary.OK: "#a6dba0",
+    summary.FLAGGED: "#c2e4ef",
+    summary.FALLBACK: "#fdb863",
+    summary.TRUNCATED: "#c2a5cf",
+    summary.MISROUTED: "#fee08b",
+    summary.ERROR: "#e66101",
+    summary.UNFLAGGED: "#f4a582",
 }
 BUDGET_FILLS = ("#99ddff", "#77aadd", "#44bb99")
 GIB = 2**30
@@ -63,17 +62,17 @@ def header(doc: dict[str, Any], c: Comparison | None) -> str:
     if sha:
         meta += f" · compose {str(sha)[:12]}"
     cards = [_card("status", status.upper(), status == "passed")]
-    r = S.routing(doc)
+    r = summary.routing(doc)
     if r is not None:
         cards.append(_card("routing accuracy", f"{r['accuracy']:.3f}"))
-    rows = S.long_context(doc)
+    rows = summary.long_context(doc)
     if rows is not None:
-        ok = sum(x.outcome in S.PASSING for x in rows)
+        ok = sum(x.outcome in summary.PASSING for x in rows)
         cards.append(_card("long context", f"{ok} / {len(rows)} passed", ok == len(rows)))
-    fb = S.fallbacks(doc)
+    fb = summary.fallbacks(doc)
     if fb:
         cards.append(_card("fallbacks", str(sum(fb.values())), sum(fb.values()) == 0))
-    profiles = S.profiles(doc)
+    profiles = summary.profiles(doc)
     if profiles:
         engines = [e for s in profiles.values() for e in s.get("engines", {}).values()]
         pre = sum(e.get("preemptions", 0) for e in engines)
@@ -115,7 +114,7 @@ def comparison(c: Comparison) -> str:
 
 
 def routing(doc: dict[str, Any]) -> str:
-    r = S.routing(doc)
+    r = summary.routing(doc)
     if r is None:
         return ""
     expected = list(r["confusion"])
@@ -165,10 +164,10 @@ def routing(doc: dict[str, Any]) -> str:
 
 
 def long_context(doc: dict[str, Any]) -> str:
-    rows = S.long_context(doc)
+    rows = summary.long_context(doc)
     if rows is None:
         return ""
-    cols = S.token_columns(rows)
+    cols = summary.token_columns(rows)
     keys = list(dict.fromkeys(f"{x.placement} / {x.route}" for x in rows))
     cells: list[list[svg.Cell | None]] = [[None] * len(cols) for _ in keys]
     for x in rows:
@@ -178,10 +177,10 @@ def long_context(doc: dict[str, Any]) -> str:
             for k, (_, members) in enumerate(cols)
             if x.tokens in members and (x.over_limit == cols[k][0].endswith("(over)"))
         )
-        text = x.got if x.outcome == S.OK else x.outcome
-        if cells[i][j] is None or x.outcome not in S.PASSING:
+        text = x.got if x.outcome == summary.OK else x.outcome
+        if cells[i][j] is None or x.outcome not in summary.PASSING:
             cells[i][j] = (text, OUTCOME_FILL[x.outcome])
-    legend = [(o, OUTCOME_FILL[o]) for o, n in S.outcome_counts(rows).items() if n]
+    legend = [(o, OUTCOME_FILL[o]) for o, n in summary.outcome_counts(rows).items() if n]
     plot = svg.grid(
         "plot-long-context",
         "Long-context classification (placement / route x tokens)",
@@ -192,7 +191,7 @@ def long_context(doc: dict[str, Any]) -> str:
         corner="tokens →",
         cell_w=110,
     )
-    counts = ", ".join(f"{n} {k}" for k, n in S.outcome_counts(rows).items() if n)
+    counts = ", ".join(f"{n} {k}" for k, n in summary.outcome_counts(rows).items() if n)
     return f'<h2>Long context</h2><p>{esc(counts)}</p><div class="plots">{plot}</div>'
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-import report_fixtures as F
+import report_fixtures as fixtures
 
 from harness.errors import InputError
 from harness.report.finalize import finalize_run
@@ -23,17 +23,17 @@ from harness.report.summary import history_line
 
 
 def run(root: Path, day: int, status: str = "passed", target: str = "twin") -> Path:
-    doc = F.record(
+    doc = fixtures.record(
         f"202611{day:02d}T062715Z-{target}",
         status=status,
         target=target,
         started_at=f"2026-11-{day:02d}T06:27:15Z",
     )
-    return F.write_run(root, doc, timelines=False)
+    return fixtures.write_run(root, doc, timelines=False)
 
 
 def test_history_line_has_the_summary_numbers() -> None:
-    doc = F.record()
+    doc = fixtures.record()
     doc["acceptance"]["long_context"][0]["reason"] = "fallback:timeout"
     doc["load"]["steady"]["engines"]["vllm-primary"]["preemptions"] = 2.0
     line = history_line(doc, "reports/runs/x")

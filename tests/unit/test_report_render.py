@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import report_fixtures as F
+import report_fixtures as fixtures
 
 from harness.errors import CapabilityError
 from harness.report.compare import compare
@@ -26,7 +26,12 @@ PLOTS = [
     "plot-confusion",
     "plot-long-context",
     "plot-vram",
-    *(f"plot-timeline-{p}-{e}-{k}" for p in F.PROFILES for e in F.ENGINES for k in ("kv", "queue")),
+    *(
+        f"plot-timeline-{p}-{e}-{k}"
+        for p in fixtures.PROFILES
+        for e in fixtures.ENGINES
+        for k in ("kv", "queue")
+    ),
 ]
 
 
@@ -64,12 +69,12 @@ def parse(html: str) -> Tags:
 
 def full_run(tmp_path: Path) -> Path:
     miss = {"id": EVIL, "expected": "local", "got": "search", "reason": EVIL}
-    doc = F.set_in(F.record(), "acceptance.routing.misses", [miss])
-    return F.write_run(tmp_path, doc)
+    doc = fixtures.set_in(fixtures.record(), "acceptance.routing.misses", [miss])
+    return fixtures.write_run(tmp_path, doc)
 
 
 def test_markdown_has_every_section() -> None:
-    doc = F.record()
+    doc = fixtures.record()
     md = render_markdown(doc)
     assert md.startswith("# Run 20261126T062715Z-twin: PASSED")
     assert "target `twin`" in md and "compose ea965b03eff1" in md
@@ -84,7 +89,7 @@ def test_markdown_has_every_section() -> None:
 
 
 def test_markdown_names_long_context_failures_and_fallbacks() -> None:
-    doc = F.record()
+    doc = fixtures.record()
     doc["acceptance"]["long_context"][0].update(reason="fallback:timeout")
     doc["acceptance"]["long_context"][1].update(classifier_prompt_tokens=512)
     doc["acceptance"]["routing"]["fallbacks"] = 2
@@ -96,8 +101,10 @@ def test_markdown_names_long_context_failures_and_fallbacks() -> None:
 
 
 def test_markdown_carries_the_comparison_verdict() -> None:
-    base = F.record()
-    cur = F.set_in(F.record("20261127T000000Z-twin"), "load.steady.latency.local.ttft_s.p95", 9.0)
+    base = fixtures.record()
+    cur = fixtures.set_in(
+        fixtures.record("20261127T000000Z-twin"), "load.steady.latency.local.ttft_s.p95", 9.0
+    )
     md = render_markdown(cur, compare(cur, base))
     assert "**REGRESSION against 20261126T062715Z-twin: load.steady.local.ttft_p95_s" in md
     assert "load.steady.local.ttft_p95_s  3.06" in md
@@ -106,21 +113,25 @@ def test_markdown_carries_the_comparison_verdict() -> None:
 
 
 def test_markdown_of_partial_runs() -> None:
-    only_load = render_markdown(F.record(acceptance={}))
+    only_load = render_markdown(fixtures.record(acceptance={}))
     assert "## Load" in only_load and "## Acceptance" not in only_load
-    only_acc = render_markdown(F.set_in(F.record(), "load", {}))
+    only_acc = render_markdown(fixtures.set_in(fixtures.record(), "load", {}))
     assert "## Acceptance" in only_acc and "## Load" not in only_acc
-    empty = render_markdown(F.record(acceptance={}, load={}))
+    empty = render_markdown(fixtures.record(acceptance={}, load={}))
     assert "No acceptance or load results in this run." in empty
 
 
 def test_html_has_every_plot_with_a_title(tmp_path: Path) -> None:
     run_dir = full_run(tmp_path)
-    history = [history_line(F.record(f"2026112{i}T062715Z-twin")) for i in range(3)]
-    html = render_html(F.record(), run_dir, history=history)
+    history = [history_line(fixtures.record(f"2026112{i}T062715Z-twin")) for i in range(3)]
+    html = render_html(fixtures.record(), run_dir, history=history)
     tags = parse(html)
     assert tags.opened == tags.closed == len(tags.svgs)
-    for plot in [*PLOTS, "plot-trend-accuracy", *(f"plot-trend-ttft-{p}" for p in F.PROFILES)]:
+    for plot in [
+        *PLOTS,
+        "plot-trend-accuracy",
+        *(f"plot-trend-ttft-{p}" for p in fixtures.PROFILES),
+    ]:
         assert plot in tags.svgs, plot
         assert tags.svgs[plot], f"{plot} has no <title>"
     queue = re.search(r'<svg id="plot-timeline-steady-vllm-primary-queue".*?</svg>', html)
@@ -131,8 +142,8 @@ def test_html_has_every_plot_with_a_title(tmp_path: Path) -> None:
 def test_html_is_self_contained_and_escaped(tmp_path: Path) -> None:
     run_dir = full_run(tmp_path)
     miss = {"id": EVIL, "expected": "local", "got": "x", "reason": EVIL}
-    doc = F.set_in(F.record(), "acceptance.routing.misses", [miss])
-    html = render_html(doc, run_dir, comparison_=compare(doc, F.record()))
+    doc = fixtures.set_in(fixtures.record(), "acceptance.routing.misses", [miss])
+    html = render_html(doc, run_dir, comparison_=compare(doc, fixtures.record()))
     assert "<script" not in html.lower()
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
     assert "fp8 KV &lt;b&gt;cache&lt;/b&gt;" in html  # a preflight finding's message
@@ -143,15 +154,17 @@ def test_html_is_self_contained_and_escaped(tmp_path: Path) -> None:
 
 
 def test_html_without_timelines_or_sections_still_renders(tmp_path: Path) -> None:
-    html = render_html(F.record(), None)
+    html = render_html(fixtures.record(), None)
     assert "no timeline.jsonl for this profile" in html
     assert "plot-timeline" not in html
-    bare = render_html(F.record(acceptance={}, load={}, preflight={}, stack={}))
+    bare = render_html(fixtures.record(acceptance={}, load={}, preflight={}, stack={}))
     assert "<svg" not in bare and "</html>" in bare
 
 
 def test_finalize_writes_both_reports_with_trends(tmp_path: Path) -> None:
-    older = F.write_run(tmp_path, F.record("20261125T062715Z-twin", started_at="2026-11-25"))
+    older = fixtures.write_run(
+        tmp_path, fixtures.record("20261125T062715Z-twin", started_at="2026-11-25")
+    )
     finalize_run(older)
     run_dir = full_run(tmp_path)
     written = finalize_run(run_dir)
@@ -170,7 +183,7 @@ def test_report_html_renders_in_chromium(tmp_path: Path) -> None:
     except CapabilityError as exc:
         pytest.skip(f"headless check needs Debian's chromium: {exc}")
     run_dir = full_run(tmp_path)
-    F.write_run(tmp_path, F.record("20261125T062715Z-twin", started_at="2026-11-25"))
+    fixtures.write_run(tmp_path, fixtures.record("20261125T062715Z-twin", started_at="2026-11-25"))
     finalize_run(tmp_path / "runs" / "20261125T062715Z-twin")
     finalize_run(run_dir, baseline=tmp_path / "runs" / "20261125T062715Z-twin" / "record.json")
     png = run_dir / "report.png"

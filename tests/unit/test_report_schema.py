@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import report_fixtures as F
+import report_fixtures as fixtures
 
 from harness.errors import InputError
 from harness.load.records import RequestRecord
@@ -36,7 +36,7 @@ def test_schema_is_draft_2020_12_and_itself_valid() -> None:
 
 
 def test_realistic_record_loads(tmp_path: Path) -> None:
-    doc = F.record()
+    doc = fixtures.record()
     assert load_record(write(tmp_path, doc)) == doc
     assert load_record(tmp_path) == doc  # a run directory works too
 
@@ -69,7 +69,7 @@ def test_what_the_harness_itself_writes_validates(tmp_path: Path) -> None:
         for i in range(4)
     ]
     sampler = Sampler({"vllm-primary": "http://unused"}, nvml=False)
-    sampler.rows = [F.timeline()[1], F.timeline()[3]]
+    sampler.rows = [fixtures.timeline()[1], fixtures.timeline()[3]]
     rec.put("load", "steady", summarize("steady", records, sampler, 3, "vllm-primary"))
     rec.finish("failed")
     doc = load_record(rec.path)
@@ -108,7 +108,7 @@ def test_missing_file_names_it(tmp_path: Path) -> None:
     [(0, "older than this harness reads"), (2, "newer harness"), ("1", "expected an integer")],
 )
 def test_wrong_versions_are_refused(tmp_path: Path, version: Any, needle: str) -> None:
-    path = write(tmp_path, F.record(schema_version=version))
+    path = write(tmp_path, fixtures.record(schema_version=version))
     with pytest.raises(InputError) as err:
         load_record(path)
     assert f"{path}: field schema_version" in str(err.value)
@@ -116,7 +116,7 @@ def test_wrong_versions_are_refused(tmp_path: Path, version: Any, needle: str) -
 
 
 def test_an_unversioned_old_record_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, F.set_in(F.record(), "schema_version", F.DELETE))
+    path = write(tmp_path, fixtures.set_in(fixtures.record(), "schema_version", fixtures.DELETE))
     with pytest.raises(InputError, match="schema_version is missing"):
         load_record(path)
 
@@ -125,7 +125,7 @@ def test_an_unversioned_old_record_is_refused(tmp_path: Path) -> None:
     ("dotted", "value", "field"),
     [
         ("status", "ok", "status"),
-        ("run_id", F.DELETE, "run_id"),
+        ("run_id", fixtures.DELETE, "run_id"),
         ("load.steady.latency.local.ttft_s.p95", "fast", "load.steady.latency.local.ttft_s.p95"),
         ("load.steady.error_rate", 1.5, "load.steady.error_rate"),
         ("acceptance.routing.confusion.local.search", -1, "acceptance.routing.confusion.local"),
@@ -150,7 +150,7 @@ def test_an_unversioned_old_record_is_refused(tmp_path: Path) -> None:
 )
 def test_corrupt_fields_are_named(tmp_path: Path, dotted: str, value: Any, field: str) -> None:
     pytest.importorskip("jsonschema")
-    path = write(tmp_path, F.set_in(F.record(), dotted, value))
+    path = write(tmp_path, fixtures.set_in(fixtures.record(), dotted, value))
     with pytest.raises(InputError) as err:
         load_record(path)
     assert str(path) in str(err.value)
@@ -158,9 +158,9 @@ def test_corrupt_fields_are_named(tmp_path: Path, dotted: str, value: Any, field
 
 
 def test_optional_sections_may_be_absent_or_empty() -> None:
-    only_load = F.record(acceptance={}, preflight={}, stack={})
+    only_load = fixtures.record(acceptance={}, preflight={}, stack={})
     validate_record(only_load)
-    only_acceptance = F.set_in(F.record(), "load", F.DELETE)
+    only_acceptance = fixtures.set_in(fixtures.record(), "load", fixtures.DELETE)
     validate_record(only_acceptance)
 
 
@@ -168,10 +168,10 @@ def test_without_jsonschema_the_hand_checks_still_guard(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "jsonschema", None)  # import now raises ImportError
-    assert load_record(write(tmp_path, F.record()))["run_id"] == F.record()["run_id"]
+    assert load_record(write(tmp_path, fixtures.record()))["run_id"] == fixtures.record()["run_id"]
     with pytest.raises(InputError, match="field schema_version"):
-        load_record(write(tmp_path, F.record(schema_version=0)))
+        load_record(write(tmp_path, fixtures.record(schema_version=0)))
     with pytest.raises(InputError, match="field target is missing"):
-        load_record(write(tmp_path, F.set_in(F.record(), "target", F.DELETE)))
+        load_record(write(tmp_path, fixtures.set_in(fixtures.record(), "target", fixtures.DELETE)))
     with pytest.raises(InputError, match="field load: expected an object"):
-        load_record(write(tmp_path, F.record(load=[])))
+        load_record(write(tmp_path, fixtures.record(load=[])))
