@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +36,27 @@ class RequestRecord:
 
 
 class RecordWriter:
-    """Appends records to a JSON-lines file; safe across greenlets and threads."""
+    """Appends records to a JSON-lines file; safe across greenlets and threads. Lines reach the
+    file at least every `flush_s` seconds and on close, not one write call per request."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, flush_s: float = 1.0) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = path.open("a", buffering=1)
+        self._fh = path.open("a", buffering=1 << 16)
         self._lock = threading.Lock()
+        self._flush_s = flush_s
+        self._flushed = time.monotonic()
 
     def write(self, record: RequestRecord) -> None:
-        line = json.dumps(asdict(record), separators=(",", ":"))
+        # vars(), not asdict(): asdict deep-copies every ITL list, a visible share of the
+        # client's CPU per request at a thousand requests a second.
+        line = json.dumps(vars(record), separators=(",", ":"))
         with self._lock:
             self._fh.write(line + "\n")
+            now = time.monotonic()
+            if now - self._flushed >= self._flush_s:
+                self._fh.flush()
+                self._flushed = now
 
     def close(self) -> None:
         self._fh.close()

@@ -34,38 +34,61 @@ def _has_token(obj: dict[str, Any]) -> bool:
     return False
 
 
+_decode = json.JSONDecoder().decode
+
+
+def _dispatch(t: StreamTiming, event: bytes, now: float) -> None:
+    """One complete event, stamped with the read that completed it."""
+    for line in event.split(b"\n") if b"\n" in event else (event,):
+        if not line.startswith(b"data:"):
+            continue  # comments (keep-alive pings), event:, id:, retry:
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            t.done = True
+            continue
+        try:
+            obj = _decode(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            t.error = "malformed SSE data"
+            continue
+        if not isinstance(obj, dict):
+            t.error = "malformed SSE data"
+            continue
+        t.chunks += 1
+        if isinstance(obj.get("error"), dict):
+            t.error = str(obj["error"].get("message") or obj["error"])
+        if obj.get("usage"):
+            t.usage = obj["usage"]
+        if _has_token(obj):
+            if t.first_token_at is None:
+                t.first_token_at = now
+            elif t.last_token_at is not None:
+                t.gaps_s.append(now - t.last_token_at)
+            t.last_token_at = now
+
+
 def measure_stream(
     reads: Iterable[bytes], clock: Callable[[], float] = time.perf_counter
 ) -> StreamTiming:
-    """Consume SSE bytes (any chunking) and time the token-bearing events."""
+    """Consume SSE bytes (any chunking, any event size) and time the token-bearing events.
+
+    The clock is read once per read, as the read is handed over; events are decoded only once
+    their blank line has arrived, so an event or a multibyte character split across reads is
+    whole when parsed. A last event that the stream ends without a blank line is still read.
+    """
     t = StreamTiming()
     buffer = b""
+    now = 0.0
     for raw in reads:
         now = clock()
-        buffer += raw.replace(b"\r\n", b"\n")
-        while b"\n\n" in buffer:
-            event, buffer = buffer.split(b"\n\n", 1)
-            for line in event.split(b"\n"):
-                if not line.startswith(b"data:"):
-                    continue
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    t.done = True
-                    continue
-                try:
-                    obj = json.loads(data)
-                except json.JSONDecodeError:
-                    t.error = "malformed SSE data"
-                    continue
-                t.chunks += 1
-                if isinstance(obj.get("error"), dict):
-                    t.error = str(obj["error"].get("message") or obj["error"])
-                if obj.get("usage"):
-                    t.usage = obj["usage"]
-                if _has_token(obj):
-                    if t.first_token_at is None:
-                        t.first_token_at = now
-                    elif t.last_token_at is not None:
-                        t.gaps_s.append(now - t.last_token_at)
-                    t.last_token_at = now
+        buffer += raw
+        if b"\r" in buffer:
+            # On the whole pending tail, so that a CRLF split across two reads is seen whole.
+            buffer = buffer.replace(b"\r\n", b"\n")
+        if b"\n\n" in buffer:
+            *events, buffer = buffer.split(b"\n\n")
+            for event in events:
+                _dispatch(t, event, now)
+    if buffer.strip():
+        _dispatch(t, buffer.strip(), now)
     return t

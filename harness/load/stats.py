@@ -28,6 +28,22 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
+def histogram_bucket(q: float, buckets: dict[float, float]) -> tuple[float, float] | None:
+    """The bucket (lower, upper] of cumulative `buckets` that holds the q-quantile: all that a
+    histogram says about it. The upper bound is inf when the quantile lies past the last
+    finite bound."""
+    total = max(buckets.values(), default=0.0)
+    if total <= 0:
+        return None
+    rank = q * total
+    lower = 0.0
+    for bound, count in sorted(buckets.items()):
+        if count >= rank and count > 0:
+            return lower, bound
+        lower = bound
+    return lower, float("inf")
+
+
 def summary(values: Sequence[float]) -> dict[str, float | None]:
     out: dict[str, float | None] = {f"p{p}": percentile(values, p) for p in PERCENTILES}
     out["mean"] = statistics.fmean(values) if values else None

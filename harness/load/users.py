@@ -11,14 +11,16 @@ the name, so locust's own CSV and JSON are per route too.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
-import requests
 from locust import User, constant, events, task
 
+from harness.load.http import HTTPParseError, StreamClient
 from harness.load.prompts import chat_prompts, filler_sentences, long_prompt
 from harness.load.records import RecordWriter, RequestRecord
 from harness.load.settings import LoadSettings
@@ -54,9 +56,14 @@ class _StreamingUser(User):
     target = "router"
 
     def on_start(self) -> None:
-        self.session = requests.Session()
+        parts = urlsplit(self.url())
+        self.path = parts.path
+        self.http = StreamClient(f"{parts.scheme}://{parts.netloc}", read_timeout_s=900.0)
         self.rng = random.Random(SETTINGS.seed * 1000 + next(_counter))
         self.next_at = time.time()
+
+    def on_stop(self) -> None:
+        self.http.close()
 
     def url(self) -> str:
         return str(self.host).rstrip("/") + "/v1/chat/completions"
@@ -66,6 +73,16 @@ class _StreamingUser(User):
 
     def body(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def clock(self) -> float:
+        """The monotonic clock every timestamp of a request is read from."""
+        return time.perf_counter()
+
+    def started(self) -> float:
+        """The request's start on `clock`, read just before its first byte is sent: TTFT and
+        E2E count from here. A test that moves it later shows that reconciliation against the
+        engine's own TTFT catches a client clock that starts late."""
+        return self.clock()
 
     def _schedule(self) -> float:
         """The intended start: now in a closed loop, else the next slot of a fixed pace."""
@@ -82,39 +99,43 @@ class _StreamingUser(User):
         global _sent
         intended = self._schedule()
         _sent += 1
-        start_wall, start = time.time(), time.perf_counter()
-        rec = RequestRecord(type(self).__name__, self.target, intended, start_wall, 0, False)
+        rec = RequestRecord(type(self).__name__, self.target, intended, 0.0, 0, False)
         rec.request_id = uuid.uuid4().hex
         headers = {**self.headers(), "X-Harness-Request": rec.request_id}
-        body = self.body()
+        # Encoded before the clock starts: a 50k-token prompt takes milliseconds to serialise,
+        # which is the client's work, not the server's latency.
+        payload = json.dumps(self.body()).encode()
         exc: Exception | None = None
+        rec.actual_start, start = time.time(), self.started()
         try:
-            with self.session.post(
-                self.url(), json=body, headers=headers, stream=True, timeout=(10, 900)
-            ) as resp:
-                rec.status = resp.status_code
-                rec.route = resp.headers.get("X-Route")
-                rec.reason = resp.headers.get("X-Route-Reason")
-                if resp.headers.get("X-Classifier-Ms"):
-                    rec.classifier_ms = float(resp.headers["X-Classifier-Ms"])
-                if resp.status_code != 200:
-                    rec.error = resp.text[:300]
+            resp = self.http.post(self.path, payload, headers)
+            try:
+                rec.status = resp.status
+                rec.route = resp.header("X-Route")
+                rec.reason = resp.header("X-Route-Reason")
+                classifier_ms = resp.header("X-Classifier-Ms")
+                if classifier_ms:
+                    rec.classifier_ms = float(classifier_ms)
+                if resp.status != 200:
+                    rec.error = resp.read_all(4096).decode("utf-8", "replace")[:300]
                 else:
-                    timing = measure_stream(resp.iter_content(chunk_size=None))
-                    rec.e2e_s = time.perf_counter() - start
+                    timing = measure_stream(resp.reads(), clock=self.clock)
+                    rec.e2e_s = self.clock() - start
                     if timing.first_token_at is not None:
                         rec.ttft_s = timing.first_token_at - start
-                        rec.ttft_from_intended_s = rec.ttft_s + (start_wall - intended)
+                        rec.ttft_from_intended_s = rec.ttft_s + (rec.actual_start - intended)
                     rec.itl_s = [round(g, 6) for g in timing.gaps_s]
                     if timing.usage:
                         rec.output_tokens = timing.usage.get("completion_tokens")
                         rec.prompt_tokens = timing.usage.get("prompt_tokens")
                     rec.error = timing.error or (None if timing.done else "stream ended early")
                     rec.ok = rec.error is None and rec.ttft_s is not None
-        except requests.RequestException as e:
+            finally:
+                resp.close()
+        except (OSError, HTTPParseError, ValueError) as e:
             exc, rec.error = e, f"{type(e).__name__}: {e}"[:300]
         if rec.e2e_s is None:
-            rec.e2e_s = time.perf_counter() - start
+            rec.e2e_s = self.clock() - start
         if not rec.ok and exc is None:
             exc = RuntimeError(rec.error or f"HTTP {rec.status}")
         writer().write(rec)
