@@ -77,7 +77,7 @@ def cmd_down(ns: argparse.Namespace) -> int:
 
 def _report_production() -> None:
     """Print who stopped the production stack, if a run did."""
-    from harness.stack import prod_marker
+    from harness.stack.containers import prod_marker
 
     marker = prod_marker.read()
     if marker is not None:
@@ -112,7 +112,7 @@ def _down(ns: argparse.Namespace) -> int:
 
 
 def _sweep(run_id: str | None) -> int:
-    from harness.stack.containers import container_capability, sweep
+    from harness.stack.containers.backend import container_capability, sweep
 
     why = container_capability(gpu=False)
     if why:
@@ -127,7 +127,7 @@ def _sweep(run_id: str | None) -> int:
 
 def cmd_status(ns: argparse.Namespace) -> int:
     if ns.clear_production:
-        from harness.stack import prod_marker
+        from harness.stack.containers import prod_marker
 
         prod_marker.clear()
         return 0
@@ -215,7 +215,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
 
 def cmd_prefetch(ns: argparse.Namespace) -> int:
     from harness.spec import load_stack
-    from harness.stack.prefetch import ImageItem, prefetch_items, run_prefetch
+    from harness.stack.containers.prefetch import ImageItem, prefetch_items, run_prefetch
 
     spec = load_stack(ns.compose)
     items = prefetch_items(spec)
@@ -227,7 +227,7 @@ def cmd_prefetch(ns: argparse.Namespace) -> int:
     if ns.dry_run:
         print("dry run: nothing pulled or downloaded")
         return 0
-    from harness.stack.container_docker import docker_client
+    from harness.stack.containers.client import docker_client
 
     signal.signal(signal.SIGTERM, _raise_interrupt)
     # A long timeout: a pull or download stream can stay quiet for minutes between lines.

@@ -2,7 +2,7 @@
 # Make a Docker engine usable for the `docker`-marked tests, idempotently:
 #   1. install docker.io and debootstrap when missing (apt-get, as root);
 #   2. start dockerd in the background when `docker info` does not answer (log: /tmp/dockerd.log);
-#   3. build the twin-docker base image once (cached by tag: harness.stack.base_image).
+#   3. build the twin-docker base image once (cached by tag: harness.stack.containers.base_image).
 # CI machines start with only the docker client and no registry, so every step is local.
 # Without an engine (not root, apt unreachable, dockerd failing) it exits 0 and the docker tests
 # skip with their own reason; HARNESS_REQUIRE_DOCKER=1 makes that exit 1 instead, so that a
@@ -24,7 +24,7 @@ give_up() {
 
 if [ "$(id -u)" != 0 ]; then
     docker info >/dev/null 2>&1 || give_up "not root and no engine answers; docker tests will skip"
-    "$PY" -m harness.stack.base_image || give_up "base image build failed"
+    "$PY" -m harness.stack.containers.base_image || give_up "base image build failed"
     exit 0
 fi
 
@@ -55,5 +55,5 @@ if ! docker info >/dev/null 2>&1; then
 fi
 say "docker engine $(docker version --format '{{.Server.Version}}' 2>/dev/null) is up"
 
-"$PY" -m harness.stack.base_image || give_up "base image build failed; twin-docker tests will skip"
+"$PY" -m harness.stack.containers.base_image || give_up "base image build failed; twin-docker tests will skip"
 exit 0

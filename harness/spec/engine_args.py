@@ -147,9 +147,7 @@ def _split_command(command: str | Sequence[str], where: str) -> list[str]:
     return [str(t) for t in command]
 
 
-def split_flags(
-    tokens: list[str], where: str
-) -> tuple[list[str], list[tuple[str, list[str]]]]:
+def split_flags(tokens: list[str], where: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """Split argv into positionals and (flag, values) pairs; `--flag=value` is one token."""
     positionals: list[str] = []
     pairs: list[tuple[str, list[str]]] = []

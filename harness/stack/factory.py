@@ -82,7 +82,7 @@ def make_backend(
             progress=progress,
         )
     if target in ("gpu", "twin-docker"):
-        from harness.stack.container_factory import make_containers_backend
+        from harness.stack.containers.factory import make_containers_backend
 
         return make_containers_backend(
             target,

@@ -24,7 +24,7 @@ from harness.spec import ServiceSpec, StackSpec
 from harness.spec.env_file import service_env_files
 from harness.spec.services import is_secret_name
 from harness.stack.base import ServiceHandle, Stack
-from harness.stack.container_spec import XAI_SERVICE
+from harness.stack.containers.plan import XAI_SERVICE
 from harness.stack.health import health_waiter, wait_healthy
 from harness.stack.kv_line import healthy_line
 from harness.stack.ports import free_port

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from harness.stack.base_image import BASE_IMAGE
-from harness.stack.container_spec import LABEL
+from harness.stack.containers.base_image import BASE_IMAGE
+from harness.stack.containers.plan import LABEL
 
 ORDER = ["vllm-router", "vllm-primary", "fake-xai", "ai-router"]
 

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from harness.errors import CapabilityError, StartupError
-from harness.stack.base_image import BASE_IMAGE, ensure_base_image
-from harness.stack.container_spec import LABEL, RUN_LABEL, ContainerPlan, run_labels
-from harness.stack.containers import ContainersBackend, container_capability, docker_client
-from harness.stack.emulate import host_mounts
+from harness.stack.containers.backend import ContainersBackend, container_capability, docker_client
+from harness.stack.containers.base_image import BASE_IMAGE, ensure_base_image
+from harness.stack.containers.emulate import host_mounts
+from harness.stack.containers.plan import LABEL, RUN_LABEL, ContainerPlan, run_labels
 from harness.twin.engines import TwinModelDirs
 
 # The first bring-up may build the twin models and the base image before ~4 min of startup.

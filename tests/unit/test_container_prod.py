@@ -20,14 +20,14 @@ requests_exceptions = pytest.importorskip("requests.exceptions")
 from harness.cli import main as harness_main  # noqa: E402
 from harness.errors import StackError  # noqa: E402
 from harness.spec import StackSpec, load_stack  # noqa: E402
-from harness.stack import prod_marker  # noqa: E402
-from harness.stack.container_prod import (  # noqa: E402
+from harness.stack.containers import prod_marker  # noqa: E402
+from harness.stack.containers.plan import LABEL  # noqa: E402
+from harness.stack.containers.production import (  # noqa: E402
     ProdContainer,
     restore_production,
     running_production,
     stop_production,
 )
-from harness.stack.container_spec import LABEL  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "ai-stack"
@@ -336,7 +336,7 @@ def test_a_damaged_marker_reads_as_none(state_dir: Path) -> None:
 def test_a_failed_stop_during_bring_up_restores_what_was_stopped(
     spec: StackSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harness.stack import containers
+    from harness.stack.containers import backend as containers
 
     log: list[str] = []
     prod = production(log)
@@ -360,7 +360,7 @@ def test_a_failed_stop_during_bring_up_restores_what_was_stopped(
 def test_a_refused_run_stops_nothing(
     spec: StackSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harness.stack import containers
+    from harness.stack.containers import backend as containers
 
     log: list[str] = []
     client = FakeClient(list(production(log).values()))

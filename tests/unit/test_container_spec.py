@@ -17,12 +17,9 @@ from harness.config import Settings
 from harness.errors import ConfigError, StackError
 from harness.spec import load_stack
 from harness.spec.env_file import read_env_file
-from harness.stack.container_logs import LogFollower
-from harness.stack.container_prod import (
-    ProdContainer,
-    vram_preflight,
-)
-from harness.stack.container_spec import (
+from harness.stack.containers.backend import started_at
+from harness.stack.containers.logs import LogFollower
+from harness.stack.containers.plan import (
     LABEL,
     RUN_LABEL,
     ContainerPlan,
@@ -32,7 +29,10 @@ from harness.stack.container_spec import (
     network_name,
     port_bindings,
 )
-from harness.stack.containers import started_at
+from harness.stack.containers.production import (
+    ProdContainer,
+    vram_preflight,
+)
 from harness.telemetry.nvml import GpuProcess, GpuSnapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -290,7 +290,7 @@ def test_vram_preflight_names_the_containers_that_hold_memory() -> None:
 
 
 def test_refusal_suggests_attach() -> None:
-    from harness.stack.container_prod import refusal
+    from harness.stack.containers.production import refusal
 
     spec = load_stack(ROOT / "infra" / "docker-compose.yml")
     err = refusal(spec, [ProdContainer("id", "vllm-router", "vllm-router")])
@@ -298,7 +298,7 @@ def test_refusal_suggests_attach() -> None:
 
 
 def test_capability_probe_says_why_without_an_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.stack.containers import container_capability
+    from harness.stack.containers.backend import container_capability
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     start = time.monotonic()
@@ -310,7 +310,7 @@ def test_capability_probe_says_why_without_an_engine(monkeypatch: pytest.MonkeyP
 def test_sweep_removes_labelled_containers_in_reverse_start_order_then_networks_and_volumes() -> (
     None
 ):
-    from harness.stack.containers import sweep
+    from harness.stack.containers.backend import sweep
 
     log: list[str] = []
     seen_filters: list[Any] = []
@@ -346,7 +346,7 @@ def test_capability_probe_names_a_missing_package(monkeypatch: pytest.MonkeyPatc
     """A GPU box with torch and NVML but without the harness's [gpu] extra: a reason, not a
     ModuleNotFoundError (seen on the device machine)."""
 
-    from harness.stack.containers import container_capability
+    from harness.stack.containers.backend import container_capability
 
     monkeypatch.setitem(sys.modules, "testcontainers", None)  # import raises ImportError
     why = container_capability(gpu=True)

@@ -13,9 +13,9 @@ import pytest
 from harness.check import run_check
 from harness.config import Settings
 from harness.spec import load_stack
-from harness.stack.container_spec import ContainerPlan, gpu_plans, port_bindings
-from harness.stack.containers import ContainersBackend
-from harness.stack.emulate import Emulation, emulate
+from harness.stack.containers.backend import ContainersBackend
+from harness.stack.containers.emulate import Emulation, emulate
+from harness.stack.containers.plan import ContainerPlan, gpu_plans, port_bindings
 from harness.telemetry.recorded_card import recorded_card
 from harness.twin.engines import CPU_BLOCK_SIZE, TwinModelDirs
 from harness.twin.substitutions import CATALOGUE, Substitution, describe

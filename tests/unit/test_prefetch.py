@@ -14,9 +14,9 @@ from docker.types import DeviceRequest
 from harness.cli import main
 from harness.errors import StackError
 from harness.spec import load_stack
-from harness.stack import container_docker
-from harness.stack.container_docker import container_capability, gpu_probe
-from harness.stack.prefetch import (
+from harness.stack.containers import client as client_module
+from harness.stack.containers.client import container_capability, gpu_probe
+from harness.stack.containers.prefetch import (
     ImageItem,
     WeightsItem,
     download_weights,
@@ -36,7 +36,7 @@ def _no_docker(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*a: Any, **kw: Any) -> Any:
         raise AssertionError("the dry run must not reach Docker")
 
-    monkeypatch.setattr(container_docker, "docker_client", refuse)
+    monkeypatch.setattr(client_module, "docker_client", refuse)
     monkeypatch.setattr(docker, "from_env", refuse)
 
 
@@ -272,7 +272,7 @@ def test_the_gpu_probe_never_pulls_a_missing_image() -> None:
 def test_container_capability_returns_the_probe_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     container = FakeContainer([], 0, docker.errors.APIError("500", explanation=NO_TOOLKIT))
     monkeypatch.setattr(
-        container_docker, "docker_client", lambda timeout_s=60: FakeClient([container])
+        client_module, "docker_client", lambda timeout_s=60: FakeClient([container])
     )
     why = container_capability(gpu=True, image=VLLM)
     assert why is not None and "nvidia-container-toolkit" in why and NO_TOOLKIT in why

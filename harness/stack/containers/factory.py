@@ -10,8 +10,8 @@ from pathlib import Path
 from harness.check import run_check
 from harness.config import Settings
 from harness.errors import CapabilityError
-from harness.stack.containers import ContainersBackend, container_capability
-from harness.stack.emulate import Emulation
+from harness.stack.containers.backend import ContainersBackend, container_capability
+from harness.stack.containers.emulate import Emulation
 from harness.telemetry.recorded_card import recorded_card
 from harness.twin.engines import TwinModelDirs
 

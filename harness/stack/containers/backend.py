@@ -10,7 +10,7 @@ and a `harness-<run id>-` name, so production containers are never touched unles
 The `gpu` target runs the compose file's images and commands on the NVIDIA GPU. `twin-docker`
 (the emulated GPU) runs the very same plans and code path, with the named substitutions of
 emulate.py applied to the plans and a recorded card in place of NVML; the run prints each one.
-What a container looks like is decided in container_spec.py; this module only runs it.
+What a container looks like is decided in plan.py; this module only runs it.
 """
 
 from __future__ import annotations
@@ -32,23 +32,16 @@ from harness.errors import StackError, StartupError
 from harness.spec import StackSpec
 from harness.spec.env_file import missing_env_files
 from harness.stack.base import ServiceHandle, Stack
-from harness.stack.base_image import ensure_base_image
-from harness.stack.container_docker import (
+from harness.stack.containers.base_image import ensure_base_image
+from harness.stack.containers.client import (
     configure_ryuk,
     container_capability,
     docker_client,
     sweep,
 )
-from harness.stack.container_logs import LogFollower
-from harness.stack.container_prod import (
-    ProdContainer,
-    refusal,
-    restore_production,
-    running_production,
-    stop_production,
-    vram_preflight,
-)
-from harness.stack.container_spec import (
+from harness.stack.containers.emulate import Emulation, emulate
+from harness.stack.containers.logs import LogFollower
+from harness.stack.containers.plan import (
     HOST_IP,
     ContainerPlan,
     docker_kwargs,
@@ -58,7 +51,14 @@ from harness.stack.container_spec import (
     port_bindings,
     run_labels,
 )
-from harness.stack.emulate import Emulation, emulate
+from harness.stack.containers.production import (
+    ProdContainer,
+    refusal,
+    restore_production,
+    running_production,
+    stop_production,
+    vram_preflight,
+)
 from harness.stack.health import health_waiter, wait_healthy
 from harness.stack.kv_line import healthy_line
 from harness.telemetry.nvml import GpuSnapshot
@@ -210,7 +210,7 @@ class ContainersBackend:
     def _check_prefetched(self) -> None:
         """Images and weights are fetched by `harness prefetch`, never inside a health budget:
         a 10 GB pull or a 34 GB download would be charged to the first engine's startup."""
-        from harness.stack.prefetch import missing_for_bringup
+        from harness.stack.containers.prefetch import missing_for_bringup
 
         missing = missing_for_bringup(self._client, self.spec, include_edge=self.include_edge)
         if missing:
@@ -256,7 +256,7 @@ class ContainersBackend:
         other with per-layer progress (prefetch has normally done so already)."""
         from docker.errors import APIError, BuildError, ImageNotFound
 
-        from harness.stack.prefetch import pull_image
+        from harness.stack.containers.prefetch import pull_image
 
         try:
             self._client.images.get(plan.image)

@@ -6,8 +6,9 @@ leaves an answer for `harness status`, `harness down` and `make up`.
 Kept beside `harness up`'s state file (HARNESS_STATE_DIR), not under reports/, because it
 describes this machine, not one run's results. It holds no secrets.
 
-`harness status --production` (what `make up` calls) and `python -m harness.stack.prod_marker
-[show|clear]` print or remove it without touching Docker or the stack state.
+`harness status --production` (what `make up` calls) and
+`python -m harness.stack.containers.prod_marker [show|clear]` print or remove it without
+touching Docker or the stack state.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clear()
         return 0
     if action != "show":
-        print("usage: python -m harness.stack.prod_marker [show|clear]", file=sys.stderr)
+        print("usage: python -m harness.stack.containers.prod_marker [show|clear]", file=sys.stderr)
         return 2
     marker = read()
     if marker is not None:

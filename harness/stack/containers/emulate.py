@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.spec import StackSpec
-from harness.stack.base_image import BASE_IMAGE
-from harness.stack.container_spec import ENGINE_ROLES, ContainerPlan, Mount
+from harness.stack.containers.base_image import BASE_IMAGE
+from harness.stack.containers.plan import ENGINE_ROLES, ContainerPlan, Mount
 from harness.twin.engines import SERVE_ENTRYPOINT, TwinModelDirs, twin_engine
 from harness.twin.substitutions import Substitution
 from harness.vram import VramPlan

@@ -26,8 +26,8 @@ from docker.errors import DockerException
 from harness.errors import StackError
 from harness.gpu_free import free_memory_finding
 from harness.spec import StackSpec
-from harness.stack import prod_marker
-from harness.stack.container_spec import LABEL, gpu_service_order
+from harness.stack.containers import prod_marker
+from harness.stack.containers.plan import LABEL, gpu_service_order
 from harness.vram import VramPlan
 
 COMPOSE_PROJECT = "com.docker.compose.project"

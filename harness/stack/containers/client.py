@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from harness.errors import CapabilityError
-from harness.stack.container_spec import (
+from harness.stack.containers.plan import (
     LABEL,
     ORDER_LABEL,
     RUN_LABEL,

@@ -21,8 +21,8 @@ from typing import Any
 from harness.errors import CapabilityError, StackError
 from harness.spec import StackSpec
 from harness.spec.services import is_secret_name
-from harness.stack.container_docker import PREFETCH_HINT, image_present, run_throwaway
-from harness.stack.container_spec import (
+from harness.stack.containers.client import PREFETCH_HINT, image_present, run_throwaway
+from harness.stack.containers.plan import (
     Mount,
     build_context,
     gpu_service_order,

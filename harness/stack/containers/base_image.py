@@ -9,7 +9,7 @@ C libraries (the host is bookworm too). Built once and found again by tag.
 
 Standard library only, so `scripts/ci-docker.sh` can run it before the virtualenv is complete:
 
-    python -m harness.stack.base_image [--force] [--mirror URL]
+    python -m harness.stack.containers.base_image [--force] [--mirror URL]
 """
 
 from __future__ import annotations
@@ -168,7 +168,9 @@ def ensure_base_image(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.stack.base_image", description=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="python -m harness.stack.containers.base_image", description=__doc__
+    )
     ap.add_argument("--tag", default=BASE_IMAGE)
     ap.add_argument("--mirror", default=None, help="Debian mirror (default: apt's own)")
     ap.add_argument("--force", action="store_true", help="rebuild even when the tag exists")
