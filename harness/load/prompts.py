@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from harness.twin.corpus import FILLER_TEXT, ROUTING_TRAIN, load_filler, load_routing
+from harness.routing.corpus import FILLER_TEXT, ROUTING_TRAIN, load_filler, load_routing
 
 
 def chat_prompts(route: str | None = None) -> list[str]:

@@ -21,10 +21,10 @@ from pathlib import Path
 import platformdirs
 import torch
 
+from harness.routing import corpus
 from harness.twin import (
     chat_format,
     classifier_train,
-    corpus,
     primary_train,
     router_prompt,
     synthetic,
@@ -49,7 +49,6 @@ BUILD_FORMAT = "twin-build-1"
 _BUILD_MODULES = (
     chat_format,
     classifier_train,
-    corpus,
     primary_train,
     router_prompt,
     synthetic,

@@ -12,14 +12,14 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
-from harness.twin.chat_format import EOS_TOKEN, PAD_TOKEN, render_chat
-from harness.twin.corpus import (
+from harness.routing.corpus import (
     Message,
     RoutingItem,
     history_pairs,
     long_history,
     long_reply_history,
 )
+from harness.twin.chat_format import EOS_TOKEN, PAD_TOKEN, render_chat
 from harness.twin.router_prompt import classify_prompt_module
 from harness.twin.synthetic import restyle, synthetic_question
 from harness.twin.tiny_llama import TinyLlama, TinyLlamaConfig

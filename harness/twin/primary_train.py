@@ -13,19 +13,19 @@ from dataclasses import dataclass
 import torch
 from tokenizers import Tokenizer
 
+from harness.routing.corpus import (
+    Message,
+    RoutingItem,
+    assistant_reply,
+    history_pairs,
+    long_history,
+)
 from harness.twin.chat_format import (
     EOS_TOKEN,
     PAD_TOKEN,
     THINK_END,
     THINK_START,
     render_chat,
-)
-from harness.twin.corpus import (
-    Message,
-    RoutingItem,
-    assistant_reply,
-    history_pairs,
-    long_history,
 )
 from harness.twin.tiny_llama import TinyLlama, TinyLlamaConfig
 from harness.twin.tokenizer import token_id

@@ -15,8 +15,8 @@ import pytest
 from ai_router.classify_prompt import ROUTES, classification_messages
 
 from harness.longctx import PLACEMENTS, Tokenizer, build, label_budget
+from harness.routing.corpus import FILLER_TEXT, ROUTING_EVAL, load_filler, load_routing
 from harness.telemetry.prom import scrape
-from harness.twin.corpus import FILLER_TEXT, ROUTING_EVAL, load_filler, load_routing
 
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
 

@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.routing_eval import evaluate, route_of
-from harness.routing_metrics import acceptance_problems
-from harness.twin.corpus import ROUTING_EVAL, load_routing
+from harness.routing.corpus import ROUTING_EVAL, load_routing
+from harness.routing.evaluate import evaluate, route_of
+from harness.routing.metrics import acceptance_problems
 
 ROUTES = ("local", "search")
 

@@ -16,9 +16,9 @@ import pytest
 
 from harness.load.runner import run_profile
 from harness.load.slo import check_slos
-from harness.routing_eval import evaluate, route_of
-from harness.routing_metrics import acceptance_problems
-from harness.twin.corpus import ROUTING_EVAL, load_routing
+from harness.routing.corpus import ROUTING_EVAL, load_routing
+from harness.routing.evaluate import evaluate, route_of
+from harness.routing.metrics import acceptance_problems
 
 pytestmark = [pytest.mark.twin, pytest.mark.slow]
 SEARCH = [{"role": "user", "content": "What is the weather in Lisbon today?"}]

@@ -16,8 +16,8 @@ from harness.load.records import RequestRecord
 from harness.load.runner import summarize
 from harness.report.record import RunRecord
 from harness.report.schema import SCHEMA_PATH, load_record, record_schema, validate_record
-from harness.routing_metrics import Outcome
-from harness.routing_metrics import summarize as routing_summary
+from harness.routing.metrics import Outcome
+from harness.routing.metrics import summarize as routing_summary
 from harness.telemetry.sampler import Sampler
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from harness.routing_metrics import Outcome, summarize
+from harness.routing.metrics import Outcome, summarize
 
 
 def test_confusion_precision_recall_and_either_apart() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 
-from harness.twin import corpus, synthetic
+from harness.routing import corpus
+from harness.twin import synthetic
 from harness.twin.synthetic_templates import LOCAL_TEMPLATES, SEARCH_TEMPLATES
 
 FILLER = tuple(corpus.load_filler(corpus.FILLER_TEXT))

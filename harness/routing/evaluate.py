@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 
 import httpx
 
-from harness.routing_metrics import Outcome, RoutingReport, summarize
-from harness.twin.corpus import RoutingItem
+from harness.routing.corpus import RoutingItem
+from harness.routing.metrics import Outcome, RoutingReport, summarize
 
 
 def route_of(http: httpx.Client, messages: list[dict[str, str]]) -> tuple[str, str]:
