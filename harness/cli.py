@@ -16,10 +16,10 @@ from harness.errors import CapabilityError, HarnessError, InputError
 
 
 def _cmd_check(ns: argparse.Namespace) -> int:
-    from harness.check import run_check
-    from harness.check_render import render_markdown_table, render_text
     from harness.config import load_settings
     from harness.telemetry.nvml import total_memory_or_none
+    from harness.vram.check import run_check
+    from harness.vram.render import render_markdown_table, render_text
 
     overrides = {"check.gpu_memory": ns.gpu_memory} if ns.gpu_memory else {}
     settings = load_settings(ns.config, overrides)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from harness.stack.base import ServiceHandle
 from harness.telemetry.nvml import GpuSnapshot
 from harness.units import gib
-from harness.vram import VramPlan
+from harness.vram.plan import VramPlan
 
 
 @dataclass(frozen=True)

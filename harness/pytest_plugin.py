@@ -221,13 +221,13 @@ def skip_or_fail(config: pytest.Config, target: str, reason: str) -> None:
 @pytest.fixture(scope="session")
 def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: str) -> Iterator[Any]:
     """The stack under test, brought up once per session in start order, health-gated."""
-    from harness.check import run_check
     from harness.report.environment import environment
     from harness.report.record import RunRecord
     from harness.report.run_dir import new_run_dir
     from harness.report.stack_facts import stack_facts
     from harness.spec.services import secret_values
     from harness.stack.factory import make_backend
+    from harness.vram.check import run_check
 
     compose = _compose(pytestconfig)
     run_dir = new_run_dir(harness_target)

@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.check import run_check  # noqa: E402
-from harness.check_render import render_text  # noqa: E402
+from harness.vram.check import run_check  # noqa: E402
+from harness.vram.render import render_text  # noqa: E402
 from harness.config import load_settings  # noqa: E402
-from harness.gpu_free import free_memory_finding  # noqa: E402
+from harness.vram.free import free_memory_finding  # noqa: E402
 from harness.telemetry.nvml import snapshot  # noqa: E402
 from harness.units import MIB  # noqa: E402
 

@@ -31,7 +31,7 @@ from harness.stack.ports import free_port
 from harness.stack.procs import spawn, stop_group
 from harness.twin.engines import TwinModelDirs, process_argv, twin_engine
 from harness.twin.substitutions import Substitution, describe
-from harness.vram import VramPlan
+from harness.vram.plan import VramPlan
 
 
 @dataclass

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.models import resolve_arch
 from harness.spec.engine_args import split_flags
 from harness.twin.substitutions import Substitution
-from harness.vram import kv_bytes_per_token
+from harness.vram.arch import resolve_arch
+from harness.vram.plan import kv_bytes_per_token
 
 # The CPU attention backend's block size (vllm-facts.md: "The CPU backend used 128").
 CPU_BLOCK_SIZE = 128

@@ -66,8 +66,8 @@ def twin_sizing(notes: list[str], service: str) -> tuple[int, int] | None:
 def test_kv_capacity_holds_full_contexts(
     stack: Any, run_record: Any, harness_settings: Any, harness_target: str
 ) -> None:
-    from harness.check import run_check
     from harness.telemetry.nvml import total_memory_or_none
+    from harness.vram.check import run_check
 
     # The twin is sized from the configured card (harness.toml); a real card is judged against
     # the VRAM model of that card, with the total NVML reports.

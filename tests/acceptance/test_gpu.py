@@ -41,7 +41,7 @@ def pgids(snap: Any) -> dict[int, int]:
 def test_engines_hold_their_budget_and_the_card_keeps_headroom(
     stack: Any, gpu_snapshot: Any, harness_settings: Any, run_record: Any
 ) -> None:
-    from harness.check import run_check
+    from harness.vram.check import run_check
 
     plan = run_check(stack.spec.path, harness_settings, nvml_total=gpu_snapshot.total_bytes).plan
     uses = engine_use(gpu_snapshot, stack.engines, plan, pgids(gpu_snapshot))
@@ -106,7 +106,7 @@ def test_engines_hold_their_budget_and_the_card_keeps_headroom(
 def test_both_engines_on_the_same_device(
     stack: Any, gpu_snapshot: Any, harness_settings: Any
 ) -> None:
-    from harness.check import run_check
+    from harness.vram.check import run_check
 
     plan = run_check(stack.spec.path, harness_settings, nvml_total=gpu_snapshot.total_bytes).plan
     devices: dict[str, set[int]] = {e.name: set() for e in stack.engines}

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.check import run_check
 from harness.config import load_settings
 from harness.errors import StartupError
 from harness.report.run_dir import new_run_dir
 from harness.stack.factory import twin_capability, twin_models
 from harness.stack.process import ProcessBackend, TwinModelDirs
 from harness.stack.procs import group_alive
+from harness.vram.check import run_check
 
 pytestmark = [pytest.mark.twin, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

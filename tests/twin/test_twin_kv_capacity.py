@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from harness.check import run_check
+
 from harness.config import load_settings
 from harness.report.run_dir import new_run_dir
 from harness.stack.factory import parse_kv_overrides, twin_capability, twin_models

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.check import run_check
 from harness.config import Settings
 from harness.errors import StartupError
 from harness.stack.base import ServiceHandle
 from harness.stack.process import ProcessBackend, TwinModelDirs
 from harness.stack.procs import group_alive
+from harness.vram.check import run_check
 
 STUB = str(Path(__file__).with_name("stub_service.py"))
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from harness.check import run_check
 from harness.config import Settings
 from harness.errors import ConfigError, StackError
 from harness.spec import load_stack
@@ -34,6 +33,7 @@ from harness.stack.containers.production import (
     vram_preflight,
 )
 from harness.telemetry.nvml import GpuProcess, GpuSnapshot
+from harness.vram.check import run_check
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_XAI_KEY = "xai-FAKE-planted-secret-5f3a9c"

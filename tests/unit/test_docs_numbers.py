@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.check import run_check
-from harness.check_render import render_markdown_table
 from harness.config import load_settings
+from harness.vram.check import run_check
+from harness.vram.render import render_markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN = "<!-- harness check --markdown: begin -->"

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.check import run_check
 from harness.config import Settings
 from harness.spec import load_stack
 from harness.stack.containers.backend import ContainersBackend
@@ -19,6 +18,7 @@ from harness.stack.containers.plan import ContainerPlan, gpu_plans, port_binding
 from harness.telemetry.recorded_card import recorded_card
 from harness.twin.engines import CPU_BLOCK_SIZE, TwinModelDirs
 from harness.twin.substitutions import CATALOGUE, Substitution, describe
+from harness.vram.check import run_check
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "infra" / "docker-compose.yml"
@@ -181,7 +181,7 @@ def test_unknown_substitutions_cannot_be_made() -> None:
 def test_the_recorded_card_has_the_configured_size_and_passes_the_preflight(
     tmp_path: Path,
 ) -> None:
-    from harness.gpu_free import free_memory_finding
+    from harness.vram.free import free_memory_finding
 
     be = backend(tmp_path)
     assert be.vram_plan is not None

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.check import run_check
 from harness.config import Settings, load_settings
 from harness.errors import ConfigError
 from harness.stack.engine_memory import parse_memory_breakdown, parse_model_loading_gib
 from harness.units import GIB
+from harness.vram.check import run_check
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "(EngineCore_DP0 pid=311) INFO 11-29 22:01:12 [gpu_worker.py:1031] "

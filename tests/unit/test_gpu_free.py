@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.check import run_check
 from harness.config import Settings
-from harness.gpu_free import free_memory_finding
 from harness.telemetry.nvml import GpuProcess, GpuSnapshot, container_of
 from harness.units import GIB
+from harness.vram.check import run_check
+from harness.vram.free import free_memory_finding
 
 CID = "a" * 64
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from compose_helpers import set_flag
 
-from harness.check import run_check
 from harness.config import Settings
-from harness.preflight import RULES, Severity
+from harness.vram.check import run_check
+from harness.vram.rules import RULES, Severity
 
 
 def check(path: Path, **overrides: object):

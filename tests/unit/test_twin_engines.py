@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.check import run_check
 from harness.config import Settings
 from harness.stack.factory import parse_kv_overrides
 from harness.stack.kv_line import parse_kv_line
 from harness.twin.engines import CPU_BLOCK_SIZE, process_argv, twin_engine
+from harness.vram.check import run_check
 
 
 def tiny_model(tmp_path: Path) -> Path:

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from harness.errors import InputError
-from harness.models import CATALOG, resolve_arch
 from harness.spec import parse_engine_args
 from harness.units import GIB, MIB, parse_size
-from harness.vram import (
+from harness.vram.arch import CATALOG, resolve_arch
+from harness.vram.plan import (
     MemoryAssumptions,
     budget_bytes,
     engine_memory,

@@ -63,7 +63,7 @@ from harness.stack.health import health_waiter, wait_healthy
 from harness.stack.kv_line import healthy_line
 from harness.telemetry.nvml import GpuSnapshot
 from harness.twin.substitutions import Substitution, describe
-from harness.vram import VramPlan
+from harness.vram.plan import VramPlan
 
 __all__ = [
     "ContainersBackend",

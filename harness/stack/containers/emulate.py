@@ -26,7 +26,7 @@ from harness.stack.containers.base_image import BASE_IMAGE
 from harness.stack.containers.plan import ENGINE_ROLES, ContainerPlan, Mount
 from harness.twin.engines import SERVE_ENTRYPOINT, TwinModelDirs, twin_engine
 from harness.twin.substitutions import Substitution
-from harness.vram import VramPlan
+from harness.vram.plan import VramPlan
 
 # Host variables a container may inherit; everything else it gets is set on purpose.
 _PASS_KEYS = ("LANG", "LC_ALL", "TZ", "PYTHONHASHSEED")

@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from harness.check import run_check
 from harness.config import Settings
 from harness.errors import CapabilityError
 from harness.stack.containers.backend import ContainersBackend, container_capability
 from harness.stack.containers.emulate import Emulation
 from harness.telemetry.recorded_card import recorded_card
 from harness.twin.engines import TwinModelDirs
+from harness.vram.check import run_check
 
 
 def make_containers_backend(

@@ -24,11 +24,11 @@ from typing import Any
 from docker.errors import DockerException
 
 from harness.errors import StackError
-from harness.gpu_free import free_memory_finding
 from harness.spec import StackSpec
 from harness.stack.containers import prod_marker
 from harness.stack.containers.plan import LABEL, gpu_service_order
-from harness.vram import VramPlan
+from harness.vram.free import free_memory_finding
+from harness.vram.plan import VramPlan
 
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from harness.check import CheckResult
-from harness.preflight import Severity
 from harness.units import gib
+from harness.vram.check import CheckResult
+from harness.vram.rules import Severity
 
 COLUMNS = (
     "engine",

@@ -9,11 +9,11 @@ from typing import Any
 
 from harness.config import Settings
 from harness.errors import ConfigError, InputError
-from harness.models import ModelArch, resolve_arch
-from harness.preflight import Finding, PreflightContext, Severity, run_preflight
 from harness.spec import StackSpec, load_stack
 from harness.units import parse_size
-from harness.vram import MemoryAssumptions, VramPlan, plan
+from harness.vram.arch import ModelArch, resolve_arch
+from harness.vram.plan import MemoryAssumptions, VramPlan, plan
+from harness.vram.rules import Finding, PreflightContext, Severity, run_preflight
 
 DEFAULT_COMPOSE = Path("infra/docker-compose.yml")
 

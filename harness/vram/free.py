@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.preflight import Finding, Severity
 from harness.telemetry.nvml import GpuSnapshot
 from harness.units import gib
-from harness.vram import VramPlan
+from harness.vram.plan import VramPlan
+from harness.vram.rules import Finding, Severity
 
 
 def _process_name(pid: int, proc: Path) -> str:

@@ -15,9 +15,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.models import ModelArch
 from harness.spec.engine_args import KV_DTYPE_BYTES, EngineArgs
 from harness.units import GIB, MIB
+from harness.vram.arch import ModelArch
 
 DEFAULT_TOTAL_BYTES = 96 * GIB
 DEFAULT_ACTIVATION_RESERVE = 2 * GIB

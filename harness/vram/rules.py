@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
-from harness.models import ModelArch
 from harness.spec import StackSpec
 from harness.units import gib
-from harness.vram import VramPlan
+from harness.vram.arch import ModelArch
+from harness.vram.plan import VramPlan
 
 
 class Severity(StrEnum):
