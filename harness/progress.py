@@ -382,11 +382,18 @@ def load_text(requests: int, errors: int, row: Mapping[str, Any] | None) -> str:
         parts.append("no /metrics yet")
     else:
         kv = row.get("kv_usage")
-        parts.append(f"KV {float(kv) * 100:.0f}%" if kv is not None else "KV ?")
+        parts.append(f"KV {_percent(float(kv))}" if kv is not None else "KV ?")
         for key in ("running", "waiting"):
             value = row.get(key)
             parts.append(f"{key} {float(value):.0f}" if value is not None else f"{key} ?")
     return " · ".join(parts)
+
+
+def _percent(fraction: float) -> str:
+    # A twin's pool is sized for the GPU, so short prompts fill well under 1% of it: "0%" would
+    # read as an idle engine.
+    pct = fraction * 100
+    return f"{pct:.0f}%" if pct >= 10 or pct == 0 else f"{pct:.1f}%"
 
 
 @contextlib.contextmanager

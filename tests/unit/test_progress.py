@@ -254,6 +254,9 @@ def test_the_load_line_is_made_from_sample_data() -> None:
         == "212 req · 0 err · KV 83% · running 3 · waiting 2"
     )
     assert load_text(0, 0, None) == "0 req · 0 err · no /metrics yet"
+    assert load_text(5, 1, row("vllm-primary", 0.0042, 2, 0)).endswith(
+        "KV 0.4% · running 2 · waiting 0"
+    )
 
 
 class Rows:
