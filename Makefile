@@ -42,10 +42,15 @@ install-gpu: $(GPU_STAMP)
 run: $(if $(filter gpu attach,$(TARGET)),install-gpu,install)
 	$(HARNESS) run --target $(TARGET)
 
+# CI (.ci/run) sets HARNESS_REQUIRE_{TWIN,DOCKER,CHROMIUM}=1, which turn the skips for a missing
+# capability into failures, and HARNESS_PLANT_SECRETS=1, which runs the session with planted
+# secrets and searches what it wrote at the end: the console then passes every test's output
+# through (tee-sys) and junit.xml keeps it, so that both searches see it.
+TEST_ARGS := $(if $(filter 1,$(HARNESS_PLANT_SECRETS)),--capture=tee-sys -o junit_logging=all)
 test: install
 	@scripts/system-deps.sh
 	@PY=$(PY) scripts/ci-docker.sh
-	$(PY) -m pytest
+	$(PY) -m pytest $(TEST_ARGS)
 
 check: install-gpu
 	$(HARNESS) check --compose $(COMPOSE)

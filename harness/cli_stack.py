@@ -89,9 +89,11 @@ def _down(ns: argparse.Namespace) -> int:
     from harness.stack.procs import group_alive, stop_group
 
     doc = state.load()
+    # Process twins a killed harness left: they have no state file, only their run's pids.json.
+    swept = _sweep_processes() if ns.sweep else 0
     if doc is None:
-        print("no stack recorded as up; nothing to stop")
-        return _sweep(None) if ns.sweep else 0
+        print("no stack recorded as up" + ("" if ns.sweep else "; nothing to stop"))
+        return (_sweep(None) or swept) if ns.sweep else 0
     if doc.get("run_id") or ns.sweep:
         # Containers: everything of that run (or, with --sweep, of any run) by its label.
         code = _sweep(None if ns.sweep else doc["run_id"])
@@ -108,7 +110,23 @@ def _down(ns: argparse.Namespace) -> int:
         print(f"still running after SIGKILL: {', '.join(left)}", file=sys.stderr)
         return 3
     print("stack is down; no process left")
-    return 0
+    return swept
+
+
+def _sweep_processes() -> int:
+    """End the process groups any run's pids.json names (reports/runs/*/ and
+    $HARNESS_REPORTS_DIR/runs/*/) that still run and are still the processes that were started;
+    3 when one survives SIGKILL."""
+    from harness.report.run_dir import DEFAULT_REPORTS, reports_root
+    from harness.stack.procs import sweep_recorded
+
+    roots = dict.fromkeys(p.resolve() for p in (DEFAULT_REPORTS, reports_root()))
+    files = [f for root in roots for f in sorted(root.glob("runs/*/pids.json"))]
+    outcomes = sweep_recorded(files)
+    for group, outcome in outcomes:
+        print(f"{group.name} (process group {group.pid}, {group.pids_file.parent}): {outcome}")
+    print(f"looked at {len(files)} run(s) with pids.json: {len(outcomes)} process group(s) alive")
+    return 3 if any(outcome == "still running" for _, outcome in outcomes) else 0
 
 
 def _sweep(run_id: str | None) -> int:
@@ -316,8 +334,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     down.add_argument(
         "--sweep",
         action="store_true",
-        help="also remove every container, network and volume with the harness label, "
-        "whatever run left it (an interrupted test run, a killed harness)",
+        help="also remove every container, network and volume with the harness label, and end "
+        "every process twin a run's pids.json names (checked by start time), whatever run left "
+        "it (an interrupted test run, a killed harness)",
     )
     down.set_defaults(func=cmd_down)
 

