@@ -58,8 +58,13 @@ check: install-gpu
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
-# The production stack, one service at a time, each gated on its healthcheck.
+# The production stack, one service at a time, each gated on its healthcheck. First the check,
+# against the compose file that last started cleanly (kept by stackctl.sh): a human-review
+# change (a model, an image, ports, the tunnel) stops here until REVIEWED=1.
+LAST_GOOD := $(dir $(COMPOSE)).last-good-compose.yml
+REVIEWED ?=
 up: install-gpu
+	$(HARNESS) check --compose $(COMPOSE) $(if $(wildcard $(LAST_GOOD)),--against $(LAST_GOOD)) $(if $(REVIEWED),--reviewed)
 	HARNESS=$(HARNESS) infra/stackctl.sh up $(COMPOSE)
 
 down: install-gpu

@@ -25,6 +25,10 @@ def _cmd_check(ns: argparse.Namespace) -> int:
     settings = load_settings(ns.config, overrides)
     nvml_total = None if ns.gpu_memory else total_memory_or_none()
     result = run_check(ns.compose, settings, nvml_total=nvml_total)
+    if ns.against:
+        from harness.cli_tune import check_against
+
+        return check_against(ns, result)
     if ns.json:
         print(json.dumps(result.to_dict(), indent=2))
     elif ns.markdown:
@@ -56,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     # Also after the subcommand (`harness check --config FILE`); SUPPRESS keeps the top-level one.
     check.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="harness.toml to use")
     check.add_argument("--gpu-memory", default=None, help="total GPU memory, e.g. 96GiB, 80GB")
+    check.add_argument(
+        "--against", default=None, metavar="REF",
+        help="also list every item changed since REF (a git ref or a file), each a safe knob or "
+        "for human review; exit 1 on an unreviewed human-review change",
+    )  # fmt: skip
+    check.add_argument(
+        "--reviewed", action="store_true", help="--against: the human-review changes are reviewed"
+    )
     fmt = check.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="machine-readable output")
     fmt.add_argument("--markdown", action="store_true", help="the budget table as Markdown")
@@ -66,11 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     order.add_argument("--reverse", action="store_true", help="stop order")
     order.set_defaults(func=_cmd_order)
 
-    from harness import cli_report, cli_run, cli_stack
+    from harness import cli_report, cli_run, cli_stack, cli_tune
 
     cli_stack.add_parsers(sub)
     cli_run.add_parsers(sub)
     cli_report.add_parsers(sub)
+    cli_tune.add_parsers(sub)
     return parser
 
 

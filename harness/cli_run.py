@@ -54,6 +54,12 @@ def cmd_nightly(ns: argparse.Namespace) -> int:
     if run_dir is None:
         print("nightly: no run directory was written (the stack never came up)")
         return code or 3
+    from harness.cli_tune import add_sessions
+    from harness.report.finalize import finalize_run
+
+    # The router's session log joins the record, and so the report and the comparison.
+    print(add_sessions(run_dir, ns.target, Path("infra/docker-compose.yml"), ns.config))
+    finalize_run(run_dir)
     print(f"\nnightly run {run_dir.name}: pytest exit code {code}; comparing with the baseline")
     try:
         return cmd_compare(

@@ -1,17 +1,20 @@
 """What each engine really holds on the GPU, against what the VRAM model gave it.
 
 NVML lists compute processes by host PID; each is mapped to its engine through the engine's
-container (or, for local processes, its process group). An engine's use is the sum over its
+container, its process group (local processes), or its parents: vLLM's EngineCore, which holds
+the memory, is a child of the process an attached stack's handle names (the container's main
+process, or the one listening on the engine's port). An engine's use is the sum over its
 processes, compared with its budget plus one CUDA context.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from harness.stack.base import ServiceHandle
-from harness.telemetry.nvml import GpuSnapshot
+from harness.stack.discover import parent_of as proc_parent
+from harness.telemetry.nvml import GpuProcess, GpuSnapshot
 from harness.units import gib
 from harness.vram.plan import VramPlan
 
@@ -28,18 +31,41 @@ class EngineUse:
         return (self.used_bytes - self.expected_bytes) / self.expected_bytes
 
 
+def ancestors(pid: int, parent_of: Callable[[int], int | None], limit: int = 64) -> list[int]:
+    """The parent, grandparent, ... of `pid`, up to init."""
+    chain: list[int] = []
+    while len(chain) < limit:
+        parent = parent_of(pid)
+        if not parent or parent in chain or parent == pid:
+            break
+        chain.append(parent)
+        pid = parent
+    return chain
+
+
+def _owned(p: GpuProcess, eng: ServiceHandle, pgid_of: dict[int, int], lineage: list[int]) -> bool:
+    if eng.container_id and p.container_id and p.container_id.startswith(eng.container_id):
+        return True
+    # PID 1 (init) would own every process on the machine: never a service's process.
+    if eng.pid is None or eng.pid <= 1:
+        return False
+    return pgid_of.get(p.pid) == eng.pid or p.pid == eng.pid or eng.pid in lineage
+
+
 def engine_use(
-    snap: GpuSnapshot, engines: Iterable[ServiceHandle], plan: VramPlan, pgid_of: dict[int, int]
+    snap: GpuSnapshot,
+    engines: Iterable[ServiceHandle],
+    plan: VramPlan,
+    pgid_of: dict[int, int],
+    parent_of: Callable[[int], int | None] | None = None,
 ) -> list[EngineUse]:
-    """Per engine: NVML memory of the processes in its container or process group."""
+    """Per engine: NVML memory of the processes in its container or process group, or below
+    its process (`parent_of`: a PID's parent, /proc by default)."""
+    parents = parent_of or proc_parent
+    lineage = {p.pid: ancestors(p.pid, parents) for p in snap.processes}
     out = []
     for eng in engines:
-        mine = [
-            p
-            for p in snap.processes
-            if (eng.container_id and p.container_id and p.container_id.startswith(eng.container_id))
-            or (eng.pid is not None and pgid_of.get(p.pid) == eng.pid)
-        ]
+        mine = [p for p in snap.processes if _owned(p, eng, pgid_of, lineage[p.pid])]
         budget = plan.engine(eng.name).budget_bytes + plan.assumptions.cuda_context_bytes
         out.append(
             EngineUse(

@@ -58,6 +58,9 @@ case "$action" in
     # A harness run that stopped production says so (which run, since when) before it restarts.
     "$harness" status --production || true
     start_services all
+    # The file every service just started healthy from: `make up` diffs the next one against it.
+    cp "$compose" "$infra_dir/.last-good-compose.yml" \
+      || echo "stackctl: could not keep $compose as the last good compose file" >&2
     "$harness" status --clear-production || true ;;
   down) stop_services all; dc down ;;
   restart-gpu) stop_services engines; start_services engines ;;

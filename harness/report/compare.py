@@ -13,6 +13,7 @@ Tolerances come from harness.toml `[compare]` (defaults in `Tolerances`):
     max_fallbacks = 0             fallbacks in acceptance (routing eval, long context, silent)
     max_long_context_failures = 0 long-context requests that did not pass
     kv_tokens_drop = 0.05         an engine's KV capacity may shrink by this fraction
+    fallback_rate_increase = 0.02 the session log's fallback rate may rise this much (2 points)
 
 Relative limits need both runs. Absolute limits (fallbacks, long-context failures) judge the
 current run alone. A metric the other run lacks is "not compared": neither a pass nor a failure.
@@ -51,6 +52,7 @@ class Tolerances:
     max_fallbacks: int = 0
     max_long_context_failures: int = 0
     kv_tokens_drop: float = 0.05
+    fallback_rate_increase: float = 0.02
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tolerances:
@@ -73,6 +75,9 @@ class Tolerances:
                 "compare.max_long_context_failures", int, d.max_long_context_failures
             ),
             kv_tokens_drop=settings.get("compare.kv_tokens_drop", float, d.kv_tokens_drop),
+            fallback_rate_increase=settings.get(
+                "compare.fallback_rate_increase", float, d.fallback_rate_increase
+            ),
         )
 
 
@@ -269,6 +274,21 @@ def _acceptance_rows(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances)
         )
 
 
+def _session_rows(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances) -> Iterator[Row]:
+    """The router's fallback rate over the run's session log (telemetry.sessions)."""
+    b = base.get("telemetry", {}).get("sessions")
+    c = cur.get("telemetry", {}).get("sessions")
+    if b is None and c is None:
+        return
+    yield upper(
+        "sessions.fallback_rate",
+        _num(b, "fallback_rate"),
+        _num(c, "fallback_rate"),
+        tol.fallback_rate_increase,
+        f"may rise {tol.fallback_rate_increase * 100:g} points",
+    )
+
+
 def _f(v: int | None) -> float | None:
     return None if v is None else float(v)
 
@@ -281,6 +301,7 @@ def compare(
     rows = [_status_row(baseline, current)]
     rows += _acceptance_rows(baseline, current, tol)
     rows += _load_rows(baseline, current, tol)
+    rows += _session_rows(baseline, current, tol)
     return Comparison(current["run_id"], baseline["run_id"], tuple(rows))
 
 

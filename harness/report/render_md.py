@@ -163,10 +163,32 @@ def preflight(doc: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def sessions(doc: dict[str, Any]) -> list[str]:
+    """The router's session log over the run (telemetry.sessions, `harness sessions`)."""
+    s = doc.get("telemetry", {}).get("sessions")
+    if not s:
+        return []
+    rate = s.get("fallback_rate")
+    causes = _counts(s.get("fallback_causes") or {})
+    ms = s.get("classifier_ms") or {}
+    window = f" since {s['since']}" if s.get("since") else ""
+    return [
+        "## Sessions",
+        "",
+        f"- {s['requests']} requests{window} (`{s['source']}`): routes {_counts(s['routes'])}",
+        f"- Fallbacks {s['fallbacks']} of {s['classified']}"
+        + (f" ({rate:.2%})" if rate is not None else "")
+        + (f": {causes}" if causes else ""),
+        f"- Classifier latency p50 {_s(ms.get('p50'), 0)} ms, p95 {_s(ms.get('p95'), 0)} ms; "
+        f"errors {_counts(s.get('errors') or {}) or 'none'}",
+        "",
+    ]
+
+
 def render_markdown(doc: dict[str, Any], comparison_: Comparison | None = None) -> str:
     parts = header(doc)
     if comparison_ is not None:
         parts += comparison(comparison_)
-    results = acceptance(doc) + load(doc)
+    results = acceptance(doc) + load(doc) + sessions(doc)
     parts += preflight(doc) + (results or ["No acceptance or load results in this run.", ""])
     return "\n".join(parts).rstrip() + "\n"

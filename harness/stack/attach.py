@@ -7,6 +7,10 @@
 
 The router's key comes from HARNESS_ROUTER_API_KEY (never from a file in the repo).
 Nothing is started or stopped.
+
+Where an engine runs on this machine, its handle carries the container (the compose project's,
+by its labels) or the process (the one listening on its port) behind it, so that NVML's GPU
+processes can be told apart per engine; the stack's notes say what was found.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from harness.config import Settings
 from harness.errors import ConfigError
 from harness.spec import StackSpec
 from harness.stack.base import ServiceHandle, Stack
+from harness.stack.discover import discover, docker_or_none
 from harness.stack.health import wait_healthy
 
 
@@ -46,7 +51,26 @@ class AttachBackend:
             handle = ServiceHandle(svc.name, role, url, model_name=model)
             handle.healthy_at = wait_healthy(svc.name, url + handle.health_path, timeout_s=10)
             stack.services[svc.name] = handle
+        locate(stack)
         return stack
 
     def down(self) -> None:
         """Attached stacks belong to their owner: nothing to stop."""
+
+
+def locate(stack: Stack) -> None:
+    """Fill in each engine handle's container id or PID where this machine runs the engine.
+    The router's stays empty: a PID there would make load runs watch processes the harness
+    did not start."""
+    client = docker_or_none()
+    try:
+        for handle in stack.engines:
+            found = discover(handle.name, handle.url, stack.spec.project, client)
+            if found is None:
+                stack.notes.append(f"attach: {handle.name}: no process found for {handle.url}")
+                continue
+            handle.container_id, handle.pid = found.container_id, found.pid
+            stack.notes.append(f"attach: {handle.name}: {found.how}")
+    finally:
+        if client is not None:
+            client.close()

@@ -12,6 +12,11 @@ from harness.vram.check import run_check
 C1, C2 = "1" * 64, "2" * 64
 
 
+def no_parents(pid: int) -> int | None:
+    """The fake PIDs have no parents (this machine's /proc is not theirs)."""
+    return None
+
+
 def test_engines_matched_by_container_and_checked_against_budget(real_compose: Path) -> None:
     plan = run_check(real_compose, Settings(path=None, environ={})).plan
     router_exp = plan.engine("vllm-router").budget_bytes + plan.assumptions.cuda_context_bytes
@@ -32,7 +37,7 @@ def test_engines_matched_by_container_and_checked_against_budget(real_compose: P
         ServiceHandle("vllm-router", "classifier", "u", container_id=C1[:12]),
         ServiceHandle("vllm-primary", "primary", "u", container_id=C2[:12]),
     ]
-    uses = engine_use(snap, engines, plan, {})
+    uses = engine_use(snap, engines, plan, {}, parent_of=no_parents)
     assert [u.pids for u in uses] == [(10,), (20,)]
     problems = usage_problems(snap, uses, 0.05, 1 * GIB)
     assert len(problems) == 1 and problems[0].startswith("vllm-primary: holds 40.00 GiB")
@@ -43,7 +48,8 @@ def test_local_processes_matched_by_process_group(real_compose: Path) -> None:
     plan = run_check(real_compose, Settings(path=None, environ={})).plan
     snap = GpuSnapshot(0, "T", 96 * GIB, 1, 1, 0, 0, (GpuProcess(11, GIB),))
     eng = [ServiceHandle("vllm-router", "classifier", "u", pid=7)]
-    assert engine_use(snap, eng, plan, {11: 7})[0].pids == (11,)
+    assert engine_use(snap, eng, plan, {11: 7}, parent_of=no_parents)[0].pids == (11,)
     assert (
-        "no GPU process found" in usage_problems(snap, engine_use(snap, eng, plan, {}), 0.05, 0)[0]
+        "no GPU process found"
+        in usage_problems(snap, engine_use(snap, eng, plan, {}, parent_of=no_parents), 0.05, 0)[0]
     )

@@ -1,0 +1,482 @@
+"""`harness tune | sessions | vram`, and `harness check --against`: changing the stack and
+watching what it does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError, StackError
+
+DEFAULT_COMPOSE = Path("infra/docker-compose.yml")
+
+
+# -- harness check --against ------------------------------------------------------------------
+
+
+def check_against(ns: argparse.Namespace, result: Any) -> int:
+    """`harness check --against REF`: the check, then every item changed since REF; exit 1 on
+    a preflight error or an unreviewed human-review change."""
+    from harness.compose_diff import diff_compose, read_ref
+    from harness.tune import read_compose
+    from harness.vram.render import render_markdown_table, render_text
+
+    old, where = read_ref(ns.against, ns.compose)
+    diff = diff_compose(old, read_compose(ns.compose), where, str(ns.compose))
+    unreviewed = diff.unreviewed(ns.reviewed)
+    if ns.json:
+        doc = result.to_dict()
+        doc["against"] = diff.to_dict(ns.reviewed)
+        print(json.dumps(doc, indent=2))
+    else:
+        print(render_markdown_table(result) if ns.markdown else render_text(result))
+        print()
+        print(diff.render(ns.reviewed))
+    if unreviewed:
+        print(
+            f"harness check: {len(unreviewed)} human-review change(s) since {where} not reviewed: "
+            + ", ".join(c.item for c in unreviewed)
+            + "; rerun with --reviewed once a human has looked at them",
+            file=sys.stderr,
+        )
+    return 0 if result.ok and not unreviewed else 1
+
+
+# -- running the main job against a restarted stack -------------------------------------------
+
+
+def run_job(target: str, extra: Sequence[str], plugins: Sequence[object] = ()) -> Any:
+    """The main job of `harness run` (acceptance, steady, kv-pressure) in one pytest session."""
+    import pytest
+
+    from harness.cli_run import MAIN_FILTER, MAIN_JOB, newest_run
+    from harness.report.run_dir import reports_root
+    from harness.tune import Verification
+
+    before = set((reports_root() / "runs").glob("*"))
+    args = [*MAIN_JOB, "--harness-target", target, "-p", "no:cacheprovider", "-k", MAIN_FILTER]
+    code = int(pytest.main([*args, *extra], plugins=list(plugins)))
+    return Verification(code, newest_run(target, before))
+
+
+def keep_twin_up() -> object:
+    """A pytest plugin: the session's twin outlives the run as if `harness up` had started it,
+    recorded for `harness status` and `harness down` (again at the end: kv-pressure restarts
+    the primary, which gives it a new process group)."""
+    import pytest
+
+    from harness.stack import state
+
+    class KeepTwinUp:
+        @pytest.fixture(scope="session", autouse=True)
+        def _harness_tune_keeps_the_twin(self, stack: Any) -> Iterator[None]:
+            state.save(stack)
+            yield
+            state.save(stack)
+
+    return KeepTwinUp()
+
+
+def _down() -> None:
+    from harness.cli_stack import cmd_down
+
+    code = cmd_down(argparse.Namespace(sweep=False))
+    if code:
+        raise StackError(f"`harness down` left processes running (exit code {code})")
+
+
+@dataclass
+class TwinRestarter:
+    """The twin: the running twin stops (reverse start order); the verification's own
+    bring-up, in start order and health-gated, is the restart, and the twin stays up after it
+    when one was up before."""
+
+    compose: Path
+    config: Path | None = None
+    target: str = "twin"
+    was_up: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        from harness.stack import state
+
+        doc = state.load()
+        self.was_up = doc is not None and doc.get("target") == "twin"
+
+    def problems(self) -> list[str]:
+        from harness.stack import state
+        from harness.stack.factory import twin_capability
+
+        out = []
+        why = twin_capability()
+        if why:
+            out.append(f"the CPU twin cannot run here: {why}")
+        doc = state.load()
+        if doc is not None and doc.get("target") != "twin":
+            out.append(
+                f"a {doc.get('target')} stack is up ({doc.get('run_dir')}); `harness down` first"
+            )
+        elif doc is not None and Path(doc.get("compose", "")).resolve() != self.compose.resolve():
+            out.append(
+                f"the twin that is up runs {doc.get('compose')}, not {self.compose}; "
+                "`harness down` first"
+            )
+        return out
+
+    def restart(self) -> None:
+        if self.was_up:
+            print("stopping the twin, last service first")
+            _down()
+        else:
+            print("no twin was up: the run brings one up and takes it down again")
+
+    def verify(self, pytest_args: Sequence[str]) -> Any:
+        extra = ["--harness-compose", str(self.compose), *pytest_args]
+        if not self.was_up:
+            return run_job("twin", extra)
+        return run_job("twin", [*extra, "--harness-keep-stack"], [keep_twin_up()])
+
+    def restore(self) -> None:
+        from harness.cli_stack import cmd_up
+        from harness.stack import state
+
+        if state.load() is not None:
+            _down()
+        if self.was_up:
+            ns = argparse.Namespace(
+                target="twin", compose=self.compose, kv_tokens=None, replace_running=False,
+                config=self.config,
+            )  # fmt: skip
+            cmd_up(ns)
+
+    def kept(self) -> None:
+        """The twin's start is not production's: nothing to remember."""
+
+
+@dataclass
+class GpuRestarter:
+    """The production stack: infra/stackctl.sh restart-gpu (engines stopped primary first,
+    started router first, each health-gated) when an engine changed, `stackctl.sh up` for the
+    other services; the run then attaches to it."""
+
+    compose: Path
+    engines: bool  # an engine's settings changed
+    others: bool  # another service's settings changed
+    target: str = "gpu"
+
+    @property
+    def script(self) -> Path:
+        return self.compose.resolve().parent / "stackctl.sh"
+
+    def problems(self) -> list[str]:
+        from harness.stack import state
+
+        out = []
+        if not os.environ.get("HARNESS_ROUTER_API_KEY"):
+            out.append(
+                "HARNESS_ROUTER_API_KEY is not set: the run after the restart attaches to the "
+                "stack and needs the router's key"
+            )
+        if not self.script.is_file():
+            out.append(f"{self.script} is missing: it restarts the stack one service at a time")
+        if shutil.which("docker") is None:
+            out.append("the docker command is not installed")
+        doc = state.load()
+        if doc is not None:
+            out.append(f"a {doc.get('target')} harness stack is up; `harness down` first")
+        return out
+
+    def _stackctl(self, action: str) -> None:
+        harness = shutil.which("harness") or str(Path(sys.executable).with_name("harness"))
+        print(f"{self.script} {action} {self.compose}")
+        proc = subprocess.run(
+            [str(self.script), action, str(self.compose)], env={**os.environ, "HARNESS": harness}
+        )
+        if proc.returncode:
+            raise StackError(f"{self.script} {action} failed (exit code {proc.returncode})")
+
+    def restart(self) -> None:
+        if self.engines:
+            self._stackctl("restart-gpu")
+        if self.others or not self.engines:
+            self._stackctl("up")
+
+    def verify(self, pytest_args: Sequence[str]) -> Any:
+        return run_job("attach", ["--harness-compose", str(self.compose), *pytest_args])
+
+    def restore(self) -> None:
+        self.restart()
+
+    def kept(self) -> None:
+        from harness.compose_diff import remember_good
+
+        print(f"kept as the last good compose file: {remember_good(self.compose)}")
+
+
+def cmd_tune(ns: argparse.Namespace) -> int:
+    from harness.compose_edit import parse_env_edit, parse_flag_edit
+    from harness.config import load_settings
+    from harness.spec import load_stack
+    from harness.telemetry.nvml import total_memory_or_none
+    from harness.tune import Tune, Verification, check_text, judge, propose
+
+    overrides = {"check.gpu_memory": ns.gpu_memory} if ns.gpu_memory else {}
+    settings = load_settings(ns.config, overrides)
+    edits = [parse_flag_edit(t) for t in ns.changes] + [parse_env_edit(t) for t in ns.env]
+    proposal = propose(ns.compose, edits)
+    # The twin is sized from the configured card; the GPU stack from the card NVML sees.
+    nvml_total = None if ns.target == "twin" or ns.gpu_memory else total_memory_or_none()
+    restarter: TwinRestarter | GpuRestarter
+    if ns.target == "twin":
+        restarter = TwinRestarter(ns.compose, ns.config)
+    else:
+        engines = {s.name for s in load_stack(ns.compose).engines}
+        changed = {c.key[0] for c in proposal.diff.changes}
+        restarter = GpuRestarter(ns.compose, bool(changed & engines), bool(changed - engines))
+
+    def decide(v: Verification) -> Any:
+        if v.run_dir is not None:
+            from harness.report.finalize import finalize_run
+
+            # The fallback rate joins the comparison, as in a nightly run.
+            target = "twin" if ns.target == "twin" else "attach"
+            print(add_sessions(v.run_dir, target, ns.compose, ns.config, run_only=True))
+            finalize_run(v.run_dir)
+        return judge(v, ns.baseline, settings)
+
+    tune = Tune(
+        proposal,
+        check=lambda text: check_text(text, ns.compose, settings, nvml_total),
+        restarter=restarter,
+        judge=decide,
+        reviewed=ns.reviewed,
+        rollback_on_fail=ns.rollback_on_fail,
+        pytest_args=shlex.split(ns.pytest_args or ""),
+    )
+    return tune.run()
+
+
+# -- harness sessions -------------------------------------------------------------------------
+
+
+def session_log(path: str | None, compose: Path, settings: Any) -> Any:
+    """A path (file or run directory), else targets.attach.router_session_log, else the
+    compose project's router-logs volume."""
+    from harness.sessions import compose_location, in_run_dir, read_log, volume_log
+    from harness.spec import load_stack
+
+    if path:
+        p = Path(path)
+        if p.is_dir():
+            found = in_run_dir(p) or (p / "session.jsonl")
+            if not found.is_file():
+                raise InputError(
+                    f"{p}: no session log in it (looked for logs/ai-router-session.jsonl)"
+                )
+            p = found
+        return read_log(p)
+    configured = settings.get("targets.attach.router_session_log", str, "")
+    if configured:
+        return read_log(Path(configured))
+    spec = load_stack(compose)
+    volume, inner, service = compose_location(spec)
+    return volume_log(spec.project, volume, inner, service)
+
+
+def primary_max_model_len(compose: Path) -> int | None:
+    from harness.errors import HarnessError
+    from harness.spec import load_stack
+
+    try:
+        engine = load_stack(compose).primary.engine
+    except HarnessError:
+        return None
+    return engine.max_model_len if engine else None
+
+
+def cmd_sessions(ns: argparse.Namespace) -> int:
+    from harness.config import load_settings
+    from harness.sessions import parse_since, render_text, summarize
+
+    settings = load_settings(ns.config)
+    log = session_log(ns.path, ns.compose, settings)
+    if ns.since:
+        log = log.window(datetime.now(UTC) - parse_since(ns.since))
+    summary = summarize(log, max_model_len=primary_max_model_len(ns.compose), since=ns.since)
+    print(json.dumps(summary.to_dict(), indent=2) if ns.json else render_text(summary))
+    return 0
+
+
+def add_sessions(
+    run_dir: Path, target: str, compose: Path, config: Path | None, *, run_only: bool = False
+) -> str:
+    """Put the session log's summary in the run's record (telemetry.sessions): the twin's own
+    log, or the live stack's (attach) over the last day, or with `run_only` over the run's own
+    time. Returns the summary as text, or why there is none."""
+    from harness.config import load_settings
+    from harness.errors import HarnessError
+    from harness.report.schema import load_record
+    from harness.sessions import in_run_dir, parse_since, parse_ts, read_log, render_text, summarize
+
+    doc = load_record(run_dir)
+    since = None
+    try:
+        own = in_run_dir(run_dir)
+        if own is not None:
+            log = read_log(own)
+        elif target == "attach":
+            log = session_log(None, compose, load_settings(config))
+            if run_only:
+                since = str(doc["started_at"])
+                log = log.window(
+                    parse_ts(doc["started_at"]), parse_ts(doc.get("finished_at") or "")
+                )
+            else:
+                since = "24h"
+                log = log.window(datetime.now(UTC) - parse_since(since))
+        else:
+            return f"no session log for a {target} run"
+    except HarnessError as exc:
+        return f"no session summary: {exc}"
+    summary = summarize(log, max_model_len=primary_max_model_len(compose), since=since)
+    doc.setdefault("telemetry", {})["sessions"] = summary.to_dict()
+    tmp = run_dir / "record.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    tmp.replace(run_dir / "record.json")
+    return render_text(summary)
+
+
+# -- harness vram -----------------------------------------------------------------------------
+
+
+def _live_engines(spec: Any, settings: Any) -> list[Any]:
+    """Handles of the running engines: a harness stack's (state), else the attach URLs'."""
+    from harness.stack import state
+    from harness.stack.base import ServiceHandle
+    from harness.stack.discover import discover, docker_or_none
+
+    doc = state.load()
+    if doc is not None:
+        return [
+            ServiceHandle(s["name"], s["role"], s["url"], pid=s.get("pid"))
+            for s in doc["services"]
+            if s["role"] in ("classifier", "primary")
+        ]
+    client = docker_or_none()
+    handles = []
+    for role, port in (("classifier", 8001), ("primary", 8002)):
+        svc = spec.role(role)
+        url = settings.get(f"targets.attach.{role}_url", str, f"http://127.0.0.1:{port}")
+        found = discover(svc.name, url, spec.project, client)
+        h = ServiceHandle(svc.name, role, url)
+        if found is not None:
+            h.container_id, h.pid = found.container_id, found.pid
+        handles.append(h)
+    if client is not None:
+        client.close()
+    return handles
+
+
+def cmd_vram(ns: argparse.Namespace) -> int:
+    import contextlib
+
+    from harness.config import load_settings
+    from harness.gpu_usage import engine_use
+    from harness.telemetry.nvml import nvml_errors, snapshot
+    from harness.vram.check import run_check
+    from harness.vram_table import build, render
+
+    overrides = {"check.gpu_memory": ns.gpu_memory} if ns.gpu_memory else {}
+    settings = load_settings(ns.config, overrides)
+    snap, note = None, ""
+    try:
+        snap = snapshot(0)
+    except nvml_errors() as exc:  # no library, driver or device: predictions only
+        note = f"NVML sees no GPU here ({exc})"
+    result = run_check(ns.compose, settings, nvml_total=snap.total_bytes if snap else None)
+    uses: list[Any] = []
+    if snap is not None:
+        pgids = {}
+        for p in snap.processes:
+            with contextlib.suppress(OSError):
+                pgids[p.pid] = os.getpgid(p.pid)
+        uses = engine_use(snap, _live_engines(result.spec, settings), result.plan, pgids)
+        missing = [u.service for u in uses if not u.pids]
+        if missing:
+            note = "no GPU process found for " + ", ".join(missing) + " (not running here?)"
+    table = build(result, snap, uses, note)
+    print(json.dumps(table.to_dict(), indent=2) if ns.json else render(table))
+    return 0
+
+
+# -- parsers ----------------------------------------------------------------------------------
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
+    tune = sub.add_parser(
+        "tune",
+        help="change engine flags or ai-router settings, prove the change on a restarted stack",
+        description=(
+            "Change the compose file (textually: comments and order stay), judged by `harness "
+            "check` before and after, then restart the stack one service at a time, run "
+            "acceptance plus steady and kv-pressure against it and compare with the baseline. "
+            "Exit codes: 0 kept, 1 refused or rolled back, 2 bad input, 3 the stack failed."
+        ),
+    )
+    tune.add_argument(
+        "changes", nargs="*", metavar="SERVICE.FLAG=VALUE",
+        help="e.g. vllm-primary.--max-num-seqs=4; SERVICE.model=... and SERVICE.image=... too",
+    )  # fmt: skip
+    tune.add_argument(
+        "--env", action="append", default=[], metavar="SERVICE.NAME=VALUE",
+        help="an environment variable of a service, e.g. ai-router.XAI_MODEL=grok-4-fast",
+    )  # fmt: skip
+    tune.add_argument(
+        "--reviewed", action="store_true", help="a human has reviewed the human-review items"
+    )
+    tune.add_argument(
+        "--rollback-on-fail", action="store_true",
+        help="on a failed run or a regression, restore the previous file and restart again",
+    )  # fmt: skip
+    tune.add_argument(
+        "--target", default="twin", choices=("twin", "gpu"),
+        help="twin (default): the CPU twin; gpu: the production stack via infra/stackctl.sh",
+    )  # fmt: skip
+    tune.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
+    tune.add_argument("--baseline", default=None, metavar="PATH|last-green")
+    tune.add_argument("--gpu-memory", default=None, help="total GPU memory, e.g. 96GiB")
+    tune.add_argument(
+        "--pytest-args", default="", metavar="ARGS", help='extra pytest arguments, e.g. "-x"'
+    )
+    tune.set_defaults(func=cmd_tune)
+
+    ses = sub.add_parser(
+        "sessions",
+        help="the ai-router's session log: route mix, fallbacks, classifier latency, errors",
+    )
+    ses.add_argument(
+        "path", nargs="?", default=None, metavar="PATH",
+        help="a session log, or a run directory (default: targets.attach.router_session_log, "
+        "else the compose project's router-logs volume)",
+    )  # fmt: skip
+    ses.add_argument("--since", default=None, metavar="DURATION", help="e.g. 24h, 30m, 7d")
+    ses.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
+    ses.add_argument("--json", action="store_true", help="the summary as JSON")
+    ses.set_defaults(func=cmd_sessions)
+
+    vram = sub.add_parser(
+        "vram", help="per container: utilization, usage, CUDA overhead, free; NVML beside it"
+    )
+    vram.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
+    vram.add_argument("--gpu-memory", default=None, help="total GPU memory without a GPU")
+    vram.add_argument("--json", action="store_true")
+    vram.set_defaults(func=cmd_vram)

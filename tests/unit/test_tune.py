@@ -1,0 +1,256 @@
+"""`harness tune` with a fake restarter: refusals touch nothing, a change is written beside the
+previous file, and a rollback restores that file byte for byte."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import report_fixtures as F
+
+from harness.compose_edit import parse_env_edit, parse_flag_edit
+from harness.config import Settings
+from harness.errors import InputError
+from harness.tune import (
+    Judgement,
+    Tune,
+    Verification,
+    check_text,
+    judge,
+    prev_path,
+    propose,
+    side_by_side,
+)
+from harness.vram.check import CheckResult
+
+SETTINGS = Settings(path=None, environ={})
+
+
+@dataclass
+class FakeRestarter:
+    target: str = "twin"
+    verdict_code: int = 0
+    trouble: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    compose: Path | None = None
+    seen: list[bytes] = field(default_factory=list)  # the compose file at each restart
+
+    def problems(self) -> list[str]:
+        return self.trouble
+
+    def restart(self) -> None:
+        self.calls.append("restart")
+        assert self.compose is not None
+        self.seen.append(self.compose.read_bytes())
+
+    def verify(self, pytest_args: Sequence[str]) -> Verification:
+        self.calls.append("verify")
+        return Verification(self.verdict_code, None)
+
+    def restore(self) -> None:
+        self.calls.append("restore")
+        assert self.compose is not None
+        self.seen.append(self.compose.read_bytes())
+
+    def kept(self) -> None:
+        self.calls.append("kept")
+
+
+@pytest.fixture
+def compose(real_compose: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "docker-compose.yml"
+    shutil.copyfile(real_compose, path)
+    return path
+
+
+def make(
+    compose: Path,
+    *changes: str,
+    env: tuple[str, ...] = (),
+    keep: bool = True,
+    restarter: FakeRestarter | None = None,
+    checked: list[str] | None = None,
+    **kw: bool,
+) -> tuple[Tune, FakeRestarter, list[str]]:
+    edits = [parse_flag_edit(c) for c in changes] + [parse_env_edit(e) for e in env]
+    fake = restarter or FakeRestarter()
+    fake.compose = compose
+    out: list[str] = []
+
+    def check(text: str) -> CheckResult:
+        if checked is not None:
+            checked.append(text)
+        return check_text(text, compose, SETTINGS)
+
+    tune = Tune(
+        propose(compose, edits),
+        check=check,
+        restarter=fake,
+        judge=lambda v: Judgement(keep, ("judged",)),
+        say=out.append,
+        **kw,  # type: ignore[arg-type]
+    )
+    return tune, fake, out
+
+
+def test_a_preflight_failure_touches_nothing(compose: Path) -> None:
+    original = compose.read_bytes()
+    tune, fake, out = make(compose, "vllm-router.--max-model-len=8192")
+    assert tune.run() == 1
+    text = "\n".join(out)
+    assert "refused before touching anything: the change fails preflight" in text
+    assert "rule max-model-len-equal" in text
+    assert compose.read_bytes() == original and not prev_path(compose).exists()
+    assert fake.calls == []
+
+
+def test_a_human_review_item_needs_reviewed(compose: Path) -> None:
+    original = compose.read_bytes()
+    checked: list[str] = []
+    tune, fake, out = make(compose, "vllm-router.model=Qwen/Qwen2.5-7B-Instruct", checked=checked)
+    assert tune.run() == 1
+    assert "human-review item(s) vllm-router model; rerun with --reviewed" in "\n".join(out)
+    assert compose.read_bytes() == original and not prev_path(compose).exists()
+    assert fake.calls == [] and checked == []  # refused before the check: the model may be unknown
+
+
+def test_reviewed_lets_a_human_review_item_through_to_the_check(compose: Path) -> None:
+    tune, fake, out = make(compose, "traefik.image=traefik:v3.2", reviewed=True)
+    assert tune.run() == 0
+    assert fake.calls == ["restart", "verify", "kept"]
+    assert "(accepted with --reviewed)" in "\n".join(out)
+
+
+def test_a_kept_change_is_one_line_and_the_previous_file_is_kept(compose: Path) -> None:
+    original = compose.read_bytes()
+    tune, fake, out = make(compose, "vllm-primary.--max-num-seqs=4")
+    assert tune.run() == 0
+    assert prev_path(compose).read_bytes() == original
+    assert compose.read_bytes() == original.replace(
+        b'--max-num-seqs\n      - "3"\n      - --kv-cache-dtype\n      - fp8\n      - --reasoning',
+        b'--max-num-seqs\n      - "4"\n      - --kv-cache-dtype\n      - fp8\n      - --reasoning',
+    )
+    assert fake.calls == ["restart", "verify", "kept"]
+    assert fake.seen == [compose.read_bytes()]  # restarted with the change written
+    assert "verdict: keep (vllm-primary.--max-num-seqs=4)" in out
+
+
+def test_rollback_on_fail_restores_the_file_byte_for_byte(compose: Path) -> None:
+    original = compose.read_bytes()
+    tune, fake, _ = make(
+        compose, "vllm-primary.--max-num-seqs=1", env=("ai-router.XAI_MODEL=x",), keep=False,
+        rollback_on_fail=True,
+    )  # fmt: skip
+    assert tune.run() == 1
+    assert compose.read_bytes() == original
+    assert fake.calls == ["restart", "verify", "restore"]
+    assert fake.seen[0] != original and fake.seen[1] == original  # restored, then restarted
+    assert tune.steps == ["written", "restarted", "verified", "rolled back", "restored"]
+
+
+def test_without_rollback_on_fail_the_change_stays_and_says_how_to_undo(compose: Path) -> None:
+    original = compose.read_bytes()
+    tune, fake, out = make(compose, "vllm-primary.--max-num-seqs=1", keep=False)
+    assert tune.run() == 1
+    assert compose.read_bytes() != original and prev_path(compose).read_bytes() == original
+    assert fake.calls == ["restart", "verify"]
+    assert f"cp {prev_path(compose)} {compose}" in out[-1]
+
+
+def test_a_target_that_cannot_prove_it_refuses_before_writing(compose: Path) -> None:
+    original = compose.read_bytes()
+    fake = FakeRestarter(trouble=["HARNESS_ROUTER_API_KEY is not set"])
+    tune, _, out = make(compose, "vllm-primary.--max-num-seqs=4", restarter=fake)
+    assert tune.run() == 1
+    assert "refused before touching anything: HARNESS_ROUTER_API_KEY is not set" in out[-1]
+    assert compose.read_bytes() == original and fake.calls == []
+
+
+def test_a_value_the_engine_would_refuse_is_bad_input(compose: Path) -> None:
+    with pytest.raises(InputError, match="--max-num-seqs expects an integer"):
+        propose(compose, [parse_flag_edit("vllm-primary.--max-num-seqs=four")])
+
+
+def test_nothing_to_change(compose: Path) -> None:
+    tune, fake, out = make(compose, "vllm-primary.--max-num-seqs=3")
+    assert tune.run() == 0 and fake.calls == []
+    assert out[-1] == "nothing to change: the compose file already says so"
+
+
+def test_side_by_side_marks_what_moves(compose: Path) -> None:
+    before = check_text(compose.read_text(), compose, SETTINGS)
+    # At 0.09 the router's pool holds 1.59 full contexts, fewer than --max-num-seqs 3.
+    after = check_text(compose.read_text().replace('"0.14"', '"0.09"'), compose, SETTINGS)
+    rows = [line.split() for line in side_by_side(before, after).splitlines()]
+    assert ["vllm-router", "model", "Qwen/Qwen2.5-3B-Instruct", "Qwen/Qwen2.5-3B-Instruct"] in rows
+    assert ["utilization", "0.14", "0.09", "*"] in rows
+    assert ["capacity", "331,568", "tokens", "51,952", "tokens", "*"] in rows
+    assert ["at", "max-model-len", "10.12x", "1.59x", "*"] in rows
+    assert ["headroom", "19.14", "GiB", "23.94", "GiB", "*"] in rows
+    assert ["kv-holds-max-num-seqs", "ok", "warning", "vllm-router", "*"] in rows
+    assert ["fits-card", "ok", "ok"] in rows
+
+
+def write_run(tmp_path: Path, status: str = "passed", **top: object) -> Path:
+    run_dir = tmp_path / "runs" / "20261129T000000Z-twin"
+    run_dir.mkdir(parents=True)
+    doc = F.record("20261129T000000Z-twin", **top)
+    doc["status"] = status
+    (run_dir / "record.json").write_text(json.dumps(doc))
+    return run_dir
+
+
+def test_judge_without_a_baseline_rests_on_the_run(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path)
+    verdict = judge(Verification(0, run_dir), None, SETTINGS)
+    assert verdict.keep
+    assert any("nothing to compare with" in ln for ln in verdict.lines)
+    assert any("steady: vllm-primary ran at most 3 at once (--max-num-seqs 3)" in ln
+               for ln in verdict.lines)  # fmt: skip
+    assert not judge(Verification(1, run_dir), None, SETTINGS).keep
+    assert not judge(Verification(0, None), None, SETTINGS).keep
+
+
+def test_judge_rolls_back_on_a_regression(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path)
+    base = F.record("20261128T000000Z-twin")
+    base["telemetry"] = {"sessions": {"fallback_rate": 0.0}}
+    doc = json.loads((run_dir / "record.json").read_text())
+    doc["telemetry"] = {"sessions": {"fallback_rate": 0.2}}
+    (run_dir / "record.json").write_text(json.dumps(doc))
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    verdict = judge(Verification(0, run_dir), str(tmp_path / "base.json"), SETTINGS)
+    assert not verdict.keep
+    assert "sessions.fallback_rate" in "\n".join(verdict.lines)
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["vllm-router.--max-model-len=8192"], "rule max-model-len-equal"),
+        (["vllm-router.model=Qwen/Qwen2.5-7B-Instruct"], "human-review item(s) vllm-router model"),
+        (
+            ["--env", "ai-router.ROUTER_CLASSIFIER_MODEL=x"],
+            "ai-router environment.ROUTER_CLASSIFIER_MODEL",
+        ),
+    ],
+)
+def test_the_command_refuses_naming_the_rule_or_item(
+    compose: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    named: str,
+) -> None:
+    from harness.cli import main
+
+    monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
+    original = compose.read_bytes()
+    assert main(["tune", *argv, "--compose", str(compose), "--gpu-memory", "96GiB"]) == 1
+    assert named in capsys.readouterr().out
+    assert compose.read_bytes() == original and not prev_path(compose).exists()
