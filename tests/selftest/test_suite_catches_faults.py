@@ -159,3 +159,30 @@ def test_classifier_with_a_shorter_context(twin: Any, tmp_path: Path) -> None:
         )
     assert rc == 1, out[-3000:]
     assert "serves max_model_len 8192, the compose file says 32768" in out, out[-3000:]
+
+
+def test_router_that_serialises_requests(broken_router: Any, twin: Any, tmp_path: Path) -> None:
+    broken_router("serialise")
+    rc, out = run_acceptance(
+        twin,
+        ["tests/acceptance/test_concurrency.py::test_requests_beyond_max_num_seqs_wait[router]"],
+        tmp_path,
+    )
+    assert rc == 1, out[-3000:]
+    assert "the requests never reached the engine together" in out, out[-3000:]
+
+
+def test_router_that_drops_session_log_lines(
+    broken_router: Any, twin: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken_router("drop_log_line")
+    # An attached router's session log is wherever its owner put it: here, the twin's.
+    log = twin.router.log_path.with_name(f"{twin.router.name}-session.jsonl")
+    monkeypatch.setenv("HARNESS_TARGETS_ATTACH_ROUTER_SESSION_LOG", str(log))
+    rc, out = run_acceptance(
+        twin,
+        ["tests/acceptance/test_concurrency.py::test_session_log_has_one_line_per_request[router]"],
+        tmp_path,
+    )
+    assert rc == 1, out[-3000:]
+    assert "requests have no line in the router's session log" in out, out[-3000:]
