@@ -280,7 +280,8 @@ def fallback_problem(summary: Mapping[str, Any]) -> str | None:
     classifier was never used, whatever the error rate says."""
     reasons: Mapping[str, int] = summary.get("route_reasons") or {}
     answered = sum(n for r, n in reasons.items() if r != "none")
-    if answered == 0 or reasons.get("classified", 0) > 0:
+    # classified:trimmed-history is a classification too, on the conversation's recent part.
+    if answered == 0 or any(r.startswith("classified") and n for r, n in reasons.items()):
         return None
     seen = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
     return (

@@ -23,7 +23,7 @@ class RoutingReport:
     correct: int
     confusion: dict[str, dict[str, int]]  # expected -> got -> count
     either: dict[str, int]  # got -> count, for ambiguous items
-    fallbacks: int  # outcomes whose reason was not "classified"
+    fallbacks: int  # outcomes the classifier did not decide ("classified" or "classified:...")
     misses: tuple[Outcome, ...]
 
     @property
@@ -76,7 +76,7 @@ def summarize(outcomes: Iterable[Outcome], routes: Sequence[str]) -> RoutingRepo
         correct=correct,
         confusion=confusion,
         either=dict(either),
-        fallbacks=sum(o.reason != "classified" for o in outcomes),
+        fallbacks=sum(not o.reason.startswith("classified") for o in outcomes),
         misses=tuple(misses),
     )
 
