@@ -19,8 +19,8 @@ import httpx
 import pytest
 from ai_router.classify_prompt import ROUTES, classification_messages
 
-from harness.longctx import PLACEMENTS, Tokenizer, as_sent, build, build_exact, label_budget
 from harness.routing.corpus import FILLER_TEXT, ROUTING_EVAL, load_filler, load_routing
+from harness.routing.longctx import PLACEMENTS, Tokenizer, as_sent, build, build_exact, label_budget
 from harness.telemetry.prom import scrape
 
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
