@@ -390,9 +390,9 @@ def cmd_vram(ns: argparse.Namespace) -> int:
     import contextlib
 
     from harness.config import load_settings
-    from harness.gpu_usage import engine_use
     from harness.telemetry.nvml import nvml_errors, snapshot
     from harness.vram.check import run_check
+    from harness.vram.usage import engine_use
     from harness.vram_table import build, render
 
     overrides = {"check.gpu_memory": ns.gpu_memory} if ns.gpu_memory else {}

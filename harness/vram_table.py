@@ -3,7 +3,7 @@ NVML's measurement beside each prediction where a GPU is visible.
 
 Per engine the prediction is its budget (ceil(total x --gpu-memory-utilization): what vLLM
 holds once loaded) plus one CUDA context outside it; what is left of the card is free. The
-measured figure is the NVML memory of the engine's processes (found as `harness.gpu_usage`
+measured figure is the NVML memory of the engine's processes (found as `harness.vram.usage`
 finds them), and the card's own used and free memory.
 """
 
@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.gpu_usage import EngineUse
 from harness.telemetry.nvml import GpuSnapshot
 from harness.units import gib
 from harness.vram.check import CheckResult
+from harness.vram.usage import EngineUse
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ container for it (labels com.docker.compose.project/service, its host PID from S
 else the process listening on the service's port on this machine.
 
 NVML reports GPU memory by host PID, held by vLLM's EngineCore, a child of the process found
-here; `harness.gpu_usage` matches a GPU process through its parents.
+here; `harness.vram.usage` matches a GPU process through its parents.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from harness.telemetry.procfs import parent_of
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
@@ -47,16 +49,6 @@ def _listening_inodes(port: int, proc: Path) -> set[str]:
             if len(cols) > 9 and cols[3] == _LISTEN and int(cols[1].rsplit(":", 1)[1], 16) == port:
                 inodes.add(cols[9])
     return inodes
-
-
-def parent_of(pid: int, proc: Path = Path("/proc")) -> int | None:
-    """The parent PID from /proc/<pid>/stat (after the command name, which may hold spaces)."""
-    try:
-        stat = (proc / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
 
 
 def _comm(pid: int, proc: Path) -> str:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from harness.gpu_usage import engine_use, usage_problems
 from harness.telemetry.nvml import nvml_device_count, snapshot
 from harness.units import GIB, gib, parse_size
+from harness.vram.usage import engine_use, usage_problems
 
 pytestmark = pytest.mark.gpu
 

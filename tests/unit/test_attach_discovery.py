@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from harness.config import Settings
-from harness.gpu_usage import engine_use
 from harness.spec import load_stack
 from harness.stack import attach
 from harness.stack.base import ServiceHandle, Stack
@@ -20,6 +19,7 @@ from harness.stack.discover import compose_container, discover, listening_pid, p
 from harness.telemetry.nvml import GpuProcess, GpuSnapshot
 from harness.units import GIB
 from harness.vram.check import run_check
+from harness.vram.usage import engine_use
 
 TCP_HEAD = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.config import Settings
-from harness.gpu_usage import engine_use, usage_problems
 from harness.stack.base import ServiceHandle
 from harness.telemetry.nvml import GpuProcess, GpuSnapshot
 from harness.units import GIB
 from harness.vram.check import run_check
+from harness.vram.usage import engine_use, usage_problems
 
 C1, C2 = "1" * 64, "2" * 64
 

@@ -9,10 +9,10 @@ import pytest
 
 from harness.cli import main
 from harness.config import Settings
-from harness.gpu_usage import EngineUse
 from harness.telemetry.nvml import GpuProcess, GpuSnapshot
 from harness.units import GIB, MIB
 from harness.vram.check import run_check
+from harness.vram.usage import EngineUse
 from harness.vram_table import build, render
 
 SETTINGS = Settings(path=None, environ={})

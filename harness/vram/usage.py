@@ -11,12 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
-from harness.stack.base import ServiceHandle
-from harness.stack.discover import parent_of as proc_parent
 from harness.telemetry.nvml import GpuProcess, GpuSnapshot
+from harness.telemetry.procfs import parent_of as proc_parent
 from harness.units import gib
 from harness.vram.plan import VramPlan
+
+
+class EngineProcess(Protocol):
+    """What identifies an engine's processes: a stack's service handle has these."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def container_id(self) -> str | None: ...
+
+    @property
+    def pid(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -43,7 +56,7 @@ def ancestors(pid: int, parent_of: Callable[[int], int | None], limit: int = 64)
     return chain
 
 
-def _owned(p: GpuProcess, eng: ServiceHandle, pgid_of: dict[int, int], lineage: list[int]) -> bool:
+def _owned(p: GpuProcess, eng: EngineProcess, pgid_of: dict[int, int], lineage: list[int]) -> bool:
     if eng.container_id and p.container_id and p.container_id.startswith(eng.container_id):
         return True
     # PID 1 (init) would own every process on the machine: never a service's process.
@@ -54,7 +67,7 @@ def _owned(p: GpuProcess, eng: ServiceHandle, pgid_of: dict[int, int], lineage: 
 
 def engine_use(
     snap: GpuSnapshot,
-    engines: Iterable[ServiceHandle],
+    engines: Iterable[EngineProcess],
     plan: VramPlan,
     pgid_of: dict[int, int],
     parent_of: Callable[[int], int | None] | None = None,
