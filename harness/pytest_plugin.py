@@ -191,7 +191,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def _start_planting(config: pytest.Config) -> None:
-    from harness.planted_secrets import PlantedSession
+    from harness.report.planted_secrets import PlantedSession
     from harness.report.run_dir import reports_root
 
     if config.getoption("capture") not in ("tee-sys", "no"):

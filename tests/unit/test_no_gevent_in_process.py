@@ -9,7 +9,7 @@ import sys
 
 def test_harness_modules_do_not_import_locust_or_gevent() -> None:
     code = (
-        "import sys, harness.cli, harness.cli_run, harness.cli_stack, harness.load.runner, "
+        "import sys, harness.cli, harness.cli.run, harness.cli.stack, harness.load.runner, "
         "harness.load.stats, harness.load.slo, harness.pytest_plugin\n"
         "bad = [m for m in ('locust', 'gevent') if m in sys.modules]\n"
         "print(','.join(bad))"

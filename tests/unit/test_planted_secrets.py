@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.planted_secrets import ConsoleTee, plant, scan
+from harness.report.planted_secrets import ConsoleTee, plant, scan
 from harness.spec import load_stack
 from harness.spec.env_file import service_env_files
 
@@ -73,7 +73,7 @@ def test_part_of_a_value_is_a_leak_too(tmp_path: Path) -> None:
 
 
 def test_a_value_across_a_read_boundary_is_found(tmp_path: Path) -> None:
-    from harness.planted_secrets import _search_file
+    from harness.report.planted_secrets import _search_file
 
     value = b"planted-hf-0123456789abcdef"
     path = tmp_path / "big.log"
@@ -111,7 +111,7 @@ def test_console_tee_copies_what_a_child_process_writes(tmp_path: Path) -> None:
     # In a child of its own: the tee takes over this process's file descriptors 1 and 2.
     code = (
         "import subprocess, sys; from pathlib import Path; "
-        "from harness.planted_secrets import ConsoleTee; "
+        "from harness.report.planted_secrets import ConsoleTee; "
         "tee = ConsoleTee(Path(sys.argv[1])); tee.start(); "
         "print('from python', flush=True); "
         "subprocess.run(['sh', '-c', 'echo from a child; echo to stderr >&2']); "

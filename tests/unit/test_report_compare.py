@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import report_fixtures as F
 
-from harness import cli_report
+from harness.cli import report as cli_report
 from harness.config import load_settings
 from harness.report.compare import NOT_COMPARED, OK, REGRESSION, Comparison, Tolerances, compare
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import report_fixtures as F
 
-from harness.compose_edit import parse_env_edit, parse_flag_edit
 from harness.config import Settings
 from harness.errors import InputError
+from harness.spec.compose_edit import parse_env_edit, parse_flag_edit
 from harness.tune import (
     Judgement,
     Tune,

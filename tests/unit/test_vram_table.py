@@ -12,8 +12,8 @@ from harness.config import Settings
 from harness.telemetry.nvml import GpuProcess, GpuSnapshot
 from harness.units import GIB, MIB
 from harness.vram.check import run_check
+from harness.vram.table import build, render
 from harness.vram.usage import EngineUse
-from harness.vram_table import build, render
 
 SETTINGS = Settings(path=None, environ={})
 

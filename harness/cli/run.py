@@ -47,14 +47,14 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 def cmd_nightly(ns: argparse.Namespace) -> int:
     """Acceptance and every load profile, the report, then the comparison's exit code."""
-    from harness.cli_report import cmd_compare
+    from harness.cli.report import cmd_compare
     from harness.errors import InputError
 
     code, run_dir = run_main_job(ns.target, ns.pytest_args, select="")
     if run_dir is None:
         print("nightly: no run directory was written (the stack never came up)")
         return code or 3
-    from harness.cli_tune import add_sessions
+    from harness.cli.tune import add_sessions
     from harness.report.finalize import finalize_run
 
     # The router's session log joins the record, and so the report and the comparison.

@@ -26,7 +26,7 @@ def _cmd_check(ns: argparse.Namespace) -> int:
     nvml_total = None if ns.gpu_memory else total_memory_or_none()
     result = run_check(ns.compose, settings, nvml_total=nvml_total)
     if ns.against:
-        from harness.cli_tune import check_against
+        from harness.cli.tune import check_against
 
         return check_against(ns, result)
     if ns.json:
@@ -78,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     order.add_argument("--reverse", action="store_true", help="stop order")
     order.set_defaults(func=_cmd_order)
 
-    from harness import cli_report, cli_run, cli_stack, cli_tune
+    from harness.cli import report as cli_report
+    from harness.cli import run as cli_run
+    from harness.cli import stack as cli_stack
+    from harness.cli import tune as cli_tune
 
     cli_stack.add_parsers(sub)
     cli_run.add_parsers(sub)

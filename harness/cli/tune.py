@@ -27,7 +27,7 @@ DEFAULT_COMPOSE = Path("infra/docker-compose.yml")
 def check_against(ns: argparse.Namespace, result: Any) -> int:
     """`harness check --against REF`: the check, then every item changed since REF; exit 1 on
     a preflight error or an unreviewed human-review change."""
-    from harness.compose_diff import diff_compose, read_ref
+    from harness.spec.compose_diff import diff_compose, read_ref
     from harness.tune import read_compose
     from harness.vram.render import render_markdown_table, render_text
 
@@ -59,7 +59,7 @@ def run_job(target: str, extra: Sequence[str], plugins: Sequence[object] = ()) -
     """The main job of `harness run` (acceptance, steady, kv-pressure) in one pytest session."""
     import pytest
 
-    from harness.cli_run import MAIN_FILTER, MAIN_JOB, newest_run
+    from harness.cli.run import MAIN_FILTER, MAIN_JOB, newest_run
     from harness.report.run_dir import reports_root
     from harness.tune import Verification
 
@@ -88,7 +88,7 @@ def keep_twin_up() -> object:
 
 
 def _down() -> None:
-    from harness.cli_stack import cmd_down
+    from harness.cli.stack import cmd_down
 
     code = cmd_down(argparse.Namespace(sweep=False))
     if code:
@@ -146,7 +146,7 @@ class TwinRestarter:
         return run_job("twin", [*extra, "--harness-keep-stack"], [keep_twin_up()])
 
     def restore(self) -> None:
-        from harness.cli_stack import cmd_up
+        from harness.cli.stack import cmd_up
         from harness.stack import state
 
         if state.load() is not None:
@@ -217,15 +217,15 @@ class GpuRestarter:
         self.restart()
 
     def kept(self) -> None:
-        from harness.compose_diff import remember_good
+        from harness.spec.compose_diff import remember_good
 
         print(f"kept as the last good compose file: {remember_good(self.compose)}")
 
 
 def cmd_tune(ns: argparse.Namespace) -> int:
-    from harness.compose_edit import parse_env_edit, parse_flag_edit
     from harness.config import load_settings
     from harness.spec import load_stack
+    from harness.spec.compose_edit import parse_env_edit, parse_flag_edit
     from harness.telemetry.nvml import total_memory_or_none
     from harness.tune import Tune, Verification, check_text, judge, propose
 
@@ -271,7 +271,7 @@ def cmd_tune(ns: argparse.Namespace) -> int:
 def session_log(path: str | None, compose: Path, settings: Any) -> Any:
     """A path (file or run directory), else targets.attach.router_session_log, else the
     compose project's router-logs volume."""
-    from harness.sessions import compose_location, in_run_dir, read_log, volume_log
+    from harness.report.sessions import compose_location, in_run_dir, read_log, volume_log
     from harness.spec import load_stack
 
     if path:
@@ -305,7 +305,7 @@ def primary_max_model_len(compose: Path) -> int | None:
 
 def cmd_sessions(ns: argparse.Namespace) -> int:
     from harness.config import load_settings
-    from harness.sessions import parse_since, render_text, summarize
+    from harness.report.sessions import parse_since, render_text, summarize
 
     settings = load_settings(ns.config)
     log = session_log(ns.path, ns.compose, settings)
@@ -325,7 +325,14 @@ def add_sessions(
     from harness.config import load_settings
     from harness.errors import HarnessError
     from harness.report.schema import load_record
-    from harness.sessions import in_run_dir, parse_since, parse_ts, read_log, render_text, summarize
+    from harness.report.sessions import (
+        in_run_dir,
+        parse_since,
+        parse_ts,
+        read_log,
+        render_text,
+        summarize,
+    )
 
     doc = load_record(run_dir)
     since = None
@@ -392,8 +399,8 @@ def cmd_vram(ns: argparse.Namespace) -> int:
     from harness.config import load_settings
     from harness.telemetry.nvml import nvml_errors, snapshot
     from harness.vram.check import run_check
+    from harness.vram.table import build, render
     from harness.vram.usage import engine_use
-    from harness.vram_table import build, render
 
     overrides = {"check.gpu_memory": ns.gpu_memory} if ns.gpu_memory else {}
     settings = load_settings(ns.config, overrides)

@@ -382,7 +382,7 @@ def apply_edits(text: str, edits: Iterable[Edit], where: str) -> str:
 def _engines_only(text: str, edits: Sequence[Edit], where: str) -> None:
     """Flags and models are edited on vLLM engines only: whether another program's next
     token is a flag's value or an argument is not known here."""
-    from harness.compose_diff import is_engine
+    from harness.spec.compose_diff import is_engine
 
     try:
         services = (yaml.safe_load(text) or {}).get("services") or {}
@@ -399,7 +399,7 @@ def _engines_only(text: str, edits: Sequence[Edit], where: str) -> None:
 
 def check_edits(before: str, after: str, edits: Sequence[Edit], where: str) -> None:
     """The edited text reads back with every edit's value, and nothing else differs."""
-    from harness.compose_diff import diff_texts, item_of
+    from harness.spec.compose_diff import diff_texts, item_of
 
     changes = {c.key: c for c in diff_texts(before, after, where)}
     wanted = {item_of(e): e for e in edits}

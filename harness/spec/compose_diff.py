@@ -27,7 +27,7 @@ from harness.spec.engine_args import split_flags
 from harness.spec.services import MASK, is_secret_name
 
 if TYPE_CHECKING:
-    from harness.compose_edit import Edit
+    from harness.spec.compose_edit import Edit
 
 SAFE_FLAGS = frozenset(
     {"--gpu-memory-utilization", "--max-model-len", "--max-num-seqs", "--kv-cache-dtype"}
