@@ -1,7 +1,7 @@
-"""The `harness` command: parses options, calls the library, prints, and sets the exit code.
+"""The `harness` command: acceptance and load tests for a self-hosted vLLM routing stack.
 
-Exit codes: 0 success, 1 a check or comparison failed, 2 bad input, 3 the stack or the machine
-could not do what was asked.
+Each subcommand parses its options, calls the library and prints; the library raises, and only
+this package turns its errors into the exit codes of exit_codes.py.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness import __version__
+from harness.cli.exit_codes import BAD_INPUT, CANNOT_RUN, EPILOG, INTERRUPTED
 from harness.errors import CapabilityError, HarnessError, InputError
 
 
@@ -50,8 +52,59 @@ def _cmd_order(ns: argparse.Namespace) -> int:
     return 0
 
 
+# Help for options that several subcommands share, where a subcommand gave none.
+COMMON_HELP = {
+    "--compose": "the stack's compose file",
+    "--target": "where the stack comes from: twin (local processes), twin-docker (the emulated "
+    "GPU), gpu (the real stack's containers), attach (the running stack)",
+    "--json": "machine-readable output",
+    "--users": "locust users (default: the profile's own)",
+    "--kv-tokens": "a KV capacity for one engine of the twin, e.g. primary=49152 or primary=1.5x",
+    "--baseline": "the run to compare with: a path, a run id, or last-green",
+    "profile": "the load profile",
+    "--cache-dir": "where the twin's models are built and kept",
+    "--force": "rebuild even when the inputs are unchanged",
+}
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; each option's default in its help, where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or "default" in text or default in (None, False, argparse.SUPPRESS):
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _explain(sub: argparse._SubParsersAction) -> None:
+    """Every subcommand gets a description, every option a help text showing its default."""
+    summaries = {a.dest: a.help for a in sub._choices_actions}
+    for name, parser in sub.choices.items():
+        parser.formatter_class = _Formatter
+        parser.epilog = parser.epilog or EPILOG
+        if not parser.description:
+            summary = summaries.get(name) or name
+            parser.description = f"harness {name}: {summary}."
+        for action in parser._actions:
+            if action.help is None and not isinstance(action, argparse._HelpAction):
+                keys = [*action.option_strings, action.dest]
+                action.help = next((COMMON_HELP[k] for k in keys if k in COMMON_HELP), None)
+                if action.help is None and isinstance(action, argparse._SubParsersAction):
+                    action.help = "one of: " + ", ".join(action.choices or ())
+        for child in parser._actions:
+            if isinstance(child, argparse._SubParsersAction):
+                _explain(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="harness", description=__doc__, epilog=EPILOG, formatter_class=_Formatter
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
     parser.add_argument("--config", type=Path, default=None, help="harness.toml to use")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -87,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_run.add_parsers(sub)
     cli_report.add_parsers(sub)
     cli_tune.add_parsers(sub)
+    _explain(sub)
     return parser
 
 
@@ -97,16 +151,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ns.func(ns))
     except InputError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     except CapabilityError as exc:
         print(f"harness: cannot run here: {exc}", file=sys.stderr)
-        return 3
+        return CANNOT_RUN
     except HarnessError as exc:
         print(f"harness: {exc}", file=sys.stderr)
-        return 3
+        return CANNOT_RUN
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ record, one junit.xml and one report."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
+from harness.cli.exit_codes import CANNOT_RUN, from_pytest
 from harness.report.run_dir import reports_root
 
 MAIN_JOB = ["tests/acceptance", "tests/load/test_profiles.py"]
@@ -34,15 +36,28 @@ def run_main_job(
 
 def cmd_run(ns: argparse.Namespace) -> int:
     code, run_dir = run_main_job(ns.target, ns.pytest_args)
+    exit_code = from_pytest(code) if run_dir is not None else (from_pytest(code) or CANNOT_RUN)
+    files = [
+        str(run_dir / name)
+        for name in ("report.md", "report.html", "record.json", "junit.xml")
+        if run_dir is not None and (run_dir / name).exists()
+    ]
+    if getattr(ns, "json", False):
+        doc = {
+            "run_dir": str(run_dir) if run_dir else None,
+            "exit_code": exit_code,
+            "pytest_exit_code": code,
+            "files": files,
+        }
+        print(json.dumps(doc, indent=2))
+        return exit_code
     if run_dir is None:
         print("no run directory was written (the stack never came up)")
-        return code or 3
-    print(f"\nrun {run_dir.name}: pytest exit code {code}")
-    for name in ("report.md", "report.html", "record.json", "junit.xml"):
-        path = run_dir / name
-        if path.exists():
-            print(f"  {path}")
-    return code
+        return exit_code
+    print(f"\nrun {run_dir.name}: pytest exit code {code}, harness exit code {exit_code}")
+    for path in files:
+        print(f"  {path}")
+    return exit_code
 
 
 def cmd_nightly(ns: argparse.Namespace) -> int:
@@ -53,7 +68,7 @@ def cmd_nightly(ns: argparse.Namespace) -> int:
     code, run_dir = run_main_job(ns.target, ns.pytest_args, select="")
     if run_dir is None:
         print("nightly: no run directory was written (the stack never came up)")
-        return code or 3
+        return from_pytest(code) or CANNOT_RUN
     from harness.cli.tune import add_sessions
     from harness.report.finalize import finalize_run
 
@@ -67,13 +82,14 @@ def cmd_nightly(ns: argparse.Namespace) -> int:
         )
     except InputError as exc:
         print(f"nightly: nothing to compare with ({exc}); pin one with `harness baseline set`")
-        return code
+        return from_pytest(code)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     run = sub.add_parser("run", help="the main job: bring-up, acceptance, steady + kv-pressure")
     run.add_argument("--target", default="twin", choices=("twin", "attach", "gpu", "twin-docker"))
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    run.add_argument("--json", action="store_true", help="the run's outcome as JSON")
     run.set_defaults(func=cmd_run)
 
     nightly = sub.add_parser(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from pathlib import Path
@@ -156,20 +157,28 @@ def cmd_status(ns: argparse.Namespace) -> int:
 
     from harness.stack import state
 
-    _report_production()
+    as_json = getattr(ns, "json", False)
+    if not as_json:
+        _report_production()
     doc = state.load()
     if doc is None:
-        print("no stack recorded as up")
+        print(json.dumps({"up": False}) if as_json else "no stack recorded as up")
         return 1
-    bad = 0
-    print(f"{doc['target']} stack, run dir {doc['run_dir']}")
+    health: dict[str, int | str] = {}
     for svc in doc["services"]:
         try:
-            code: int | str = httpx.get(svc["url"] + "/health", timeout=5).status_code
+            health[svc["name"]] = httpx.get(svc["url"] + "/health", timeout=5).status_code
         except httpx.HTTPError as exc:
-            code = type(exc).__name__
-        bad += code != 200
-        print(f"  {svc['name']:14} {svc['url']:24} health: {code}")
+            health[svc["name"]] = type(exc).__name__
+    bad = sum(code != 200 for code in health.values())
+    if as_json:
+        services = [{**svc, "health": health[svc["name"]]} for svc in doc["services"]]
+        out = {"up": True, "target": doc["target"], "run_dir": doc["run_dir"]}
+        print(json.dumps({**out, "services": services}, indent=2))
+        return 0 if bad == 0 else 1
+    print(f"{doc['target']} stack, run dir {doc['run_dir']}")
+    for svc in doc["services"]:
+        print(f"  {svc['name']:14} {svc['url']:24} health: {health[svc['name']]}")
     return 0 if bad == 0 else 1
 
 
@@ -362,6 +371,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         action="store_true",
         help="forget that record (`make up` does, once every service is healthy)",
     )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
 
     twin = sub.add_parser("twin", help="the CPU twin's tiny models")

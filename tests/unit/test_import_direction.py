@@ -40,13 +40,19 @@ def package_of(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
+def is_module(name: str) -> bool:
+    return (ROOT / f"{name}.py").is_file() or (ROOT / name).is_dir()
+
+
 def imports_of(path: Path) -> list[tuple[int, str]]:
     """(line, module) for every `harness.*` module that `path` imports."""
     out: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "harness":
-                out += [(node.lineno, f"harness.{a.name}") for a in node.names]
+            if (
+                node.module == "harness"
+            ):  # `from harness import module`, not a name like __version__
+                out += [(node.lineno, f"harness.{a.name}") for a in node.names if is_module(a.name)]
             elif node.module.startswith("harness."):
                 out.append((node.lineno, node.module))
         elif isinstance(node, ast.Import):
