@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.config import Settings
 from harness.errors import ConfigError, InputError
@@ -18,11 +18,48 @@ from harness.vram.rules import Finding, PreflightContext, Severity, run_prefligh
 DEFAULT_COMPOSE = Path("infra/docker-compose.yml")
 
 
+class Headroom(Protocol):
+    """The classifier's headroom as harness.routing.headroom measures it (that package sits
+    beside this one, so the value comes in through `run_check`'s callback)."""
+
+    @property
+    def classifier(self) -> str: ...
+    @property
+    def band(self) -> tuple[int, int] | None: ...
+    @property
+    def caveat(self) -> str: ...
+    def summary(self) -> str: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+HEADROOM_RULE = "classifier-headroom"
+
+
+def headroom_findings(headroom: Headroom) -> tuple[Finding, ...]:
+    band = headroom.band
+    if band is None:
+        return ()
+    caveat = f" ({headroom.caveat})" if headroom.caveat else ""
+    return (
+        Finding(
+            HEADROOM_RULE,
+            Severity.WARNING,
+            f"conversations of {band[0]:,} to {band[1]:,} tokens (the primary's) fit the primary "
+            "but not the classifier with its prompt and label; the reference router classifies "
+            f"those on trimmed history (X-Route-Reason classified:trimmed-history){caveat}",
+            "accept it, or give the classifier a --max-model-len above the primary's by the "
+            "overhead so every conversation is classified whole",
+            headroom.classifier,
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class CheckResult:
     spec: StackSpec
     plan: VramPlan
     findings: tuple[Finding, ...]
+    headroom: Headroom | None = None
 
     @property
     def ok(self) -> bool:
@@ -64,6 +101,7 @@ class CheckResult:
                 }
                 for e in self.plan.engines
             },
+            "classifier_headroom": self.headroom.to_dict() if self.headroom else None,
             "findings": [f.to_dict() for f in self.findings],
             "ok": self.ok,
         }
@@ -113,7 +151,13 @@ def assumptions_from(
     )
 
 
-def run_check(compose: Path, settings: Settings, *, nvml_total: int | None = None) -> CheckResult:
+def run_check(
+    compose: Path,
+    settings: Settings,
+    *,
+    nvml_total: int | None = None,
+    headroom: Callable[[StackSpec], Headroom] | None = None,
+) -> CheckResult:
     spec = load_stack(compose)
     archs: dict[str, ModelArch] = {}
     for svc in spec.engines:
@@ -132,4 +176,8 @@ def run_check(compose: Path, settings: Settings, *, nvml_total: int | None = Non
         archs=archs,
         utilization_limit=settings.typed.check.utilization_limit,
     )
-    return CheckResult(spec=spec, plan=vram, findings=tuple(run_preflight(ctx)))
+    findings = tuple(run_preflight(ctx))
+    measured = headroom(spec) if headroom is not None else None
+    if measured is not None:
+        findings += headroom_findings(measured)
+    return CheckResult(spec=spec, plan=vram, findings=findings, headroom=measured)

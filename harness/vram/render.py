@@ -62,6 +62,8 @@ def render_text(result: CheckResult) -> str:
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     lines += ["", card_line(result), ""]
+    if result.headroom is not None:
+        lines += [result.headroom.summary(), ""]
     if not result.findings:
         lines.append("Findings: none.")
     for f in result.findings:

@@ -86,7 +86,9 @@ def test_json_has_per_engine_kv_figures_and_findings(capsys, compose_variant) ->
     assert primary["kv_bytes_per_token"] == 131072
     assert primary["kv_capacity_tokens"] > 32768
     assert 2 <= primary["max_concurrency_at_max_model_len"] < 3
-    assert doc["findings"] == [
+    # The classifier-headroom warning depends on the tokenizer files this machine holds.
+    findings = [f for f in doc["findings"] if f["rule"] != "classifier-headroom"]
+    assert findings == [
         {
             "rule": "kv-holds-max-num-seqs",
             "severity": "warning",
