@@ -13,6 +13,7 @@ the only answer is `fallback:context_too_long`.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import httpx
@@ -277,3 +278,88 @@ def test_just_over_the_limit_is_flagged_never_classified(
         f"{conv.tokens:,} tokens cannot be served within the primary's max-model-len "
         f"{limit:,}, yet the router answered with X-Route-Reason: {reason} (expected {TOO_LONG})"
     )
+
+
+def test_the_band_matches_harness_check(
+    stack: Any,
+    router_http: httpx.Client,
+    primary_tok: Tokenizer,
+    cues: dict[str, str],
+    filler: str,
+    run_record: Any,
+) -> None:
+    """The largest conversation classified whole, found live by bisection on the primary's
+    tokens, against `harness check`'s prediction from the tokenizer files.
+
+    The bisection starts in a small window around the prediction (two requests bracket it), and
+    widens to the whole range only when a bracket does not hold. Every conversation is the same
+    cue-last padding cut at another length, so each prefill reuses the cached prefix of the last.
+    """
+    from harness.routing.headroom import for_spec
+
+    predicted = for_spec(stack.spec, prefer_twin=stack.target.startswith("twin"))
+    largest = predicted.largest_untrimmed
+    served = primary_max_model_len(stack) - 1
+    outcomes: dict[int, str] = {}
+
+    def reason_at(target: int) -> tuple[int, str]:
+        conv = build(
+            primary_tok.count_messages, as_sent, placement="last", cue=cues["search"],
+            target_tokens=target, filler=filler,
+        )  # fmt: skip
+        if conv.tokens != target:
+            # No exact count: the nearest one below the target is as good a probe.
+            with contextlib.suppress(ValueError):
+                conv = build_exact(
+                    primary_tok.count_messages, as_sent, placement="last", cue=cues["search"],
+                    target_tokens=target, filler=filler,
+                )  # fmt: skip
+        r = classify(router_http, conv.messages)
+        reason = r.headers.get("X-Route-Reason", "<missing>")
+        assert r.status_code == 200, f"{conv.tokens:,} tokens: HTTP {r.status_code}"
+        assert reason in (CLASSIFIED, TRIMMED), f"{conv.tokens:,} tokens: {reason}"
+        outcomes[conv.tokens] = reason
+        return conv.tokens, reason
+
+    # lo: a length classified whole; hi: a length classified trimmed (served + 1: none).
+    lo, hi = 0, served + 1
+    if largest is not None:
+        for edge in (max(1, largest - 32), min(served, largest + 33)):
+            tokens, reason = reason_at(edge)
+            if reason == CLASSIFIED:
+                lo = max(lo, tokens)
+            else:
+                hi = min(hi, tokens)
+    if lo >= hi:
+        lo, hi = 0, served + 1  # the bracket failed: outcomes disagree; search it all
+    while hi - lo > 1:
+        tokens, reason = reason_at((lo + hi) // 2)
+        if reason == CLASSIFIED and tokens > lo:
+            lo = tokens
+        elif reason == TRIMMED and tokens < hi:
+            hi = tokens
+        else:
+            break  # no padding lands between the two: the edge is known to within hi - lo
+    run_record.put(
+        "acceptance",
+        "classifier_headroom",
+        {
+            "predicted_largest_untrimmed": largest,
+            "measured_largest_untrimmed": lo,
+            "measured_smallest_trimmed": hi if hi <= served else None,
+            "requests": len(outcomes),
+            "harness_check": predicted.to_dict(),
+        },
+    )
+    assert largest is not None, f"harness check could not predict the band: {predicted.unknown}"
+    if stack.target.startswith("twin"):
+        # Without a band the edge is the primary's own limit.
+        want = min(largest, served)
+        assert (lo, hi) == (want, want + 1), (
+            f"measured: {lo:,} classified whole, {hi:,} trimmed; harness check predicts the "
+            f"largest untrimmed conversation at {largest:,} tokens (primary serves {served:,})"
+        )
+    else:
+        # Other targets: the tokenizers may differ between the engines; a few tokens of slack.
+        want = min(largest, served)
+        assert abs(lo - want) <= 8, f"measured {lo:,}, predicted {want:,} ({outcomes})"
