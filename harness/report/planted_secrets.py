@@ -15,14 +15,12 @@ import os
 import secrets
 import shutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-# What a leak report shows of a value: the planted kind, never the random part.
-SHOWN = 14
 # Pieces of a secret searched for besides the whole: 12 characters (48 bits of a hex token, so
 # no chance match in gigabytes), starting every 4.
 FRAGMENT, STEP = 12, 4
@@ -41,12 +39,17 @@ class Planted:
     environ: dict[str, str]  # for the harness's own environment
 
     @property
-    def values(self) -> tuple[str, ...]:
-        out: list[str] = []
-        for doc in (self.secrets_file, self.router_env, self.environ):
-            for value in doc.values():
-                out += [v for v in value.split(",") if v]
-        return tuple(out)
+    def values(self) -> dict[str, str]:
+        """Each planted value by where it was planted, e.g. ".secrets ROUTER_API_KEYS #2": what a
+        leak report names, never the value itself."""
+        out: dict[str, str] = {}
+        for where, doc in ((".secrets", self.secrets_file), ("router.env", self.router_env),
+                           ("environment", self.environ)):  # fmt: skip
+            for key, value in doc.items():
+                parts = [v for v in value.split(",") if v]
+                for n, part in enumerate(parts, 1):
+                    out[f"{where} {key}" + (f" #{n}" if len(parts) > 1 else "")] = part
+        return out
 
 
 def plant(source_compose: Path, dest: Path) -> Planted:
@@ -88,7 +91,7 @@ def plant(source_compose: Path, dest: Path) -> Planted:
 class ScanResult:
     files: int
     bytes: int
-    hits: tuple[str, ...]  # "<where>: <first SHOWN characters>..."
+    hits: tuple[str, ...]  # "<file or console>: [part of] <label>"
 
 
 def fragments(value: str) -> tuple[str, ...]:
@@ -103,20 +106,23 @@ def fragments(value: str) -> tuple[str, ...]:
 
 def _hits(where: str, wanted: list[tuple[str, bytes, list[bytes]]], found: set[bytes]) -> list[str]:
     out = []
-    for value, whole, pieces in wanted:
+    for label, whole, pieces in wanted:
         if whole in found:
-            out.append(f"{where}: {value[:SHOWN]}...")
+            out.append(f"{where}: {label}")
         elif any(p in found for p in pieces):
-            out.append(f"{where}: part of {value[:SHOWN]}...")
+            out.append(f"{where}: part of {label}")
     return out
 
 
 def scan(
-    roots: Iterable[Path], values: Iterable[str], console: bytes = b"", skip: Iterable[Path] = ()
+    roots: Iterable[Path],
+    values: Mapping[str, str],
+    console: bytes = b"",
+    skip: Iterable[Path] = (),
 ) -> ScanResult:
     """Every file under `roots` (followed into subfolders, links not followed), and the console
-    text, searched for each value, and for pieces of it, as bytes."""
-    wanted = [(v, v.encode(), [f.encode() for f in fragments(v)]) for v in values if v]
+    text, searched for each value (by label), and for pieces of it, as bytes."""
+    wanted = [(k, v.encode(), [f.encode() for f in fragments(v)]) for k, v in values.items() if v]
     needles = [n for _, whole, pieces in wanted for n in (whole, *pieces)]
     skipped = {p.resolve() for p in skip}
     seen: set[Path] = set()
@@ -307,10 +313,10 @@ class PlantedSession:
         the console. Also a problem: a stack run that wrote none of its usual outputs, or a
         stack that was never given the planted env files."""
         problems: list[str] = []
-        values = list(self.planted.values)
+        values = self.planted.values
         api_key = getattr(stack, "api_key", "")
         if api_key:
-            values.append(api_key)
+            values["the router key the harness generated"] = api_key
         if run_dir is not None:
             for name in RUN_OUTPUTS:
                 if not (run_dir / name).is_file():

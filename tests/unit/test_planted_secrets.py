@@ -12,10 +12,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from harness.report.planted_secrets import ConsoleTee, plant, scan
+from harness.report.planted_secrets import ConsoleTee, PlantedSession, plant, scan
 from harness.spec import load_stack
 from harness.spec.env_file import service_env_files
 
@@ -33,7 +34,10 @@ def test_the_planted_copy_gives_the_router_both_env_files(tmp_path: Path) -> Non
     # The rest of the stack is the real one: the router's package and the load profiles.
     assert (planted.compose.parent / "ai-router" / "gunicorn.conf.py").is_file()
     assert (planted.root / "tests" / "load").is_dir()
-    assert len(planted.values) == 8 and all(v.startswith("planted-") for v in planted.values)
+    assert len(planted.values) == 8 and all(
+        v.startswith("planted-") for v in planted.values.values()
+    )
+    assert planted.values[".secrets ROUTER_API_KEYS #2"].startswith("planted-router-")
 
 
 def fake_run_dir(root: Path) -> Path:
@@ -49,12 +53,11 @@ def fake_run_dir(root: Path) -> Path:
 def test_a_value_planted_in_a_run_dir_is_found(tmp_path: Path) -> None:
     value = "planted-xai-0123456789abcdef"
     run = fake_run_dir(tmp_path)
-    assert scan([run], [value]).hits == ()
+    assert scan([run], {"xai": value}).hits == ()
     (run / "load" / "steady" / "stats.json").write_text(json.dumps({"errors": [f"key {value}"]}))
-    result = scan([run], [value], console=b"all fine\n")
+    result = scan([run], {".secrets XAI_API_KEY": value}, console=b"all fine\n")
     assert result.files == 4
-    assert result.hits == (f"{run / 'load' / 'steady' / 'stats.json'}: planted-xai-01...",)
-    assert value[14:] not in result.hits[0], "a hit must not show the value itself"
+    assert result.hits == (f"{run / 'load' / 'steady' / 'stats.json'}: .secrets XAI_API_KEY",)
 
 
 def test_part_of_a_value_is_a_leak_too(tmp_path: Path) -> None:
@@ -64,12 +67,13 @@ def test_part_of_a_value_is_a_leak_too(tmp_path: Path) -> None:
     (run / "logs" / "pytest.log").write_text(
         "harness_settings = Settings(...7feea44f238f7db4ff3648')"
     )
-    result = scan([run], [value], console=b"key ...44f238f7db4ff36")  # any 15 characters
+    values = {"environment OPENAI_API_KEY": value}
+    result = scan([run], values, console=b"key ...44f238f7db4ff36")  # any 15 characters
     assert result.hits == (
-        f"{run / 'logs' / 'pytest.log'}: part of planted-openai...",
-        "console output: part of planted-openai...",
+        f"{run / 'logs' / 'pytest.log'}: part of environment OPENAI_API_KEY",
+        "console output: part of environment OPENAI_API_KEY",
     )
-    assert scan([run], [value], console=value[-11:].encode()).hits == result.hits[:1]
+    assert scan([run], values, console=value[-11:].encode()).hits == result.hits[:1]
 
 
 def test_a_value_across_a_read_boundary_is_found(tmp_path: Path) -> None:
@@ -89,8 +93,9 @@ def test_the_console_and_nothing_skipped_is_searched(tmp_path: Path) -> None:
     outside.mkdir()
     (outside / ".secrets").write_text(f"HF_TOKEN={value}\n")
     (run / "logs" / "link").symlink_to(outside / ".secrets")
-    result = scan([run, outside], [value], console=f"token {value}\n".encode(), skip=[outside])
-    assert result.hits == ("console output: planted-hf-012...",)
+    console = f"token {value}\n".encode()
+    result = scan([run, outside], {"hf": value}, console=console, skip=[outside])
+    assert result.hits == ("console output: hf",)
 
 
 def test_harness_check_json_writes_no_planted_value(tmp_path: Path) -> None:
@@ -104,7 +109,7 @@ def test_harness_check_json_writes_no_planted_value(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
     out = check.stdout + check.stderr
     assert json.loads(check.stdout)["findings"] is not None
-    assert [v[:14] for v in planted.values if v in out] == []
+    assert [label for label, v in planted.values.items() if v in out] == []
 
 
 def test_console_tee_copies_what_a_child_process_writes(tmp_path: Path) -> None:
@@ -160,8 +165,8 @@ def test_a_session_that_prints_a_planted_value_fails(tmp_path: Path) -> None:
     out = run.stdout + run.stderr
     assert run.returncode == 1, out
     assert "2 passed" in out, "the tests themselves pass: the check fails the session"
-    assert "harness: planted secret written: console output: planted-hf-" in out, out
-    assert "harness: planted secret written: console output: planted-opena" in out, out
+    assert "harness: planted secret written: console output: environment HF_TOKEN" in out, out
+    assert "harness: planted secret written: console output: environment OPENAI_API_KEY" in out
 
 
 def test_a_clean_session_passes_and_says_what_it_searched(tmp_path: Path) -> None:
@@ -176,3 +181,57 @@ def test_planting_refuses_a_captured_console(tmp_path: Path, capture: str) -> No
     run = session(tmp_path, CLEAN, "--harness-plant-secrets", capture)
     assert run.returncode == pytest.ExitCode.USAGE_ERROR
     assert "--capture=tee-sys" in run.stderr
+
+
+class NoConsole:
+    def text(self) -> bytes:
+        return b""
+
+    def stop(self) -> None:
+        pass
+
+
+def planted_session(tmp_path: Path) -> PlantedSession:
+    planted = plant(COMPOSE, tmp_path / "scratch" / "stack")
+    runs = tmp_path / "reports" / "runs"
+    runs.mkdir(parents=True)
+    return PlantedSession(tmp_path / "scratch", planted, NoConsole(), runs, frozenset(), {})  # type: ignore[arg-type]
+
+
+def test_the_session_check_wants_outputs_and_a_stack_that_got_the_values(tmp_path: Path) -> None:
+    session = planted_session(tmp_path)
+    run = fake_run_dir(tmp_path / "reports")
+    router_log = run / "logs" / "ai-router.log"
+    stack = SimpleNamespace(
+        target="twin", api_key="generated-router-key-0123456789", secrets=[],
+        services={"ai-router": SimpleNamespace(name="ai-router", log_path=router_log)},
+    )  # fmt: skip
+    summary, problems = session.check(run_dir=run, stack=stack, junit=None, basetemp=None)
+    assert "0 hit(s)" in summary
+    assert problems == [
+        f"the run wrote no report.md in {run}: nothing to search",
+        f"the run wrote no report.html in {run}: nothing to search",
+        "the stack was not given the planted router.env: its outputs prove nothing about secrets",
+    ]
+
+
+def test_the_session_check_finds_a_value_in_another_run_and_the_router_key(tmp_path: Path) -> None:
+    session = planted_session(tmp_path)
+    run = fake_run_dir(tmp_path / "reports")
+    for name in ("report.md", "report.html"):
+        (run / name).write_text("ok")
+    other = tmp_path / "reports" / "runs" / "20260101T000001Z-attach"
+    other.mkdir()
+    (other / "record.json").write_text(session.planted.environ["HF_TOKEN"])
+    key = "generated-router-key-0123456789"
+    (run / "logs" / "ai-router.log").write_text(f"Authorization: Bearer {key}\n")
+    stack = SimpleNamespace(
+        target="twin", api_key=key, services={},
+        secrets=[*session.planted.secrets_file.values(), *session.planted.router_env.values()],
+    )  # fmt: skip
+    _, problems = session.check(run_dir=run, stack=stack, junit=None, basetemp=None)
+    assert problems == [
+        f"planted secret written: {run / 'logs' / 'ai-router.log'}: the router key the harness "
+        "generated",
+        f"planted secret written: {other / 'record.json'}: environment HF_TOKEN",
+    ]
