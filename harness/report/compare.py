@@ -7,6 +7,7 @@ Tolerances come from harness.toml `[compare]` (defaults in `Tolerances`):
     itl_p95_growth = 0.25         the same for p95 inter-token latency
     itl_p95_slack_s = 0.02
     min_samples = 5               latencies with fewer samples on either side are not compared
+                                  (per-request data: fewer than 20 requests, see _latency_rows)
     accuracy_drop = 0.02          routing accuracy may drop by this much (0.02 = 2 points)
     error_rate_increase = 0.0     a profile's error rate may rise by this much
     no_new_preemptions = ["steady"]   profiles where any preemption beyond the baseline's counts
@@ -21,12 +22,16 @@ current run alone. A metric the other run lacks is "not compared": neither a pas
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness.config import Settings
+from harness.load.records import RequestRecord, read_records
+from harness.load.significance import MIN_REQUESTS, p95_regression
 from harness.report import summary as S
+from harness.report.run_dir import reports_root
 
 OK = "ok"
 REGRESSION = "regression"
@@ -164,8 +169,22 @@ def absolute(metric: str, b: float | None, c: float | None, limit: float, note: 
     return Row(metric, b, c, limit, "max", REGRESSION if c > limit else OK, note)
 
 
+def _per_request(run_dir: Path | None, profile: str, label: str) -> list[RequestRecord] | None:
+    """The successful requests of one profile's route, from the run's requests.jsonl."""
+    if run_dir is None:
+        return None
+    path = run_dir / "load" / profile / "requests.jsonl"
+    if not path.is_file():
+        return None
+    return [r for r in read_records(path) if r.ok and r.label == label]
+
+
 def _latency_rows(
-    profile: str, bs: dict[str, Any] | None, cs: dict[str, Any] | None, tol: Tolerances
+    profile: str,
+    bs: dict[str, Any] | None,
+    cs: dict[str, Any] | None,
+    tol: Tolerances,
+    dirs: tuple[Path | None, Path | None] = (None, None),
 ) -> Iterator[Row]:
     labels = sorted(set(S.labels(bs or {})) | set(S.labels(cs or {})))
     specs = (
@@ -173,12 +192,22 @@ def _latency_rows(
         ("itl_s", tol.itl_p95_growth, tol.itl_p95_slack_s),
     )
     for label in labels:
+        base, cur = _per_request(dirs[0], profile, label), _per_request(dirs[1], profile, label)
         for metric, growth, slack in specs:
             name = f"load.{profile}.{label}.{metric.removesuffix('_s')}_p95_s"
             b = S.pct(bs, label, metric) if bs else None
             c = S.pct(cs, label, metric) if cs else None
             if b is None or c is None:
                 yield _missing(name, b, c)
+                continue
+            allowed = max(b * growth, slack)
+            if base is not None and cur is not None:
+                if min(len(base), len(cur)) < MIN_REQUESTS:
+                    note = f"n={len(base)}/{len(cur)} requests < {MIN_REQUESTS}"
+                    yield Row(name, b, c, None, "", NOT_COMPARED, note)
+                    continue
+                bad, note = p95_regression(metric, base, cur, b, c, allowed)
+                yield Row(name, b, c, b + allowed, "max", REGRESSION if bad else OK, note)
                 continue
             n = min(S.samples(bs or {}, label, metric), S.samples(cs or {}, label, metric))
             if n < tol.min_samples:
@@ -189,13 +218,28 @@ def _latency_rows(
                 name,
                 b,
                 c,
-                max(b * growth, slack),
-                f"+{growth:.0%} or +{slack:g} s, whichever is larger",
+                allowed,
+                f"+{growth:.0%} or +{slack:g} s, whichever is larger (summary p95s: no "
+                "requests.jsonl on both sides)",
             )
 
 
-def _load_rows(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances) -> Iterator[Row]:
+def _run_dir(doc: dict[str, Any], run_dirs: Mapping[str, Path] | None) -> Path | None:
+    """Where a record's run left its files: given, else `<reports root>/runs/<run id>`."""
+    if run_dirs and doc["run_id"] in run_dirs:
+        return run_dirs[doc["run_id"]]
+    path = reports_root() / "runs" / str(doc["run_id"])
+    return path if path.is_dir() else None
+
+
+def _load_rows(
+    base: dict[str, Any],
+    cur: dict[str, Any],
+    tol: Tolerances,
+    run_dirs: Mapping[str, Path] | None = None,
+) -> Iterator[Row]:
     bp, cp = S.profiles(base), S.profiles(cur)
+    dirs = (_run_dir(base, run_dirs), _run_dir(cur, run_dirs))
     for profile in sorted(set(bp) | set(cp)):
         bs, cs = bp.get(profile), cp.get(profile)
         yield upper(
@@ -204,7 +248,7 @@ def _load_rows(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances) -> It
             _num(cs, "error_rate"),
             tol.error_rate_increase,
         )
-        yield from _latency_rows(profile, bs, cs, tol)
+        yield from _latency_rows(profile, bs, cs, tol, dirs)
         if profile not in tol.no_new_preemptions:
             continue
         engines = set((bs or {}).get("engines", {})) | set((cs or {}).get("engines", {}))
@@ -294,13 +338,21 @@ def _f(v: int | None) -> float | None:
 
 
 def compare(
-    current: dict[str, Any], baseline: dict[str, Any], tol: Tolerances | None = None
+    current: dict[str, Any],
+    baseline: dict[str, Any],
+    tol: Tolerances | None = None,
+    *,
+    run_dirs: Mapping[str, Path] | None = None,
 ) -> Comparison:
-    """Every comparable metric of two validated records, as rows with a verdict each."""
+    """Every comparable metric of two validated records, as rows with a verdict each.
+
+    Latency p95s are judged on the runs' per-request data (load/<profile>/requests.jsonl in
+    each run's directory: `run_dirs` by run id, else `<reports root>/runs/<run id>`) where both
+    runs have it; else on the summaries' p95s alone."""
     tol = tol or Tolerances()
     rows = [_status_row(baseline, current)]
     rows += _acceptance_rows(baseline, current, tol)
-    rows += _load_rows(baseline, current, tol)
+    rows += _load_rows(baseline, current, tol, run_dirs)
     rows += _session_rows(baseline, current, tol)
     return Comparison(current["run_id"], baseline["run_id"], tuple(rows))
 
