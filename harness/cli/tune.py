@@ -73,18 +73,22 @@ def keep_twin_up() -> object:
     """A pytest plugin: the session's twin outlives the run as if `harness up` had started it,
     recorded for `harness status` and `harness down` (again at the end: kv-pressure restarts
     the primary, which gives it a new process group)."""
+    import types
+
     import pytest
 
     from harness.stack import state
 
-    class KeepTwinUp:
-        @pytest.fixture(scope="session", autouse=True)
-        def _harness_tune_keeps_the_twin(self, stack: Any) -> Iterator[None]:
-            state.save(stack)
-            yield
-            state.save(stack)
+    @pytest.fixture(scope="session", autouse=True)
+    def _harness_tune_keeps_the_twin(stack: Any) -> Iterator[None]:
+        state.save(stack)
+        yield
+        state.save(stack)
 
-    return KeepTwinUp()
+    # A module, not a class instance: pytest deprecates session fixtures on instances.
+    plugin = types.ModuleType("harness_tune_keep_twin_up")
+    plugin._harness_tune_keeps_the_twin = _harness_tune_keeps_the_twin  # type: ignore[attr-defined]
+    return plugin
 
 
 def _down() -> None:

@@ -254,3 +254,34 @@ def test_the_command_refuses_naming_the_rule_or_item(
     assert main(["tune", *argv, "--compose", str(compose), "--gpu-memory", "96GiB"]) == 1
     assert named in capsys.readouterr().out
     assert compose.read_bytes() == original and not prev_path(compose).exists()
+
+
+def test_the_kept_twin_is_recorded_when_it_is_up_and_again_at_the_end(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.cli.tune import keep_twin_up
+    from harness.stack import state
+
+    saved: list[str] = []
+    monkeypatch.setattr(state, "save", saved.append)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def stack():
+            return "the twin"
+
+        def test_one():
+            pass
+
+        def test_two():
+            pass
+        """
+    )
+    result = pytester.runpytest_inprocess(
+        "-p", "no:harness", "-W", "error::pytest.PytestRemovedIn10Warning",
+        plugins=[keep_twin_up()],
+    )  # fmt: skip
+    result.assert_outcomes(passed=2)
+    assert saved == ["the twin", "the twin"]
