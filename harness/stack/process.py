@@ -103,7 +103,8 @@ class ProcessBackend:
 
     def _start(self, stack: Stack, name: str, port: int | None = None) -> ServiceHandle:
         port = port or free_port()
-        log = self.run_dir / "logs" / f"{name}.log"
+        # Absolute: services may run from another folder (a copy of the stack) than pytest.
+        log = (self.run_dir / "logs" / f"{name}.log").resolve()
         if name == XAI_SERVICE:
             handle, argv, env = self._xai(name, port, log)
         else:

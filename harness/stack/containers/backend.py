@@ -220,7 +220,7 @@ class ContainersBackend:
         found = running_production(self._client, self.spec, self.include_edge)
         if found and not self.replace_running:
             raise refusal(self.spec, found)
-        if self.emulation is None:  # before production stops: a missing image stops nothing
+        if self.target == "gpu":  # before production stops: a missing image stops nothing
             self._check_prefetched()
         if found:
             stop_production(
