@@ -131,3 +131,23 @@ def test_compare_gates_on_the_fallback_rate() -> None:
     assert verdict(None, 0.05) == NOT_COMPARED
     plain = compare(with_rate(None), with_rate(None), Tolerances()).rows
     assert not any(r.metric == "sessions.fallback_rate" for r in plain)
+
+
+def test_the_nightly_record_and_report_carry_the_summary(
+    tmp_path: Path, real_compose: Path
+) -> None:
+    from harness.cli.tune import add_sessions
+    from harness.report.finalize import finalize_run
+
+    run_dir = tmp_path / "runs" / "20261129T010000Z-twin"
+    (run_dir / "logs").mkdir(parents=True)
+    shutil.copy(LOG, run_dir / "logs" / "ai-router-session.jsonl")
+    (run_dir / "record.json").write_text(json.dumps(F.record("20261129T010000Z-twin")))
+    text = add_sessions(run_dir, "twin", real_compose, None)
+    assert "fallbacks: 3 of 11 routing decisions (27.27%)" in text
+    doc = json.loads((run_dir / "record.json").read_text())
+    assert doc["telemetry"]["sessions"]["fallback_rate"] == round(3 / 11, 6)
+    finalize_run(run_dir, history=tmp_path / "history.jsonl", trend_runs=0)
+    report = (run_dir / "report.md").read_text()
+    assert "## Sessions" in report
+    assert "- Fallbacks 3 of 11 (27.27%): classifier_5xx 1, context_too_long 1, timeout 1" in report
