@@ -432,8 +432,13 @@ def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: st
     record.put("stack", "images", {n: s.image for n, s in up.spec.services.items()})
     record.put("stack", "services", stack_facts(up))
     record.put("stack", "notes", list(up.notes))
+    from harness.progress import use
+
     try:
-        yield up
+        # Load-run ticks (run_profile reports through harness.progress.current()) reach the
+        # terminal the way bring-up lines do, past output capture.
+        with use(_progress_writer(pytestconfig)):
+            yield up
     finally:
         if not pytestconfig.getoption("--harness-keep-stack"):
             backend.down()
