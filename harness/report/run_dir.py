@@ -15,7 +15,9 @@ def reports_root() -> Path:
 
 def new_run_dir(target: str, root: Path | None = None) -> Path:
     """A fresh run directory with `logs/` and `load/`; unique even within one second."""
-    root = root or reports_root()
+    # Absolute: services and the load child may run from another folder (a copy of the stack),
+    # and every path handed to them must still lead here.
+    root = (root or reports_root()).resolve()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     base = root / "runs" / f"{stamp}-{target}"
     path, n = base, 1
