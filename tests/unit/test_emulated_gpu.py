@@ -199,3 +199,15 @@ def test_emulate_applies_to_any_gpu_plan_list(tmp_path: Path) -> None:
     out, subs = emulate(be.spec, plans[:1], be.emulation, tmp_path / "run")
     assert [p.service for p in out] == ["vllm-router"]
     assert {s.service for s in subs} == {"vllm-router"}
+
+
+def test_a_secret_in_the_harness_environment_never_shows_in_an_emulated_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    planted = "hf_PLANTED_emulated_secret_77"
+    monkeypatch.setenv("HF_TOKEN", planted)
+    be = backend(tmp_path)
+    for plan in be.plans("hk"):
+        assert planted not in plan.render(), plan.service
+        if plan.role not in ("classifier", "primary"):  # compose gives HF_TOKEN to engines only
+            assert plan.environment.get("HF_TOKEN") != planted, plan.service

@@ -5,6 +5,8 @@ Ctrl-C, and keep-stack with replace-running is refused."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -51,9 +53,21 @@ def test_sighup_tears_the_stack_down_like_ctrl_c(
     mark = pytester.path / "mark"
     monkeypatch.setenv("TEARDOWN_MARK", str(mark))
     monkeypatch.setenv("SEND_SIGHUP", "1")
-    result = pytester.runpytest_subprocess("-m", "gpu", "-p", "no:cacheprovider", "-q")
-    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
-    assert f"signal {int(signal.SIGHUP)}" in result.stdout.str()
+    # A session started under nohup inherits SIGHUP ignored, and the plugin leaves an ignored
+    # signal alone; the child restores the default first, as a terminal session has it.
+    with_sighup = (
+        "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_DFL); "
+        "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", with_sighup, "-m", "pytest", "-m", "gpu", "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == pytest.ExitCode.INTERRUPTED, done.stdout + done.stderr
+    assert f"signal {int(signal.SIGHUP)}" in done.stdout + done.stderr
     assert mark.read_text() == "torn down"
 
 

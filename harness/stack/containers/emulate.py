@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.spec import StackSpec
+from harness.spec.services import is_secret_name
 from harness.stack.containers.base_image import BASE_IMAGE
 from harness.stack.containers.plan import ENGINE_ROLES, ContainerPlan, Mount
 from harness.twin.engines import SERVE_ENTRYPOINT, TwinModelDirs, twin_engine
@@ -73,7 +74,12 @@ def host_mounts(spec: StackSpec, models: TwinModelDirs, logs: Path) -> tuple[Mou
 def host_environment() -> dict[str, str]:
     """What a program from the mounted virtualenv needs: its PATH, a HOME, and the host's
     locale and engine tuning variables."""
-    out = {k: v for k, v in os.environ.items() if k in _PASS_KEYS or k.startswith(_PASS_PREFIXES)}
+    # Never a secret-looking variable (HF_TOKEN): a plan that needs one has it from compose.
+    out = {
+        k: v
+        for k, v in os.environ.items()
+        if (k in _PASS_KEYS or k.startswith(_PASS_PREFIXES)) and not is_secret_name(k)
+    }
     out["PATH"] = f"{Path(sys.prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin"
     out["HOME"] = "/root"
     out.setdefault("PYTHONUNBUFFERED", "1")
@@ -126,6 +132,8 @@ def emulate(
                 entrypoint=entrypoint,
                 command=command,
                 environment=env,
+                # What the substitutions added is masked by the same rule as the plan's own.
+                secret_keys=plan.secret_keys | {k for k in env if is_secret_name(k)},
                 startup_budget_s=budget,
                 build_context=None,
                 mounts=(*plan.mounts, *mounts),
