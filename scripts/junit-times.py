@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             for case in suite.iter("testcase"):
                 cls = case.get("classname", "")
                 name = case.get("name", "")
+                if not name:  # no test: an entry pytest writes for the session itself
+                    continue
                 cases.append((cls, name, float(case.get("time", 0)), outcome(case)))
     total = sum(t for _, _, t, _ in cases)
     by_dir: dict[str, list[float]] = defaultdict(list)
