@@ -57,7 +57,8 @@ class Settings:
     path: Path | None
     data: Mapping[str, Any] = field(default_factory=dict)
     overrides: Mapping[str, Any] = field(default_factory=dict)
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    # repr=False: the environment holds secrets, and a traceback prints the Settings.
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
 
     def get(self, dotted: str, kind: Callable[[Any], T], default: T) -> T:
         """The setting `dotted`, converted with `kind`; errors name where the value came from."""
