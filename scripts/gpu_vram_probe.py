@@ -24,12 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.vram.check import run_check  # noqa: E402
-from harness.vram.render import render_text  # noqa: E402
 from harness.config import load_settings  # noqa: E402
-from harness.vram.free import free_memory_finding  # noqa: E402
 from harness.telemetry.nvml import snapshot  # noqa: E402
 from harness.units import MIB  # noqa: E402
+from harness.vram.check import run_check  # noqa: E402
+from harness.vram.free import free_memory_finding  # noqa: E402
+from harness.vram.render import render_text  # noqa: E402
 
 HOLDER = """
 import sys, torch
