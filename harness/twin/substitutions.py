@@ -25,6 +25,13 @@ CATALOGUE: dict[str, str] = {
     "VRAM model's prediction for the configured card, so the twin queues where the GPU would",
     "nvml": "no NVML: the preflight reads a recorded idle card of the configured size",
     "env-files": "the owner's env files are absent here; the services start without them",
+    "compile": "vLLM's torch.compile warm-up (inductor) costs 20-45 s of every engine start on "
+    "two CPU cores; the twin engines run uncompiled (--optimization-level 0)",
+    "dtype": "the twin models are float32; served as bfloat16, this AVX2-only CPU emulates it and "
+    "prefills at half the speed, so the twin engines run --dtype float32",
+    "executor": "the CPU build runs its model worker in a third process; the twin engines run it "
+    "inside the engine core (VLLM_ENABLE_V1_MULTIPROCESSING=0), as vLLM does on one GPU, which "
+    "saves one interpreter start per engine",
     "classifier-timeout": "a 32k-token prefill on two CPU cores takes far longer than on a GPU; "
     "the router's classifier timeout is raised so slow prefills are not fallbacks",
     "process": "the twin target runs each service as a local process on a free loopback port "

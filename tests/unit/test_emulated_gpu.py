@@ -139,6 +139,8 @@ def test_the_engine_command_is_the_compose_command_token_for_token_but_the_named
                 rest.pop(0)
                 continue
             expected.append("auto" if tok == "fp8" else tok)
+        # compile, dtype: the twin engines run uncompiled and in float32.
+        expected += ["--optimization-level", "0", "--dtype", "float32"]
         blocks = flag(got, "--num-gpu-blocks-override")
         expected += ["--num-gpu-blocks-override", blocks, "--block-size", str(CPU_BLOCK_SIZE)]
         assert list(got) == expected
@@ -147,6 +149,7 @@ def test_the_engine_command_is_the_compose_command_token_for_token_but_the_named
         entrypoint = emulated[name].entrypoint
         assert entrypoint is not None
         assert entrypoint[-2:] == ("vllm.entrypoints.openai.api_server", "--model")
+        assert emulated[name].environment["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"  # executor
     primary = emulated["vllm-primary"].command
     predicted = be.vram_plan.engine("vllm-primary").kv_capacity_tokens  # type: ignore[union-attr]
     blocks = int(flag(primary, "--num-gpu-blocks-override"))

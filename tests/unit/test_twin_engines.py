@@ -53,6 +53,10 @@ def test_twin_primary_keeps_the_stack_flags_and_gets_the_predicted_capacity(
     assert 0 <= blocks * CPU_BLOCK_SIZE - predicted < CPU_BLOCK_SIZE
     assert flag(argv, "--kv-cache-dtype") == "auto"
     assert any(n.startswith("substitution kv-dtype: vllm-primary: fp8 -> auto") for n in eng.notes)
+    # Uncompiled, float32, the worker in the engine core: each one named.
+    assert flag(argv, "--optimization-level") == "0" and flag(argv, "--dtype") == "float32"
+    assert eng.env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    assert {"compile", "dtype", "executor"} <= {s.name for s in eng.substitutions}
 
 
 def test_what_if_override_of_one_and_a_half_contexts(real_compose: Path) -> None:
