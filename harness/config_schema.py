@@ -71,6 +71,7 @@ class LoadSettings:
     context_fraction: float = 0.65
     kv_pressure_max_tokens: int = 256
     twin_kv_pressure_capacity: str = "1.5x"
+    twin_kv_pressure_max_tokens: int = 64
     soak_warmup_s: float = 60.0
     duration_s: Mapping[str, float] = field(
         default_factory=lambda: {
@@ -85,7 +86,7 @@ class LoadSettings:
         default_factory=lambda: {
             "steady": 20.0,
             "saturate": 20.0,
-            "kv-pressure": 75.0,
+            "kv-pressure": 45.0,
             "ramp": 24.0,
             "soak": 600.0,
         }

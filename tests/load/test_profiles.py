@@ -112,7 +112,9 @@ def test_kv_pressure(
         harness_settings,
         run_record,
         "kv-pressure",
-        max_tokens=harness_settings.get("load.kv_pressure_max_tokens", int, 256),
+        max_tokens=harness_settings.get(
+            f"load.{'twin_' if pressured_primary else ''}kv_pressure_max_tokens", int, 64
+        ),
         context_fraction=harness_settings.get("load.context_fraction", float, 0.65),
     )
     seqs = stack.spec.primary.engine.max_num_seqs
