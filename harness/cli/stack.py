@@ -8,7 +8,6 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from harness.errors import StackError
 from harness.load.profiles import PROFILES
@@ -195,8 +194,10 @@ def cmd_twin_build(ns: argparse.Namespace) -> int:
 
 def cmd_load(ns: argparse.Namespace) -> int:
     from harness.config import load_settings
-    from harness.load.runner import run_profile
-    from harness.load.slo import check_slos
+    from harness.load.runner import LoadResult, run_profile
+    from harness.load.slo import check_slos, slo_table
+    from harness.report.load_run import LoadRunRecord
+    from harness.report.render_md import load as load_section
     from harness.report.run_dir import new_run_dir
     from harness.spec import load_stack
     from harness.stack.factory import make_backend, parse_kv_overrides
@@ -212,30 +213,40 @@ def cmd_load(ns: argparse.Namespace) -> int:
             max_tokens = settings.get("load.twin_kv_pressure_max_tokens", int, 64)
     duration = ns.duration or settings.get(f"load.duration_s.{ns.profile}", float, 60.0)
     run_dir = new_run_dir(f"{ns.target}-load")
+    # The same record.json, report.md and report.html as a pytest run, failed runs included.
+    run = LoadRunRecord.start(run_dir, ns.target, ns.compose, settings)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with reporting() as progress:
         backend = make_backend(
             ns.target, ns.compose, settings, run_dir,
             kv_overrides=parse_kv_overrides(kv_items, spec), progress=progress,
         )  # fmt: skip
-        stack = backend.up()
+        result: LoadResult | None = None
+        violations: list[str] = []
         try:
-            progress(f"running {ns.profile} for {duration:.0f} s against {stack.router.url}")
-            result = run_profile(
-                stack,
-                ns.profile,
-                run_dir / "load",
-                duration_s=duration,
-                users=ns.users,
-                max_tokens=max_tokens,
-                context_fraction=settings.get("load.context_fraction", float, 0.65),
-                warmup_s=settings.get("load.soak_warmup_s", float, 60.0),
-            )
+            stack = backend.up()
+            run.stack_up(stack)
+            try:
+                progress(f"running {ns.profile} for {duration:.0f} s against {stack.router.url}")
+                result = run_profile(
+                    stack,
+                    ns.profile,
+                    run_dir / "load",
+                    duration_s=duration,
+                    users=ns.users,
+                    max_tokens=max_tokens,
+                    context_fraction=settings.get("load.context_fraction", float, 0.65),
+                    warmup_s=settings.get("load.soak_warmup_s", float, 60.0),
+                    processes=ns.processes,
+                    slo=slo_table(settings, ns.profile, stack.target),
+                )
+            finally:
+                backend.down()
+            violations = check_slos(settings, result.summary, stack.primary.name)
         finally:
-            backend.down()
-    print(render_load(result.summary, stack.primary.name))
-    print(f"timeline, requests and locust output: {result.out_dir}")
-    violations = check_slos(settings, result.summary, stack.primary.name)
+            written = run.finish(ns.profile, result.summary if result else None, not violations)
+    print("\n".join(load_section(run.record.doc)))
+    print(f"reports: {', '.join(str(p) for p in written)}; per-request data: {result.out_dir}")
     for v in violations:
         print(f"SLO: {v}")
     return 1 if violations else 0
@@ -288,41 +299,6 @@ def _add_prefetch_parser(sub: argparse._SubParsersAction) -> None:  # type: igno
     pre.set_defaults(func=cmd_prefetch)
 
 
-def render_load(s: dict[str, Any], primary: str) -> str:
-    lines = [
-        f"{s['profile']}: {s['requests']} requests, {s['failed']} failed "
-        f"({s['error_rate']:.1%}), {s['throughput']['requests_per_s']:.2f} req/s"
-    ]
-    for label, lat in s["latency"].items():
-        t = lat["ttft_s"]
-        if t["p50"] is None:
-            continue
-        lines.append(
-            f"  {label:10} TTFT p50 {t['p50']:.3f} s  p95 {t['p95']:.3f} s  "
-            f"ITL p50 {lat['itl_s']['p50'] or 0:.4f} s  n={lat['ok']}"
-        )
-    for name, e in s["engines"].items():
-        lines.append(
-            f"  {name}: KV peak {e['kv_usage_peak']:.2f}, above 90% for "
-            f"{e['kv_usage_above_90_s']} s, waiting max {e['waiting_max']:.0f} "
-            f"(capacity {e['waiting_capacity_max']:.0f}), preemptions "
-            f"{e['preemptions']:.0f}"
-        )
-    o = s["client_overhead_ms"]
-    if o.get("median_ms") is not None:
-        lines.append(
-            f"  client overhead vs {primary} TTFT: median {o['median_ms']:.1f} ms, "
-            f"mean {o['mean_ms']:.1f} ms"
-        )
-    for group, r in s.get("resources", {}).items():
-        lines.append(
-            f"  {group}: memory {r['rss_start_mib']} -> {r['rss_end_mib']} MiB "
-            f"(growth {r['rss_growth_mib']} MiB, peak {r['rss_peak_mib']}), open files "
-            f"{r['fds_start']} -> {r['fds_end']} ({r['fd_growth']:+d}), {r['from_s']}-{r['to_s']} s"
-        )
-    return "\n".join(lines)
-
-
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     up = sub.add_parser("up", help="bring the stack up, one service at a time, health-gated")
     up.add_argument("--target", default="twin", choices=("twin", "attach", "gpu", "twin-docker"))
@@ -357,6 +333,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     load.add_argument("--duration", type=_seconds, default=None, help="e.g. 60s, 2m")
     load.add_argument("--users", type=int, default=None)
     load.add_argument("--kv-tokens", action="append", metavar="ENGINE=TOKENS")
+    load.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="locust worker processes under one master (locust's distributed mode); each "
+        "worker writes its own requests-<n>.jsonl, merged into requests.jsonl",
+    )
     load.set_defaults(func=cmd_load)
 
     _add_prefetch_parser(sub)

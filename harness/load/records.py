@@ -29,10 +29,20 @@ class RequestRecord:
     prompt_tokens: int | None = None
     error: str | None = None
     request_id: str | None = None  # sent as X-Harness-Request, for pairing with server logs
+    worker: str | None = None  # the locust worker that sent it, in a distributed run
 
     @property
     def label(self) -> str:
         return self.route or self.target
+
+    @property
+    def tpot_s(self) -> float | None:
+        """vLLM bench's TPOT: the decode time spread over the tokens after the first."""
+        if not self.output_tokens or self.output_tokens < 2:
+            return None
+        if self.ttft_s is None or self.e2e_s is None:
+            return None
+        return (self.e2e_s - self.ttft_s) / (self.output_tokens - 1)
 
 
 class RecordWriter:
@@ -60,6 +70,26 @@ class RecordWriter:
 
     def close(self) -> None:
         self._fh.close()
+
+
+def worker_records(path: Path, worker: str) -> Path:
+    """Where one locust worker writes its records: requests-<worker>.jsonl beside `path`."""
+    return path.with_name(f"{path.stem}-{worker}{path.suffix}")
+
+
+def merge_worker_records(path: Path) -> list[Path]:
+    """Append every worker's records (requests-*.jsonl beside `path`) to `path`, ordered by
+    actual start, and remove the worker files. Returns the files merged."""
+    parts = sorted(path.parent.glob(f"{path.stem}-*{path.suffix}"))
+    if not parts:
+        return []
+    lines = [ln for p in parts for ln in p.read_text().splitlines() if ln.strip()]
+    lines.sort(key=lambda ln: float(json.loads(ln)["actual_start"]))
+    with path.open("a") as fh:
+        fh.writelines(ln + "\n" for ln in lines)
+    for p in parts:
+        p.unlink()
+    return parts
 
 
 def read_records(path: Path) -> list[RequestRecord]:

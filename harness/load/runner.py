@@ -9,18 +9,21 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from harness.errors import ConfigError, StackError
+from harness.load.goodput import goodput
 from harness.load.kvmodel import KvCapacity, capacity_from_cache_config, users_for_kv_pressure
 from harness.load.profiles import PROFILES, WATCHED, min_requests_for, users_for
-from harness.load.records import RequestRecord, read_records
+from harness.load.reconcile import reconcile
+from harness.load.records import RequestRecord, merge_worker_records, read_records
 from harness.load.resources import ResourceWatch, descendants, group_pids
 from harness.load.settings import LoadSettings
+from harness.load.slo import SloTable
 from harness.load.stats import (
     client_overhead_ms,
     engine_stats,
@@ -31,8 +34,9 @@ from harness.load.stats import (
 )
 from harness.spec.services import is_secret_name
 from harness.stack.base import Stack
+from harness.stack.ports import free_port
 from harness.stack.procs import stop_group
-from harness.telemetry.prom import scrape
+from harness.telemetry.prom import Scrape, scrape
 from harness.telemetry.sampler import Sampler
 
 
@@ -42,6 +46,8 @@ class LoadResult:
     out_dir: Path
     records: list[RequestRecord]
     summary: dict[str, Any]
+    # Each engine's first and last /metrics scrape: the window the summary's deltas cover.
+    windows: dict[str, tuple[Scrape, Scrape]] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float:
@@ -101,19 +107,20 @@ def run_locust(
     timeout_s: float,
     users: int | None = None,
     run_time_s: float | None = None,
+    processes: int = 1,
 ) -> None:
     """locust headless in its own process group; its CSV, JSON and log go to `out`.
 
     Profiles bring their own LoadTestShape; plain locustfiles get `users` and `run_time_s`.
+    `processes` > 1 runs locust's distributed mode on this machine: a master (which runs the
+    shape and writes the CSV and JSON) and that many workers (which run the users), each worker
+    writing its own requests-<n>.jsonl, merged into the run's requests.jsonl at the end.
     """
     env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
     env.update(settings.to_env())
+    base = [sys.executable, "-m", "locust", "-f", str(lf), "--loglevel", "WARNING"]
     argv = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(lf),
+        *base,
         "--headless",
         "--host",
         host,
@@ -122,8 +129,6 @@ def run_locust(
         "--json-file",
         str(out / "locust"),
         "--only-summary",
-        "--loglevel",
-        "WARNING",
         "--logfile",
         str(out / "locust.log"),
         "--stop-timeout",
@@ -135,17 +140,79 @@ def run_locust(
         argv += ["-u", str(users), "-r", str(users)]
     if run_time_s is not None:
         argv += ["--run-time", f"{int(run_time_s)}s"]
-    with (out / "locust.out").open("wb") as log:
-        proc = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            rc = proc.wait(timeout=timeout_s)
-        except BaseException:
-            stop_group(proc.pid)
-            raise
+    workers: list[tuple[list[str], dict[str, str], Path]] = []
+    if processes > 1:
+        port = free_port()
+        argv += [
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(port),
+            "--expect-workers",
+            str(processes),
+            # Workers that never connect (an import error) end the run instead of hanging it.
+            "--expect-workers-max-wait",
+            "120",
+        ]
+        for n in range(1, processes + 1):
+            worker_argv = [
+                *base,
+                "--worker",
+                "--master-host",
+                "127.0.0.1",
+                "--master-port",
+                str(port),
+                "--logfile",
+                str(out / f"locust-worker-{n}.log"),
+            ]
+            workers.append(
+                (
+                    worker_argv,
+                    {**env, "HARNESS_LOAD_WORKER": str(n)},
+                    out / f"locust-worker-{n}.out",
+                )
+            )
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with (out / "locust.out").open("wb") as log:
+            master = subprocess.Popen(
+                argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        procs.append(master)
+        for worker_argv, worker_env, worker_out in workers:
+            with worker_out.open("wb") as log:
+                procs.append(
+                    subprocess.Popen(
+                        worker_argv,
+                        env=worker_env,
+                        cwd=cwd,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        rc = master.wait(timeout=timeout_s)
+        # The master tells its workers to quit; give them the time to write their records.
+        for p in procs[1:]:
+            p.wait(timeout=60)
+    except BaseException:
+        for p in procs:
+            if p.poll() is None:
+                stop_group(p.pid)
+        raise
+    finally:
+        if workers:
+            merge_worker_records(settings.records)
     if rc != 0:
         raise StackError(f"locust exited with {rc}; see {out / 'locust.out'}")
+    failed = [(n, p.returncode) for n, p in enumerate(procs[1:], 1) if p.returncode != 0]
+    if failed:
+        raise StackError(
+            "locust worker(s) "
+            + ", ".join(f"{n} exited with {code}" for n, code in failed)
+            + f"; see {out}/locust-worker-<n>.out"
+        )
 
 
 def run_profile(
@@ -160,11 +227,17 @@ def run_profile(
     interval_s: float = 0.25,
     seed: int = 1,
     warmup_s: float = 60.0,
+    processes: int = 1,
+    locustfile_path: Path | None = None,
+    slo: SloTable | None = None,
 ) -> LoadResult:
     """`warmup_s`: for the watched profiles (soak), memory and descriptor growth are measured
-    from the first sample after it."""
+    from the first sample after it. `processes` > 1: locust's distributed mode, that many
+    worker processes (see run_locust). `locustfile_path`: another locustfile than the profile's
+    (its shape and users), for tests that change how the client behaves. `slo`: the profile's
+    objectives on this target, for goodput."""
     root = stack.spec.path.resolve().parents[1]
-    lf = locustfile(profile, root)
+    lf = locustfile_path or locustfile(profile, root)
     out = out_root / profile
     out.mkdir(parents=True, exist_ok=True)
     primary = stack.spec.primary.engine
@@ -200,7 +273,15 @@ def run_profile(
 
     ticker = load_ticker(profile, duration_s, sampler, settings.records, stack.primary.name)
     with sampler, watch, ticker:
-        run_locust(lf, stack.router.url, settings, out, cwd=root, timeout_s=duration_s + 600)
+        run_locust(
+            lf,
+            stack.router.url,
+            settings,
+            out,
+            cwd=root,
+            timeout_s=duration_s + 600,
+            processes=processes,
+        )
     sampler.save(out / "timeline.jsonl")
     records = read_records(settings.records)
     summary = summarize(profile, records, sampler, primary.max_num_seqs, stack.primary.name)
@@ -214,6 +295,8 @@ def run_profile(
         max_tokens=max_tokens,
         predict=profile == "kv-pressure",
     )
+    if slo is not None:
+        summary["goodput"] = goodput(slo, records)
     if profile in WATCHED:
         summary["resources"] = watch.summary(min(warmup_s, duration_s / 2))
     summary["settings"] = {
@@ -223,9 +306,11 @@ def run_profile(
         "max_tokens": max_tokens,
         "context_fraction": context_fraction,
         "chars_per_token": round(settings.chars_per_token, 3),
+        "processes": processes,
     }
     (out / "stats.json").write_text(json.dumps(summary, indent=2, default=str))
-    return LoadResult(profile, out, records, summary)
+    windows = {e: (sampler.first[e], sampler.last[e]) for e in sampler.first if e in sampler.last}
+    return LoadResult(profile, out, records, summary, windows)
 
 
 def watched_groups(stack: Stack) -> dict[str, Callable[[], list[int]]]:
@@ -242,6 +327,15 @@ def watched_groups(stack: Stack) -> dict[str, Callable[[], list[int]]]:
     if router_pid:
         groups["router"] = lambda: group_pids(router_pid)
     return groups
+
+
+def reconcile_engine(records: list[RequestRecord], sampler: Sampler, engine: str) -> dict[str, Any]:
+    """The requests the router sent to the primary (route local) against the primary's counters
+    over the sampled window."""
+    reached = [r for r in records if r.target == "router" and r.route == "local"]
+    if engine not in sampler.first or engine not in sampler.last:
+        return {"problems": [f"no /metrics scrape of {engine} in the window"]}
+    return reconcile(reached, sampler.first[engine], sampler.last[engine])
 
 
 def summarize(
@@ -262,6 +356,7 @@ def summarize(
         "throughput": throughput(records),
         "engines": engine_stats(sampler, max_num_seqs),
         "client_overhead_ms": client_overhead_ms(records, sampler, primary),
+        "reconciliation": {primary: reconcile_engine(records, sampler, primary)},
         "scrape_errors": sampler.errors,
         "route_reasons": route_reasons(records),
     }

@@ -29,6 +29,7 @@ class LoadSettings:
     direct_url: str = ""
     direct_model: str = ""
     min_requests: int = 0  # the shape runs past its duration until this many were sent
+    worker: str = ""  # set in a locust worker: its records go to requests-<worker>.jsonl
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LoadSettings:
@@ -56,6 +57,7 @@ class LoadSettings:
             direct_url=e.get("HARNESS_LOAD_DIRECT_URL", ""),
             direct_model=e.get("HARNESS_LOAD_DIRECT_MODEL", ""),
             min_requests=int(e.get("HARNESS_LOAD_MIN_REQUESTS", "0")),
+            worker=e.get("HARNESS_LOAD_WORKER", ""),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -75,6 +77,8 @@ class LoadSettings:
             "HARNESS_LOAD_DIRECT_MODEL": self.direct_model,
             "HARNESS_LOAD_MIN_REQUESTS": str(self.min_requests),
         }
+        if self.worker:
+            env["HARNESS_LOAD_WORKER"] = self.worker
         if self.users is not None:
             env["HARNESS_LOAD_USERS"] = str(self.users)
         if self.duration_s is not None:

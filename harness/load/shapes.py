@@ -24,11 +24,17 @@ class ConstantShape(LoadTestShape):
         super().__init__()
         self.settings = LoadSettings.from_env()
 
+    def sent(self) -> int:
+        """Requests sent so far. In a distributed run the shape runs in the master, which sends
+        none: there it counts the requests its workers have reported (every few seconds)."""
+        reported = self.runner.stats.total.num_requests if self.runner is not None else 0
+        return max(users.sent(), reported)
+
     def done(self, t: float) -> bool:
         duration = self.settings.duration_s or DEFAULT_DURATION_S
         if t < duration:
             return False
-        return users.sent() >= self.settings.min_requests or t >= duration + MAX_OVERRUN_S
+        return self.sent() >= self.settings.min_requests or t >= duration + MAX_OVERRUN_S
 
     def tick(self) -> tuple[int, float] | None:
         if self.done(self.get_run_time()):

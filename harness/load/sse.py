@@ -2,7 +2,9 @@
 
 TTFT is the time to the first chunk that carries a token (content or reasoning); every later
 token-bearing chunk adds one inter-token gap. Several events that arrive in one network read
-share its timestamp, so their gaps are 0: that is what the client saw. Output tokens come from
+share its timestamp, so their gaps are 0: that is what the client saw. An answer whose tokens
+all arrived in one read has no inter-token latency at all (no gaps, shown as n/a), not a run
+of zeros. Output tokens come from
 the `usage` chunk (`stream_options.include_usage`), never from counting chunks.
 """
 
@@ -91,4 +93,6 @@ def measure_stream(
                 _dispatch(t, event, now)
     if buffer.strip():
         _dispatch(t, buffer.strip(), now)
+    if t.first_token_at is not None and t.last_token_at == t.first_token_at:
+        t.gaps_s.clear()
     return t

@@ -4,13 +4,14 @@ TTFT against the engine's own histogram over the same window."""
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
 
 from harness.load.kvmodel import KvCapacity, predict_peak, unused_fraction
 from harness.load.records import RequestRecord
-from harness.telemetry.prom import ITL, Scrape, histogram_quantile
+from harness.telemetry.prom import ITL, Scrape
 from harness.telemetry.sampler import WAITING_BY_REASON, Sampler
 
 PERCENTILES = (50, 90, 95, 99)
@@ -44,6 +45,15 @@ def histogram_bucket(q: float, buckets: dict[float, float]) -> tuple[float, floa
     return lower, float("inf")
 
 
+def bucket_bounds(q: float, buckets: dict[float, float]) -> list[float | None] | None:
+    """histogram_bucket as [lower, upper] for JSON, upper None where the bucket is +Inf."""
+    found = histogram_bucket(q, buckets)
+    if found is None:
+        return None
+    lower, upper = found
+    return [lower, None if math.isinf(upper) else upper]
+
+
 def summary(values: Sequence[float]) -> dict[str, float | None]:
     out: dict[str, float | None] = {f"p{p}": percentile(values, p) for p in PERCENTILES}
     out["mean"] = statistics.fmean(values) if values else None
@@ -64,6 +74,9 @@ def latency_stats(records: Sequence[RequestRecord]) -> dict[str, Any]:
             for r in ok
             if r.output_tokens and r.ttft_s is not None and r.e2e_s and r.e2e_s > r.ttft_s
         ]
+        tpot = [t for r in ok if (t := r.tpot_s) is not None]
+        window = throughput(ok)["window_s"]
+        out_tokens = sum(r.output_tokens or 0 for r in ok)
         out[label] = {
             "requests": len(recs),
             "ok": len(ok),
@@ -75,7 +88,10 @@ def latency_stats(records: Sequence[RequestRecord]) -> dict[str, Any]:
             "itl_s": summary([g for r in ok for g in r.itl_s]),
             "e2e_s": summary([r.e2e_s for r in ok if r.e2e_s is not None]),
             "output_tokens_per_s": summary(tps),
-            "output_tokens": sum(r.output_tokens or 0 for r in ok),
+            "tpot_s": summary(tpot),
+            "output_tokens": out_tokens,
+            # The route's output tokens over the window its requests spanned.
+            "output_throughput_tok_s": out_tokens / window if window else None,
         }
     return out
 
@@ -117,23 +133,26 @@ def engine_stats(sampler: Sampler, max_num_seqs: int) -> dict[str, Any]:
             "prompt_tokens": rows[-1]["prompt_tokens"] - rows[0]["prompt_tokens"],
             "generation_tokens": rows[-1]["generation_tokens"] - rows[0]["generation_tokens"],
             "max_num_seqs": max_num_seqs,
-            "ttft_server_p50_s": histogram_quantile(0.5, sampler.histogram_window(engine, TTFT)),
-            "itl_server_p50_s": histogram_quantile(0.5, sampler.histogram_window(engine, ITL)),
+            # A histogram bounds a percentile to one bucket: (lower, upper], never a number.
+            "ttft_server_p50_bucket_s": bucket_bounds(0.5, sampler.histogram_window(engine, TTFT)),
+            "itl_server_p50_bucket_s": bucket_bounds(0.5, sampler.histogram_window(engine, ITL)),
         }
-        total, count = sampler.counter_window(engine, TTFT)
-        out[engine]["ttft_server_mean_s"] = total / count if count else None
+        for key, name in (("ttft_server_mean_s", TTFT), ("itl_server_mean_s", ITL[0])):
+            total, count = sampler.counter_window(engine, name)
+            out[engine][key] = total / count if count else None
     return out
 
 
 def client_overhead_ms(
     records: Sequence[RequestRecord], sampler: Sampler, engine: str
-) -> dict[str, float | None]:
+) -> dict[str, Any]:
     """Client TTFT against the engine's TTFT over the same window, in ms.
 
     Through the router the client's TTFT includes classification; X-Classifier-Ms is taken off,
-    so what is left is the primary's TTFT plus router and client overhead. The engine reports
-    its TTFT as a histogram: the mean comes exactly from _sum/_count, the median is interpolated
-    within buckets.
+    so what is left is the primary's TTFT plus router and client overhead. Only the means are
+    subtracted: the engine's is exact (_sum/_count). Its median is known only to lie in one
+    histogram bucket, so it is given as that bucket next to the client's exact median, never
+    subtracted from it.
     """
     client = [
         (r.ttft_s - (r.classifier_ms or 0.0) / 1000.0)
@@ -142,18 +161,19 @@ def client_overhead_ms(
     ]
     total, count = sampler.counter_window(engine, TTFT)
     server_mean = total / count if count else None
-    server_p50 = histogram_quantile(0.5, sampler.histogram_window(engine, TTFT))
     client_mean = statistics.fmean(client) if client else None
     client_p50 = percentile(client, 50)
+    bucket = bucket_bounds(0.5, sampler.histogram_window(engine, TTFT))
     return {
         "requests": float(len(client)),
         "engine_requests": count,
         "mean_ms": None
         if client_mean is None or server_mean is None
         else (client_mean - server_mean) * 1000,
-        "median_ms": None
-        if client_p50 is None or server_p50 is None
-        else (client_p50 - server_p50) * 1000,
+        "client_p50_ms": None if client_p50 is None else client_p50 * 1000,
+        "engine_p50_bucket_ms": None
+        if bucket is None
+        else [b if b is None else b * 1000 for b in bucket],
     }
 
 

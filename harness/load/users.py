@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
 import time
 import uuid
@@ -19,10 +20,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from locust import User, constant, events, task
+from locust.env import Environment
+from locust.runners import WorkerRunner
 
 from harness.load.http import HTTPParseError, StreamClient
 from harness.load.prompts import chat_prompts, filler_sentences, long_prompt
-from harness.load.records import RecordWriter, RequestRecord
+from harness.load.records import RecordWriter, RequestRecord, worker_records
 from harness.load.settings import LoadSettings
 from harness.load.sse import measure_stream
 
@@ -37,10 +40,17 @@ def sent() -> int:
     return _sent
 
 
-def writer() -> RecordWriter:
+def writer(environment: Environment | None = None) -> RecordWriter:
+    """This process's record file: the run's requests.jsonl, or, in a locust worker, its own
+    requests-<worker>.jsonl beside it (the runner merges them), so that no two processes
+    append to one file."""
     global _writer
     if _writer is None:
-        _writer = RecordWriter(SETTINGS.records)
+        path = SETTINGS.records
+        runner = environment.runner if environment is not None else None
+        if SETTINGS.worker or isinstance(runner, WorkerRunner):
+            path = worker_records(path, SETTINGS.worker or str(os.getpid()))
+        _writer = RecordWriter(path)
     return _writer
 
 
@@ -101,6 +111,7 @@ class _StreamingUser(User):
         _sent += 1
         rec = RequestRecord(type(self).__name__, self.target, intended, 0.0, 0, False)
         rec.request_id = uuid.uuid4().hex
+        rec.worker = SETTINGS.worker or None
         headers = {**self.headers(), "X-Harness-Request": rec.request_id}
         # Encoded before the clock starts: a 50k-token prompt takes milliseconds to serialise,
         # which is the client's work, not the server's latency.
@@ -138,7 +149,7 @@ class _StreamingUser(User):
             rec.e2e_s = self.clock() - start
         if not rec.ok and exc is None:
             exc = RuntimeError(rec.error or f"HTTP {rec.status}")
-        writer().write(rec)
+        writer(self.environment).write(rec)
         self.environment.events.request.fire(
             request_type="POST",
             name=f"{self.target}:{rec.label}",

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.load.profiles import PROFILES
+from harness.load.records import read_records
+from harness.load.series import by_concurrency, over_time
 from harness.report import summary as S
 from harness.report import svg
 from harness.report.svg import esc, fmt, slug, table
@@ -46,7 +48,7 @@ def load(doc: dict[str, Any], run_dir: Path | None) -> str:
     plots = []
     for metric, name in (("ttft_s", "TTFT"), ("itl_s", "inter-token latency"), ("e2e_s", "E2E")):
         groups = [
-            (f"{p}/{label}", [S.pct(s, label, metric, q) for q in ("p50", "p95", "p99")])
+            (f"{p}/{label}", [S.ms(S.pct(s, label, metric, q)) for q in ("p50", "p95", "p99")])
             for p, s in profiles.items()
             for label in S.labels(s)
         ]
@@ -56,27 +58,28 @@ def load(doc: dict[str, Any], run_dir: Path | None) -> str:
                 f"{name} percentiles per profile / route",
                 groups,
                 ["p50", "p95", "p99"],
-                unit="seconds",
+                unit="ms",
             )
         )
     out.append(f'<div class="plots">{"".join(plots)}</div>')
-    rows = []
-    for p, s in profiles.items():
-        for label in S.labels(s):
-            lat = s["latency"][label]
-            rows.append(
-                [
-                    p,
-                    label,
-                    lat.get("ok"),
-                    lat.get("failed"),
-                    *(
-                        fmt(S.pct(s, label, m, q))
-                        for m in ("ttft_s", "itl_s", "e2e_s")
-                        for q in ("p50", "p95")
-                    ),
-                ]
-            )
+    rows = [
+        [
+            f.profile,
+            f.label,
+            f.ok,
+            f.failed,
+            fmt(f.ttft_p50_ms),
+            fmt(f.ttft_p95_ms),
+            fmt(f.itl_p50_ms),
+            fmt(f.itl_p95_ms),
+            fmt(f.tpot_p50_ms),
+            fmt(f.e2e_p50_ms),
+            fmt(f.e2e_p95_ms),
+            fmt(f.output_tok_s),
+            _goodput(f.goodput_rps, f.goodput_share),
+        ]
+        for f in S.route_figures(doc)
+    ]
     out.append(
         table(
             [
@@ -84,16 +87,30 @@ def load(doc: dict[str, Any], run_dir: Path | None) -> str:
                 "route",
                 "ok",
                 "failed",
-                "TTFT p50",
-                "TTFT p95",
-                "ITL p50",
-                "ITL p95",
-                "E2E p50",
-                "E2E p95",
+                "TTFT p50 ms",
+                "TTFT p95 ms",
+                "ITL p50 ms",
+                "ITL p95 ms",
+                "TPOT p50 ms",
+                "E2E p50 ms",
+                "E2E p95 ms",
+                "output tok/s",
+                "goodput req/s (share)",
             ],
             rows,
         )
     )
+    out.append(
+        "<p class=meta>ITL n/a: every answer of the route came in one read. Goodput: requests "
+        "within every latency limit of their route's SLOs (TTFT, TPOT against p95_itl_s, E2E), "
+        "per second.</p>"
+    )
+    lines = S.client_engine(doc)
+    if lines:
+        out.append(
+            '<h3 id="client-engine">Client against engine</h3>'
+            + "".join(f"<p>{esc(line)}</p>" for line in lines)
+        )
     pools = S.kv_pools(doc)
     if pools:
         out.append(
@@ -103,6 +120,73 @@ def load(doc: dict[str, Any], run_dir: Path | None) -> str:
     for p, s in profiles.items():
         out.append(_profile(p, s, run_dir))
     return "".join(out)
+
+
+def _goodput(rps: float | None, share: float | None) -> str:
+    if rps is None:
+        return "n/a"
+    return f"{fmt(rps)} ({share:.0%})" if share is not None else fmt(rps)
+
+
+def _raw_links(profile: str, run_dir: Path) -> str:
+    base = run_dir / "load" / profile
+    links = [
+        f'<a href="load/{esc(profile)}/{esc(name)}">{esc(name)}</a> ({esc(what)})'
+        for name, what in S.RAW_FILES
+        if (base / name).is_file()
+    ]
+    return f"<p>Raw data: {', '.join(links)}</p>" if links else ""
+
+
+def _client_plots(profile: str, run_dir: Path) -> list[str]:
+    """Latency and request rate over the run from requests.jsonl; for ramp, TTFT against the
+    requests in flight."""
+    records = read_records(run_dir / "load" / profile / "requests.jsonl")
+    if not records:
+        return []
+    pid = f"plot-client-{slug(profile)}"
+    width, bins = over_time(records)
+    plots = [
+        svg.line_chart(
+            f"{pid}-ttft-over-time",
+            f"{profile}: client TTFT over the run ({width:g} s bins)",
+            [
+                ("TTFT p50", [(b.t_s, b.ttft_p50_ms) for b in bins if b.ttft_p50_ms is not None]),
+                ("TTFT p95", [(b.t_s, b.ttft_p95_ms) for b in bins if b.ttft_p95_ms is not None]),
+            ],
+            unit="ms",
+        ),
+        svg.line_chart(
+            f"{pid}-rate-over-time",
+            f"{profile}: requests per second over the run",
+            [
+                ("started", [(b.t_s, b.started / width) for b in bins]),
+                ("completed ok", [(b.t_s, b.completed_ok / width) for b in bins]),
+            ],
+            unit="req/s",
+        ),
+    ]
+    if profile == "ramp":
+        levels = by_concurrency(records)
+        plots.append(
+            svg.line_chart(
+                f"{pid}-ttft-by-concurrency",
+                f"{profile}: client TTFT against requests in flight",
+                [
+                    (
+                        "TTFT p50",
+                        [(c.in_flight, c.ttft_p50_ms) for c in levels if c.ttft_p50_ms is not None],
+                    ),
+                    (
+                        "TTFT p95",
+                        [(c.in_flight, c.ttft_p95_ms) for c in levels if c.ttft_p95_ms is not None],
+                    ),
+                ],
+                unit="ms",
+                x_unit="in flight",
+            )
+        )
+    return plots
 
 
 def _profile(profile: str, s: dict[str, Any], run_dir: Path | None) -> str:
@@ -179,6 +263,9 @@ def _profile(profile: str, s: dict[str, Any], run_dir: Path | None) -> str:
             )
         )
     note = "" if plots else "<p class=meta>no timeline.jsonl for this profile</p>"
+    if run_dir is not None:
+        head += _raw_links(profile, run_dir)
+        plots = _client_plots(profile, run_dir) + plots
     return (
         head
         + (f"<ul>{errs}</ul>" if errs else "")
@@ -238,8 +325,8 @@ def trends(history: list[dict[str, Any]]) -> str:
             svg.line_chart(
                 f"plot-trend-ttft-{slug(p)}",
                 f"{p}: p95 TTFT, last runs",
-                series,
-                unit="seconds",
+                [(route, [(x, y * 1000) for x, y in pts]) for route, pts in series],
+                unit="ms",
                 x_labels=labels,
                 width=480,
             )

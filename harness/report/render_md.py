@@ -90,26 +90,34 @@ def acceptance(doc: dict[str, Any]) -> list[str]:
     return ["## Acceptance", "", *out, ""] if out else []
 
 
+def _ms(v: float | None) -> str:
+    """Milliseconds, 3 significant figures; n/a where there is no value (e.g. the ITL of a
+    route whose answers came in one read)."""
+    return "n/a" if v is None else f"{v:.3g}" if v < 100 else f"{v:,.0f}"
+
+
 def load(doc: dict[str, Any]) -> list[str]:
     profiles = S.profiles(doc)
     if not profiles:
         return []
-    lat_rows, eng_rows = [], []
+    lat_rows = [
+        [
+            f.profile,
+            f.label,
+            str(f.ok),
+            _ms(f.ttft_p50_ms),
+            _ms(f.ttft_p95_ms),
+            _ms(f.itl_p50_ms),
+            _ms(f.itl_p95_ms),
+            _ms(f.tpot_p50_ms),
+            "n/a" if f.output_tok_s is None else f"{f.output_tok_s:.3g}",
+            "n/a" if f.goodput_rps is None else f"{f.goodput_rps:.3g} ({f.goodput_share or 0:.0%})",
+            str(f.failed),
+        ]
+        for f in S.route_figures(doc)
+    ]
+    eng_rows = []
     for name, s in profiles.items():
-        for label in S.labels(s):
-            lat = s["latency"][label]
-            lat_rows.append(
-                [
-                    name,
-                    label,
-                    str(lat.get("ok", "-")),
-                    _s(S.pct(s, label, "ttft_s", "p50")),
-                    _s(S.pct(s, label, "ttft_s")),
-                    _s(S.pct(s, label, "itl_s", "p50"), 4),
-                    _s(S.pct(s, label, "itl_s"), 4),
-                    str(lat.get("failed", 0)),
-                ]
-            )
         for engine, e in s.get("engines", {}).items():
             eng_rows.append(
                 [
@@ -127,12 +135,24 @@ def load(doc: dict[str, Any]) -> list[str]:
         f"{n} {s['error_rate']:.1%} ({s['failed']}/{s['requests']})" for n, s in profiles.items()
     ]
     out += [f"Errors: {', '.join(errs)}", ""]
-    lat_head = ["profile", "route", "ok", "TTFT p50 s", "TTFT p95 s", "ITL p50 s", "ITL p95 s"]
+    lat_head = [
+        "profile",
+        "route",
+        "ok",
+        "TTFT p50 ms",
+        "TTFT p95 ms",
+        "ITL p50 ms",
+        "ITL p95 ms",
+        "TPOT p50 ms",
+        "out tok/s",
+        "goodput req/s",
+    ]
     eng_head = ["profile", "engine", "KV peak", ">90% s", "running max", "waiting max (capacity)"]
     if lat_rows:
         out += [*_table([*lat_head, "failed"], lat_rows), ""]
     if eng_rows:
         out += [*_table([*eng_head, "preemptions"], eng_rows), ""]
+    out += [f"- {line}" for line in S.client_engine(doc)]
     out += [f"- {pool.sentence()}" for pool in S.kv_pools(doc)]
     reasons = S.route_reasons_line(doc)
     if reasons:
@@ -143,6 +163,8 @@ def load(doc: dict[str, Any]) -> list[str]:
     for name, s in profiles.items():
         for e in s.get("errors", [])[:3]:
             out.append(f"- {name} error: {e}")
+    files = ", ".join(f"{name} ({what})" for name, what in S.RAW_FILES)
+    out.append(f"- Raw data in `load/<profile>/`: {files}")
     return [*out, ""]
 
 

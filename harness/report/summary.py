@@ -266,3 +266,112 @@ def route_reasons_line(doc: dict[str, Any]) -> str | None:
         if reasons:
             parts.append(f"{name} " + ", ".join(f"{r} {n}" for r, n in reasons.items()))
     return " · ".join(parts) or None
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000.0
+
+
+@dataclass(frozen=True)
+class RouteFigures:
+    """One profile's route in a load report, latencies in ms. None reads n/a: a route whose
+    answers came in one read has no ITL, and an older record lacks the newer figures."""
+
+    profile: str
+    label: str
+    ok: int
+    failed: int
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+    itl_p50_ms: float | None
+    itl_p95_ms: float | None
+    tpot_p50_ms: float | None
+    e2e_p50_ms: float | None
+    e2e_p95_ms: float | None
+    output_tok_s: float | None  # the route's output tokens over its window
+    goodput_rps: float | None  # requests within every latency limit of the route, per second
+    goodput_share: float | None
+
+
+def route_figures(doc: dict[str, Any]) -> list[RouteFigures]:
+    out = []
+    for name, s in profiles(doc).items():
+        for label in labels(s):
+            lat = s["latency"][label]
+            good = (s.get("goodput") or {}).get(label) or {}
+            out.append(
+                RouteFigures(
+                    profile=name,
+                    label=label,
+                    ok=int(lat.get("ok") or 0),
+                    failed=int(lat.get("failed") or 0),
+                    ttft_p50_ms=ms(pct(s, label, "ttft_s", "p50")),
+                    ttft_p95_ms=ms(pct(s, label, "ttft_s")),
+                    itl_p50_ms=ms(pct(s, label, "itl_s", "p50")),
+                    itl_p95_ms=ms(pct(s, label, "itl_s")),
+                    tpot_p50_ms=ms(pct(s, label, "tpot_s", "p50")),
+                    e2e_p50_ms=ms(pct(s, label, "e2e_s", "p50")),
+                    e2e_p95_ms=ms(pct(s, label, "e2e_s")),
+                    output_tok_s=lat.get("output_throughput_tok_s"),
+                    goodput_rps=good.get("goodput_rps"),
+                    goodput_share=good.get("fraction"),
+                )
+            )
+    return out
+
+
+def _bucket_ms(bucket: Any) -> str | None:
+    if not isinstance(bucket, list) or len(bucket) != 2:
+        return None
+    lo, hi = bucket
+    return f"({lo * 1000:g}, {'inf' if hi is None else f'{hi * 1000:g}'}] ms"
+
+
+def client_engine(doc: dict[str, Any]) -> list[str]:
+    """Per profile and engine: the client's TTFT against the engine's, and whether requests and
+    tokens reconcile. The engine's median is bucket-bounded (a histogram gives no more), so it
+    is printed as its bucket and never subtracted from the client's exact median."""
+    out = []
+    for name, s in profiles(doc).items():
+        for engine, rec in (s.get("reconciliation") or {}).items():
+            eng = s.get("engines", {}).get(engine, {})
+            bits = []
+            if rec.get("client_ttft_mean_ms") is not None and rec.get("engine_ttft_mean_ms"):
+                bits.append(
+                    f"client TTFT mean {rec['client_ttft_mean_ms']:.1f} ms, engine "
+                    f"{rec['engine_ttft_mean_ms']:.1f} ms (exact, _sum/_count)"
+                    + (
+                        f": {rec['ttft_mean_diff_ms']:+.1f} ms"
+                        if rec.get("ttft_mean_diff_ms") is not None
+                        else ""
+                    )
+                )
+            bucket = _bucket_ms(eng.get("ttft_server_p50_bucket_s"))
+            if bucket:
+                bits.append(f"engine TTFT median bucket-bounded in {bucket}")
+            if rec.get("engine_requests") is not None:
+                tokens = (
+                    f", prompt tokens {rec['client_prompt_tokens']:,}/"
+                    f"{rec['engine_prompt_tokens']:,.0f}, output tokens "
+                    f"{rec['client_output_tokens']:,}/{rec['engine_output_tokens']:,.0f}"
+                    if rec.get("tokens_compared")
+                    else ", tokens not compared (requests failed or were cut short)"
+                )
+                bits.append(
+                    f"requests client/engine {rec['client_requests']}/"
+                    f"{rec['engine_requests']:.0f}{tokens}"
+                )
+            problems = rec.get("problems") or []
+            verdict = "reconciles" if not problems else "does NOT reconcile: " + "; ".join(problems)
+            out.append(f"{name} · {engine}: " + "".join(f"{b}; " for b in bits) + verdict)
+    return out
+
+
+# Per-request and per-run files a load profile leaves in load/<profile>/, for the report's links.
+RAW_FILES = (
+    ("requests.jsonl", "per-request records"),
+    ("timeline.jsonl", "engine /metrics timeline"),
+    ("stats.json", "summary"),
+    ("locust_stats.csv", "locust stats"),
+    ("locust.json", "locust JSON"),
+)

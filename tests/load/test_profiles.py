@@ -34,22 +34,25 @@ def duration(settings: Any, profile: str) -> float:
 
 def run(stack: Any, settings: Any, run_record: Any, profile: str, **kw: Any) -> dict[str, Any]:
     # A typo in [slo.*] or HARNESS_SLO_* fails here, before minutes of load.
-    slo_table(settings, profile, stack.target)
+    table = slo_table(settings, profile, stack.target)
     result = run_profile(
         stack,
         profile,
         stack.run_dir / "load",
         duration_s=duration(settings, profile),
         max_tokens=kw.pop("max_tokens", settings.get("load.max_tokens", int, 64)),
+        slo=table,
         **kw,
     )
     run_record.put("load", profile, result.summary)
     s = result.summary
     eng = s["engines"].get(stack.primary.name, {})
+    rec = s["reconciliation"].get(stack.primary.name, {})
     print(
         f"{profile}: {s['requests']} requests, {s['failed']} failed; primary KV peak "
         f"{eng.get('kv_usage_peak')}, waiting max {eng.get('waiting_max')}, preemptions "
-        f"{eng.get('preemptions')}; client overhead {s['client_overhead_ms']}; route reasons "
+        f"{eng.get('preemptions')}; client - engine TTFT mean {rec.get('ttft_mean_diff_ms')} ms, "
+        f"reconciliation problems {rec.get('problems')}; route reasons "
         f"{s['route_reasons']}; /metrics scrape errors {s['scrape_errors']}; KV pool "
         f"{s['kv_pool']}"
     )

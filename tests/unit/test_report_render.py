@@ -81,7 +81,7 @@ def test_markdown_has_every_section() -> None:
     assert "Routing accuracy **0.967** on 60 items" in md
     assert "Long context: 20 of 20 passed" in md
     assert "KV capacity vllm-primary: 232,448 tokens (7.09x max-model-len), predicted 232,960" in md
-    assert "| steady | local | 20 | 1.700 | 3.060 |" in md
+    assert "| steady | local | 20 | 1,700 | 3,060 |" in md
     assert "| kv-pressure | vllm-primary | 0.95 |" in md
     assert "Errors: steady 0.0% (0/40)" in md
     assert "## Comparison" not in md

@@ -42,3 +42,14 @@ def test_last_event_without_a_blank_line_is_still_read() -> None:
         [sse(chunk("a")), b'data: {"choices": [], "usage": {"completion_tokens": 1}}']
     )
     assert t.usage == {"completion_tokens": 1}
+
+
+def test_an_answer_in_one_read_has_no_inter_token_latency() -> None:
+    one_read = sse(chunk("a")) + sse(chunk("b")) + sse(chunk("c")) + b"data: [DONE]\n\n"
+    t = measure_stream([one_read])
+    assert t.first_token_at is not None and t.gaps_s == []
+    # Over two reads the zeros are what the client saw, and they stay.
+    t = measure_stream(
+        [sse(chunk("a")), sse(chunk("b")) + sse(chunk("c"))], clock=iter([1.0, 2.0]).__next__
+    )
+    assert t.gaps_s == [1.0, 0.0]
