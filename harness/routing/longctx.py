@@ -109,15 +109,29 @@ def build(
     base = tokens(0)
     if base > target_tokens:
         raise ValueError(f"the cue alone is {base} tokens, more than the target {target_tokens}")
-    lo, hi = 0, len(pad_text)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if tokens(mid) <= target_tokens:
-            lo = mid
+    # The count grows almost linearly with the padding, so interpolate between the bracket's
+    # ends; every step that fails to halve the bracket is followed by a halving step. A
+    # conversation of 32k tokens takes about 5 counts instead of 18 halvings.
+    lo, f_lo = 0, base
+    hi = len(pad_text)
+    f_hi = tokens(hi)
+    if f_hi <= target_tokens:
+        lo, f_lo = hi, f_hi
+    interpolate = True
+    while hi - lo > 1 and f_lo < target_tokens:
+        if interpolate and f_hi > f_lo:
+            mid = lo + round((target_tokens - f_lo) * (hi - lo) / (f_hi - f_lo))
         else:
-            hi = mid - 1
-    messages = _shape(placement, cue, pad_text[:lo], turns)
-    return Conversation(placement, target_tokens, count(wrap(messages)), messages)
+            mid = (lo + hi) // 2
+        mid = min(max(mid, lo + 1), hi - 1)
+        width = hi - lo
+        f = tokens(mid)
+        if f <= target_tokens:
+            lo, f_lo = mid, f
+        else:
+            hi, f_hi = mid, f
+        interpolate = not interpolate or 2 * (hi - lo) <= width
+    return Conversation(placement, target_tokens, f_lo, _shape(placement, cue, pad_text[:lo], turns))
 
 
 def build_exact(
