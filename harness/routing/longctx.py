@@ -131,7 +131,9 @@ def build(
         else:
             hi, f_hi = mid, f
         interpolate = not interpolate or 2 * (hi - lo) <= width
-    return Conversation(placement, target_tokens, f_lo, _shape(placement, cue, pad_text[:lo], turns))
+    return Conversation(
+        placement, target_tokens, f_lo, _shape(placement, cue, pad_text[:lo], turns)
+    )
 
 
 def build_exact(
