@@ -72,6 +72,7 @@ class LoadSettings:
     kv_pressure_max_tokens: int = 256
     twin_kv_pressure_capacity: str = "1.5x"
     twin_kv_pressure_max_tokens: int = 64
+    twin_kv_pressure_max_model_len: int = 8192
     soak_warmup_s: float = 60.0
     duration_s: Mapping[str, float] = field(
         default_factory=lambda: {

@@ -210,7 +210,6 @@ def cmd_load(ns: argparse.Namespace) -> int:
         max_tokens = settings.get("load.kv_pressure_max_tokens", int, 256)
         if ns.target == "twin" and not kv_items:
             kv_items = [f"primary={settings.get('load.twin_kv_pressure_capacity', str, '1.5x')}"]
-            max_tokens = settings.get("load.twin_kv_pressure_max_tokens", int, 64)
     duration = ns.duration or settings.get(f"load.duration_s.{ns.profile}", float, 60.0)
     run_dir = new_run_dir(f"{ns.target}-load")
     # The same record.json, report.md and report.html as a pytest run, failed runs included.

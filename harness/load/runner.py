@@ -230,19 +230,21 @@ def run_profile(
     processes: int = 1,
     locustfile_path: Path | None = None,
     slo: SloTable | None = None,
+    max_model_len: int | None = None,
 ) -> LoadResult:
-    """`warmup_s`: for the watched profiles (soak), memory and descriptor growth are measured
-    from the first sample after it. `processes` > 1: locust's distributed mode, that many
-    worker processes (see run_locust). `locustfile_path`: another locustfile than the profile's
-    (its shape and users), for tests that change how the client behaves. `slo`: the profile's
-    objectives on this target, for goodput."""
+    """`max_model_len`: the primary's, when it runs with another than the compose file's (a
+    what-if restart); prompts are sized from it. `warmup_s`: for the watched profiles (soak),
+    memory and descriptor growth are measured from the first sample after it. `processes` > 1:
+    locust's distributed mode, that many worker processes (see run_locust). `locustfile_path`:
+    another locustfile than the profile's (its shape and users), for tests that change how the
+    client behaves. `slo`: the profile's objectives on this target, for goodput."""
     root = stack.spec.path.resolve().parents[1]
     lf = locustfile_path or locustfile(profile, root)
     out = out_root / profile
     out.mkdir(parents=True, exist_ok=True)
     primary = stack.spec.primary.engine
     assert primary is not None
-    max_model_len = primary.max_model_len or 32768
+    max_model_len = max_model_len or primary.max_model_len or 32768
     capacity = primary_capacity(stack)
     if profile == "kv-pressure" and users is None:
         users = users_for_kv_pressure(

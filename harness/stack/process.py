@@ -29,7 +29,7 @@ from harness.stack.health import health_waiter, wait_healthy
 from harness.stack.kv_line import healthy_line
 from harness.stack.ports import free_port
 from harness.stack.procs import spawn, stop_group
-from harness.twin.engines import TwinModelDirs, process_argv, twin_engine
+from harness.twin.engines import TwinModelDirs, process_argv, set_flag, twin_engine
 from harness.twin.substitutions import Substitution, describe
 from harness.vram.plan import VramPlan
 
@@ -43,6 +43,9 @@ class ProcessBackend:
     models: TwinModelDirs
     run_dir: Path
     kv_overrides: Mapping[str, int] = field(default_factory=dict)  # role or service -> tokens
+    # What-if engine flags, role or service -> {flag: value}: e.g. kv-pressure's quarter-scale
+    # primary ({"--max-model-len": "8192"}). Printed when used; none by default.
+    flag_overrides: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     startup_timeout_s: float = 300.0
     router_env: Mapping[str, str] = field(default_factory=dict)  # extra ai-router settings
     only: tuple[str, ...] = ()  # start just these services (still in start order)
@@ -172,7 +175,12 @@ class ProcessBackend:
         kv_tokens = self.kv_overrides.get(
             svc.name, self.kv_overrides.get(svc.role, self.plan.engine(svc.name).kv_capacity_tokens)
         )
-        eng = twin_engine(svc.name, svc.command, model_dir, kv_tokens=kv_tokens)
+        command = tuple(svc.command)
+        what_if = self.flag_overrides.get(svc.name, self.flag_overrides.get(svc.role, {}))
+        for flag, value in what_if.items():
+            command = set_flag(command, flag, value)
+            self.progress(f"what-if: {svc.name} runs with {flag} {value}, not the compose value")
+        eng = twin_engine(svc.name, command, model_dir, kv_tokens=kv_tokens)
         subs = [*eng.substitutions, Substitution("process", svc.name, "container", f"pid, :{port}")]
         stack.notes.extend(describe(subs))
         env = {**_clean_env(), **eng.env}

@@ -3,9 +3,10 @@
 through the router fell back to the default route.
 
 kv-pressure depends on the primary's KV pool:
-- twin: the primary restarts with its KV capacity below max-num-seqs full contexts
-  (`load.twin_kv_pressure_capacity`), max-num-seqs users, so requests must wait for KV blocks
-  (min_kv_peak, min_waiting_capacity); the pool is restored afterwards.
+- twin: the primary restarts at a quarter of the scale (max-model-len 8192) with its KV capacity
+  below max-num-seqs full contexts (`load.twin_kv_pressure_capacity`), max-num-seqs users, so
+  requests must wait for KV blocks (min_kv_peak, min_waiting_capacity); the compose flags and
+  the predicted pool come back before the next test that needs them.
 - gpu, attach (and twin-docker, whose container backend cannot restart the primary with
   another pool): the pool holds every slot's sequence, so KV pressure cannot happen. The run
   asserts the KV model instead: the peak is about max-num-seqs x (prompt + output) / capacity
@@ -23,7 +24,6 @@ import pytest
 
 from harness.load.runner import run_profile
 from harness.load.slo import check_slos, slo_table
-from harness.stack.factory import parse_kv_overrides
 
 pytestmark = [pytest.mark.load, pytest.mark.slow]
 
@@ -72,28 +72,35 @@ def test_chat_profiles(stack: Any, harness_settings: Any, run_record: Any, profi
 @pytest.fixture
 def pressured_primary(
     stack: Any, stack_backend: Any, harness_settings: Any, primary_pool: Any
-) -> Iterator[bool]:
-    """True while the primary runs with a KV pool below max-num-seqs full contexts.
+) -> Iterator[int | None]:
+    """On the twin, the primary's max-model-len while it runs with a KV pool below max-num-seqs
+    full contexts; None on other targets.
 
-    After its restart the primary must log the capacity asked for, in whole CPU blocks, and the
-    concurrency that follows (1.5x for 49,152 tokens of 32,768). The restore to the predicted
-    pool is left to the next test that needs it (primary_pool)."""
+    The twin runs kv-pressure at a smaller scale: max-model-len load.twin_kv_pressure_max_model_len
+    (8192) and a pool of load.twin_kv_pressure_capacity (1.5x) of it. Prompts, pool and peak
+    keep their ratios (2 prompts of 0.65 x max-model-len fill 0.87 of the pool and the third
+    waits), with a sixteenth of the attention work per prompt; the 32k path is the long-context
+    tests' to cover. After its restart the primary must log the capacity asked for, in whole
+    CPU blocks, and the concurrency that follows (1.5x). The restore to the compose flags and
+    the predicted pool is left to the next test that needs it (primary_pool)."""
     if stack.target != "twin":
-        yield False
+        yield None
         return
-    capacity = harness_settings.get("load.twin_kv_pressure_capacity", str, "1.5x")
-    original = dict(stack_backend.kv_overrides)
-    shrunk = parse_kv_overrides([f"primary={capacity}"], stack.spec)
-    stack_backend.kv_overrides = {**original, **shrunk}
-    handle = stack_backend.restart(stack.primary.name)
+    name = stack.primary.name
+    mml = harness_settings.get("load.twin_kv_pressure_max_model_len", int, 8192)
+    multiple = harness_settings.get("load.twin_kv_pressure_capacity", str, "1.5x")
+    tokens = int(float(multiple.rstrip("x")) * mml)
+    kv, flags = dict(stack_backend.kv_overrides), dict(stack_backend.flag_overrides)
+    stack_backend.kv_overrides = {**kv, name: tokens}
+    stack_backend.flag_overrides = {**flags, name: {"--max-model-len": str(mml)}}
+    handle = stack_backend.restart(name)
     try:
-        (tokens,) = shrunk.values()
-        primary_pool.check_kv(handle, tokens, stack.spec.primary.engine.max_model_len)
+        primary_pool.check_kv(handle, tokens, mml)
         print(f"kv-pressure primary: {handle.kv.text}")
-        yield True
+        yield mml
     finally:
-        stack_backend.kv_overrides = original
-        primary_pool.restore_later(stack_backend, stack.primary.name)
+        stack_backend.kv_overrides, stack_backend.flag_overrides = kv, flags
+        primary_pool.restore_later(stack_backend, name)
 
 
 # The keys each kind of pool must be judged by: a table that lost them would pass unjudged.
@@ -102,10 +109,11 @@ KV_MODEL_KEYS = {"kv_peak_tolerance", "min_waiting", "max_preemptions"}
 
 
 def test_kv_pressure(
-    stack: Any, harness_settings: Any, run_record: Any, pressured_primary: bool
+    stack: Any, harness_settings: Any, run_record: Any, pressured_primary: int | None
 ) -> None:
     table = slo_table(harness_settings, "kv-pressure", stack.target)
-    need = PRESSURED_KEYS if pressured_primary else KV_MODEL_KEYS
+    pressured = pressured_primary is not None
+    need = PRESSURED_KEYS if pressured else KV_MODEL_KEYS
     assert need <= set(table.keys), (
         f"[slo.kv-pressure.{stack.target}] lacks {sorted(need - set(table.keys))}: on this "
         f"target kv-pressure is judged by {sorted(need)}"
@@ -116,15 +124,16 @@ def test_kv_pressure(
         run_record,
         "kv-pressure",
         max_tokens=harness_settings.get(
-            f"load.{'twin_' if pressured_primary else ''}kv_pressure_max_tokens", int, 64
+            f"load.{'twin_' if pressured else ''}kv_pressure_max_tokens", int, 64
         ),
+        max_model_len=pressured_primary,
         context_fraction=harness_settings.get("load.context_fraction", float, 0.65),
     )
     seqs = stack.spec.primary.engine.max_num_seqs
     users = s["settings"]["users"]
-    assert users == (seqs if pressured_primary else seqs + 1), (
+    assert users == (seqs if pressured else seqs + 1), (
         f"kv-pressure ran {users} users against --max-num-seqs {seqs} with a "
-        f"{'shrunk' if pressured_primary else 'full'} KV pool ({s['kv_pool']})"
+        f"{'shrunk' if pressured else 'full'} KV pool ({s['kv_pool']})"
     )
     assert s["requests"] >= 2 * seqs, f"only {s['requests']} requests, expected >= {2 * seqs}"
     timeline = stack.run_dir / "load" / "kv-pressure" / "timeline.jsonl"
