@@ -1,7 +1,11 @@
 """Timing a streamed chat completion from the bytes as they arrive.
 
-TTFT is the time to the first chunk that carries a token (content or reasoning); every later
-token-bearing chunk adds one inter-token gap. Several events that arrive in one network read
+TTFT is the time to the first chunk with a choice in it, and every later one adds one
+inter-token gap: what vLLM's serving benchmark measures, and what the engine's own TTFT
+histogram times. vLLM sends that first chunk (role, empty content) with the response's first
+token even when nothing of it is shown: a reasoning parser holds back Qwen3's `<think>`, and the
+first visible token then comes one decode step later. Timing the first visible token instead
+made TTFT one inter-token gap longer than both. Several events that arrive in one network read
 share its timestamp, so their gaps are 0: that is what the client saw. An answer whose tokens
 all arrived in one read has no inter-token latency at all (no gaps, shown as n/a), not a run
 of zeros. Output tokens come from
@@ -28,12 +32,10 @@ class StreamTiming:
     chunks: int = 0
 
 
-def _has_token(obj: dict[str, Any]) -> bool:
-    for choice in obj.get("choices") or ():
-        delta = choice.get("delta") or {}
-        if delta.get("content") or delta.get("reasoning") or delta.get("reasoning_content"):
-            return True
-    return False
+def _has_choice(obj: dict[str, Any]) -> bool:
+    """A chunk of the answer: vLLM's chunks carry one per decode step (the usage chunk and
+    error events carry none)."""
+    return any(isinstance(c, dict) for c in obj.get("choices") or ())
 
 
 _decode = json.JSONDecoder().decode
@@ -61,7 +63,7 @@ def _dispatch(t: StreamTiming, event: bytes, now: float) -> None:
             t.error = str(obj["error"].get("message") or obj["error"])
         if obj.get("usage"):
             t.usage = obj["usage"]
-        if _has_token(obj):
+        if _has_choice(obj):
             if t.first_token_at is None:
                 t.first_token_at = now
             elif t.last_token_at is not None:
@@ -72,7 +74,7 @@ def _dispatch(t: StreamTiming, event: bytes, now: float) -> None:
 def measure_stream(
     reads: Iterable[bytes], clock: Callable[[], float] = time.perf_counter
 ) -> StreamTiming:
-    """Consume SSE bytes (any chunking, any event size) and time the token-bearing events.
+    """Consume SSE bytes (any chunking, any event size) and time the answer's chunks.
 
     The clock is read once per read, as the read is handed over; events are decoded only once
     their blank line has arrived, so an event or a multibyte character split across reads is
