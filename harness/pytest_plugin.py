@@ -6,6 +6,7 @@ into skips (with reasons) and failures.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -445,14 +446,21 @@ def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: st
 
 
 def _progress_writer(config: pytest.Config) -> Any:
-    """Bring-up progress through the terminal reporter, which output capture does not swallow."""
+    """Bring-up progress through the terminal reporter, with output capture suspended for the
+    write: under fd capture (pytest's default) the reporter's stream is the captured fd 1 while
+    a fixture or test runs, and a line written then would show only if the test failed."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         return print
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    lock = threading.Lock()  # the load ticker writes from its own thread
 
     def write(line: str) -> None:
-        reporter.ensure_newline()
-        reporter.write_line(f"harness: {line}")
+        suspended = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
+        with lock, suspended:
+            reporter.ensure_newline()
+            reporter.write_line(f"harness: {line}")
+            reporter.flush()
 
     return write
 

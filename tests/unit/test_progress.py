@@ -6,6 +6,9 @@ import functools
 import io
 import itertools
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -300,3 +303,23 @@ def test_the_ticker_reports_elapsed_requests_errors_and_engine_state(tmp_path: P
         time.sleep(0.3)
     assert lines
     assert lines[0] == "steady: 0/90 s · 2 req · 1 err · KV 83% · running 3 · waiting 2"
+
+
+def test_progress_inside_a_test_reaches_the_terminal_under_fd_capture(tmp_path: Path) -> None:
+    """pytest's default capture points fd 1 at a temporary file while a fixture or test runs;
+    the plugin's writer suspends it, so a bring-up line shows as it happens, not only when a
+    test fails."""
+    (tmp_path / "test_child.py").write_text(
+        "from harness.pytest_plugin import _progress_writer\n"
+        "def test_a(pytestconfig):\n"
+        "    _progress_writer(pytestconfig)('bring-up line')\n"
+        "    print('captured print')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_child.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "HARNESS_REPORTS_DIR": str(tmp_path / "reports")},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert "harness: bring-up line" in out.stdout, out.stdout[-2000:]
+    assert "captured print" not in out.stdout  # capture itself still holds
