@@ -8,15 +8,14 @@ newest history entry with status `passed` other than the run being compared.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.locks import locked
 from harness.report.run_dir import reports_root
 from harness.report.schema import load_record
 
@@ -73,18 +72,8 @@ def append_history(path: Path, entry: dict[str, Any]) -> bool:
     nightly finishing while a run is finalized by hand), so neither loses the other's line.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path):
+    with locked(path.with_name(path.name + ".lock")):
         return _append(path, entry)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.with_name(path.name + ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _append(path: Path, entry: dict[str, Any]) -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 import platformdirs
 import torch
 
+from harness.locks import locked
 from harness.routing import corpus
 from harness.twin import (
     chat_format,
@@ -245,7 +246,20 @@ def build_twin(
     if not force and _is_complete(out, digest):
         progress(f"twin: up to date ({out})")
         return _result(out, digest, built=False)
+    # One build per input hash at a time: `make test` starts one in the background while the
+    # unit tests run, and the session's own call waits for it and then finds it complete.
+    lock = cache / f".build-{digest[:12]}.lock"
+    waiting = f"twin: another process is building {digest[:12]} (lock {lock}); waiting"
+    with locked(lock, waiting=waiting, progress=progress):
+        if not force and _is_complete(out, digest):
+            progress(f"twin: up to date ({out})")
+            return _result(out, digest, built=False)
+        return _build_locked(cache, out, digest, config, progress)
 
+
+def _build_locked(
+    cache: Path, out: Path, digest: str, config: BuildConfig, progress: Callable[[str], None]
+) -> TwinModels:
     progress(f"twin: building {digest[:12]} into {out}")
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{digest[:12]}-", dir=cache))

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("routing", "vram"),
     ("spec", "telemetry"),
     ("config",),
-    ("config_schema", "units", "progress"),
+    ("config_schema", "units", "progress", "locks"),
     ("errors",),
 ]
 

@@ -156,11 +156,12 @@ def test_last_green_whose_record_is_gone_is_named(tmp_path: Path) -> None:
 def test_writers_take_turns_on_the_history(tmp_path: Path) -> None:
     import threading
 
-    from harness.report.history import _locked, append_history
+    from harness.locks import locked
+    from harness.report.history import append_history
 
     path = tmp_path / "history.jsonl"
     done = threading.Event()
-    with _locked(path):
+    with locked(path.with_name(path.name + ".lock")):
         t = threading.Thread(
             target=lambda: (append_history(path, {"run_id": "a", "ok": True}), done.set())
         )

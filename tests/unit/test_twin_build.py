@@ -125,7 +125,10 @@ def test_build_skips_when_unchanged_and_hash_tracks_inputs(tmp_path: Path) -> No
     assert "classifier_accuracy_short" in first.metrics
     assert "classifier_train_seconds" in first.metrics
     assert any("step 2/2" in line for line in lines)
-    assert [p.name for p in cache.iterdir()] == [first.input_hash[:12]]  # no temp dirs left
+    # No temp dirs left; the lock file of the build stays (it is empty).
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [first.input_hash[:12], f".build-{first.input_hash[:12]}.lock"]
+    )
 
     for model_dir in (first.classifier_dir, first.primary_dir):
         names = {p.name for p in model_dir.iterdir()}
@@ -159,6 +162,37 @@ def test_build_skips_when_unchanged_and_hash_tracks_inputs(tmp_path: Path) -> No
     config.filler_path.write_text("# comment\nSure, here is an answer.\nThat is a good question.\n")
     assert input_hash(config) == base
     assert input_hash(tweaked) != base
+
+
+def test_a_second_build_waits_for_the_first_and_reuses_it(tmp_path: Path) -> None:
+    """`make test` builds in the background while the session asks for the same build: the
+    session waits on the lock, says so, and then takes the finished build instead of a second."""
+    import threading
+
+    from harness.locks import locked
+    from harness.twin import build
+
+    config = _write_corpus(tmp_path)
+    cache = tmp_path / "cache"
+    digest = input_hash(config)
+    lines: list[str] = []
+    result: list[build.TwinModels] = []
+    with locked(cache / f".build-{digest[:12]}.lock"):
+        waiter = threading.Thread(
+            target=lambda: result.append(build_twin(cache, progress=lines.append, config=config))
+        )
+        waiter.start()
+        for _ in range(100):
+            if lines:
+                break
+            threading.Event().wait(0.05)
+        assert lines and "another process is building" in lines[0], lines
+        # The first process builds while it holds the lock.
+        build._build_locked(cache, cache / digest[:12], digest, config, lambda _: None)
+    waiter.join(timeout=60)
+    assert result and not result[0].built, lines
+    assert any("waiting: done after" in line for line in lines), lines
+    assert not any("twin: building" in line for line in lines), lines
 
 
 def test_cache_dir_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
