@@ -56,6 +56,18 @@ def pytest_configure(config: pytest.Config) -> None:
         "any_primary_pool: the test does not depend on the primary's KV pool, so a pending "
         "restore (primary_pool.restore_later) need not happen before it",
     )
+    config.addinivalue_line(
+        "markers",
+        "takes_the_stack: the test stops the session's stack (a tune restarts it its own way), "
+        "so it runs after every other test",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that take the session's stack go last, in their collected order."""
+    last = [i for i in items if i.get_closest_marker("takes_the_stack")]
+    if last:
+        items[:] = [i for i in items if i not in last] + last
 
 
 @pytest.fixture(scope="session")

@@ -215,7 +215,8 @@ def cmd_load(ns: argparse.Namespace) -> int:
     # The same record.json, report.md and report.html as a pytest run, failed runs included.
     run = LoadRunRecord.start(run_dir, ns.target, ns.compose, settings)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    with reporting() as progress:
+    # With --json, stdout carries the one document; progress goes to stderr as plain lines.
+    with reporting(_stderr_line if ns.json else None) as progress:
         backend = make_backend(
             ns.target, ns.compose, settings, run_dir,
             kv_overrides=parse_kv_overrides(kv_items, spec), progress=progress,
@@ -244,11 +245,28 @@ def cmd_load(ns: argparse.Namespace) -> int:
             violations = check_slos(settings, result.summary, stack.primary.name)
         finally:
             written = run.finish(ns.profile, result.summary if result else None, not violations)
+    if ns.json:
+        doc = {
+            "run_dir": str(run_dir),
+            "profile": ns.profile,
+            "target": ns.target,
+            "exit_code": 1 if violations else 0,
+            "slo_violations": violations,
+            "summary": result.summary,
+            "files": [str(p) for p in written],
+            "requests": str(result.out_dir / "requests.jsonl"),
+        }
+        print(json.dumps(doc, indent=2, default=str))
+        return 1 if violations else 0
     print("\n".join(load_section(run.record.doc)))
     print(f"reports: {', '.join(str(p) for p in written)}; per-request data: {result.out_dir}")
     for v in violations:
         print(f"SLO: {v}")
     return 1 if violations else 0
+
+
+def _stderr_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def cmd_prefetch(ns: argparse.Namespace) -> int:
@@ -338,6 +356,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         default=1,
         help="locust worker processes under one master (locust's distributed mode); each "
         "worker writes its own requests-<n>.jsonl, merged into requests.jsonl",
+    )
+    load.add_argument(
+        "--json",
+        action="store_true",
+        help="the outcome as one JSON document on stdout (run directory, summary, SLO "
+        "violations, files); progress goes to stderr",
     )
     load.set_defaults(func=cmd_load)
 

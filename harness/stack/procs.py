@@ -33,14 +33,39 @@ def spawn(
         )
 
 
-def group_alive(pgid: int) -> bool:
+def group_alive(pgid: int, proc: Path = _PROC) -> bool:
+    """True while a member of the process group still runs.
+
+    A member that exited but that its parent has not reaped yet (a zombie) does not count: the
+    group is done. Without that, a `harness down` in one process would wait out its grace period
+    and report "still running" for engines that another process started and has not reaped.
+    """
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return _has_live_member(pgid, proc)
+
+
+def _has_live_member(pgid: int, proc: Path) -> bool:
+    try:
+        entries = list(proc.iterdir())
+    except OSError:
+        return True  # no /proc to look in: the signal check is all there is
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # proc_pid_stat(5): "pid (comm) state ppid pgrp ...": split after the last ")".
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def stop_group(pgid: int, *, grace_s: float = 15.0) -> None:

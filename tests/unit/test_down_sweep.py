@@ -116,3 +116,26 @@ def test_a_recorded_pid_now_held_by_another_process_is_left_alone(tmp_path: Path
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_group_whose_members_all_exited_is_not_alive_before_its_parent_reaps() -> None:
+    """Engines another process started and has not reaped yet are zombies: `harness down` from
+    a second process counts them as ended instead of waiting and reporting them as running."""
+    child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        assert group_alive(child.pid)
+        os.kill(child.pid, 9)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            stat = Path(f"/proc/{child.pid}/stat").read_text()
+            if stat[stat.rindex(")") + 2] == "Z":
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the child never became a zombie")
+        # The zombie still takes signals, so the plain signal check would call it alive.
+        os.killpg(child.pid, 0)
+        assert not group_alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
