@@ -273,8 +273,9 @@ def cmd_tune(ns: argparse.Namespace) -> int:
 
 
 def session_log(path: str | None, compose: Path, settings: Any) -> Any:
-    """A path (file or run directory), else targets.attach.router_session_log, else the
-    compose project's router-logs volume."""
+    """A path (file or run directory), else targets.attach.router_session_log, else the log of
+    the twin `harness up` started when targets.attach.router_url is its router, else the compose
+    project's router-logs volume."""
     from harness.report.sessions import compose_location, in_run_dir, read_log, volume_log
     from harness.spec import load_stack
 
@@ -291,6 +292,12 @@ def session_log(path: str | None, compose: Path, settings: Any) -> Any:
     configured = settings.get("targets.attach.router_session_log", str, "")
     if configured:
         return read_log(Path(configured))
+    from harness.stack.state import twin_session_log
+
+    router = settings.get("targets.attach.router_url", str, "http://127.0.0.1:8080")
+    twin = twin_session_log(router)
+    if twin is not None:
+        return read_log(twin)
     spec = load_stack(compose)
     volume, inner, service = compose_location(spec)
     return volume_log(spec.project, volume, inner, service)

@@ -22,6 +22,7 @@ from pathlib import Path
 from harness.config import Settings
 from harness.errors import ConfigError
 from harness.spec import StackSpec
+from harness.stack import state
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.discover import discover, docker_or_none
 from harness.stack.health import wait_healthy
@@ -52,6 +53,11 @@ class AttachBackend:
             handle.healthy_at = wait_healthy(svc.name, url + handle.health_path, timeout_s=10)
             stack.services[svc.name] = handle
         locate(stack)
+        session = state.twin_session_log(stack.router.url)
+        if session is not None:
+            # The router is the twin's that `harness up` started: its logs are on this machine.
+            stack.router.log_path = session.with_name(f"{stack.router.name}.log")
+            stack.notes.append(f"attach: the router is the twin `harness up` started: {session}")
         return stack
 
     def down(self) -> None:

@@ -52,3 +52,17 @@ def load(path: Path | None = None) -> dict[str, Any] | None:
 
 def clear(path: Path | None = None) -> None:
     (path or state_path()).unlink(missing_ok=True)
+
+
+def twin_session_log(router_url: str, path: Path | None = None) -> Path | None:
+    """The router's session log of the twin that `harness up` started, when `router_url` is
+    that twin's router (an attach run against it): `<run_dir>/logs/<router>-session.jsonl`, where
+    the process twin's router writes it."""
+    doc = load(path)
+    if doc is None or doc.get("target") != "twin":
+        return None
+    want = router_url.rstrip("/")
+    for svc in doc.get("services", []):
+        if svc.get("role") == "router" and str(svc.get("url", "")).rstrip("/") == want:
+            return Path(doc["run_dir"]) / "logs" / f"{svc['name']}-session.jsonl"
+    return None

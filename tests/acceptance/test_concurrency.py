@@ -15,10 +15,10 @@ few milliseconds; one beyond the limit waits for a whole request to finish).
 Every stream must finish with its full usage and carry one chat completion only; through the
 router, the session log must have exactly one line per request, under the id the response gave.
 
-The twin's session log is read from the run directory. Other targets keep theirs inside the
-router's container or host; `targets.<target>.router_session_log` (or
-HARNESS_TARGETS_<TARGET>_ROUTER_SESSION_LOG) names a path the harness can read, else that one
-check is skipped.
+The twin's session log is read from the run directory, also when attached to a twin that
+`harness up` started. Other targets keep theirs inside the router's container or host;
+`targets.<target>.router_session_log` (or HARNESS_TARGETS_<TARGET>_ROUTER_SESSION_LOG) names a
+path the harness can read, else that one check is skipped.
 """
 
 from __future__ import annotations
@@ -176,8 +176,9 @@ def session_log(stack: Any, settings: Any) -> Path | None:
     if configured:
         return Path(configured)
     router = stack.router
-    if stack.target == "twin" and router.log_path is not None:
-        # harness/stack/process.py starts the twin's router with ROUTER_SESSION_LOG here.
+    # The process twin's router, in this session or (attach) one that `harness up` started:
+    # harness/stack/process.py starts it with ROUTER_SESSION_LOG beside its log.
+    if stack.target in ("twin", "attach") and router.log_path is not None:
         return Path(router.log_path).with_name(f"{router.name}-session.jsonl")
     return None
 

@@ -3,6 +3,7 @@ the process listening on the port), so NVML's GPU processes can be told apart pe
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass, field
@@ -159,3 +160,26 @@ def test_nvml_processes_are_matched_through_their_parents(real_compose: Path) ->
     # PID 1 owns everything: a handle that names it matches nothing.
     init = [ServiceHandle("vllm-router", "classifier", "u", pid=1)]
     assert engine_use(snap, init, plan, {}, parent_of=parents.get)[0].pids == ()
+
+
+def test_an_attached_twin_that_harness_up_started_has_its_session_log_found(
+    tmp_path: Path,
+) -> None:
+    from harness.stack import state
+
+    path = tmp_path / "stack.json"
+    doc = {
+        "target": "twin",
+        "run_dir": str(tmp_path / "runs" / "r1"),
+        "services": [
+            {"name": "vllm-router", "role": "classifier", "url": "http://127.0.0.1:4001"},
+            {"name": "ai-router", "role": "router", "url": "http://127.0.0.1:4003"},
+        ],
+    }
+    path.write_text(json.dumps(doc))
+    want = tmp_path / "runs" / "r1" / "logs" / "ai-router-session.jsonl"
+    assert state.twin_session_log("http://127.0.0.1:4003/", path) == want
+    # Another router (the production stack's), or a state that is not a twin's: not this log.
+    assert state.twin_session_log("http://127.0.0.1:8080", path) is None
+    path.write_text(json.dumps({**doc, "target": "twin-docker"}))
+    assert state.twin_session_log("http://127.0.0.1:4003", path) is None
