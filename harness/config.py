@@ -120,12 +120,16 @@ def _kind(hint: Any) -> Callable[[Any], Any]:
     if hint in (int, float, str, bool):
         return hint
     if hint == tuple[str, ...]:
-        return lambda v: tuple(v.split(",")) if isinstance(v, str) else tuple(v)
+        return lambda v: (
+            tuple(x.strip() for x in v.split(",") if x.strip())
+            if isinstance(v, str)
+            else tuple(str(x) for x in v)
+        )
     return lambda v: v
 
 
-def _section(settings: Settings, prefix: str, cls: type) -> Any:
-    default = cls()
+def _section(settings: Settings, prefix: str, cls: type, default: Any = None) -> Any:
+    default = default if default is not None else cls()
     values: dict[str, Any] = {}
     for name, hint in field_types(cls).items():
         dotted = f"{prefix}.{name}"
@@ -142,9 +146,10 @@ def _section(settings: Settings, prefix: str, cls: type) -> Any:
 
 def typed_settings(settings: Settings) -> HarnessSettings:
     sections = {name: _section(settings, name, cls) for name, cls in SECTIONS.items()}
+    defaults = HarnessSettings().targets
     targets = {
-        t: _section(settings, f"targets.{t}", TargetSettings)
-        for t in dict.fromkeys([*HarnessSettings().targets, *settings.section("targets")])
+        t: _section(settings, f"targets.{t}", TargetSettings, defaults.get(t))
+        for t in dict.fromkeys([*defaults, *settings.section("targets")])
     }
     assert isinstance(sections["load"], LoadSettings)
     assert isinstance(sections["compare"], CompareSettings)

@@ -64,6 +64,10 @@ class TargetSettings:
     primary_url: str = ""
     router_session_log: str = ""
 
+    def url(self, role: str) -> str:
+        """The configured URL of `role` (router, classifier, primary), without a trailing /."""
+        return str(getattr(self, f"{role}_url")).rstrip("/")
+
 
 @dataclass(frozen=True)
 class LoadSettings:
@@ -110,12 +114,22 @@ class CompareSettings:
     fallback_rate_increase: float = 0.02
 
 
+# The live stack's published ports (infra/docker-compose.yml), where `attach` looks by default.
+ATTACH_DEFAULTS = TargetSettings(
+    router_url="http://127.0.0.1:8080",
+    classifier_url="http://127.0.0.1:8001",
+    primary_url="http://127.0.0.1:8002",
+)
+
+
 @dataclass(frozen=True)
 class HarnessSettings:
     check: CheckSettings = field(default_factory=CheckSettings)
     twin: TwinSettings = field(default_factory=TwinSettings)
     targets: Mapping[str, TargetSettings] = field(
-        default_factory=lambda: {t: TargetSettings() for t in TARGET_NAMES}
+        default_factory=lambda: {
+            t: ATTACH_DEFAULTS if t == "attach" else TargetSettings() for t in TARGET_NAMES
+        }
     )
     load: LoadSettings = field(default_factory=LoadSettings)
     compare: CompareSettings = field(default_factory=CompareSettings)

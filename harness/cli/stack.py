@@ -203,14 +203,15 @@ def cmd_load(ns: argparse.Namespace) -> int:
     from harness.stack.factory import make_backend, parse_kv_overrides
 
     settings = load_settings(ns.config)
+    knobs = settings.typed.load
     spec = load_stack(ns.compose)
     kv_items = list(ns.kv_tokens or [])
-    max_tokens = settings.get("load.max_tokens", int, 64)
+    max_tokens = knobs.max_tokens
     if ns.profile == "kv-pressure":
-        max_tokens = settings.get("load.kv_pressure_max_tokens", int, 256)
+        max_tokens = knobs.kv_pressure_max_tokens
         if ns.target == "twin" and not kv_items:
-            kv_items = [f"primary={settings.get('load.twin_kv_pressure_capacity', str, '1.5x')}"]
-    duration = ns.duration or settings.get(f"load.duration_s.{ns.profile}", float, 60.0)
+            kv_items = [f"primary={knobs.twin_kv_pressure_capacity}"]
+    duration = ns.duration or knobs.duration_s[ns.profile]
     run_dir = new_run_dir(f"{ns.target}-load")
     # The same record.json, report.md and report.html as a pytest run, failed runs included.
     run = LoadRunRecord.start(run_dir, ns.target, ns.compose, settings)
@@ -235,8 +236,8 @@ def cmd_load(ns: argparse.Namespace) -> int:
                     duration_s=duration,
                     users=ns.users,
                     max_tokens=max_tokens,
-                    context_fraction=settings.get("load.context_fraction", float, 0.65),
-                    warmup_s=settings.get("load.soak_warmup_s", float, 60.0),
+                    context_fraction=knobs.context_fraction,
+                    warmup_s=knobs.soak_warmup_s,
                     processes=ns.processes,
                     slo=slo_table(settings, ns.profile, stack.target),
                 )

@@ -289,13 +289,13 @@ def session_log(path: str | None, compose: Path, settings: Any) -> Any:
                 )
             p = found
         return read_log(p)
-    configured = settings.get("targets.attach.router_session_log", str, "")
+    attach = settings.typed.target("attach")
+    configured = attach.router_session_log
     if configured:
         return read_log(Path(configured))
     from harness.stack.state import twin_session_log
 
-    router = settings.get("targets.attach.router_url", str, "http://127.0.0.1:8080")
-    twin = twin_session_log(router)
+    twin = twin_session_log(attach.url("router"))
     if twin is not None:
         return read_log(twin)
     spec = load_stack(compose)
@@ -391,9 +391,9 @@ def _live_engines(spec: Any, settings: Any) -> list[Any]:
         ]
     client = docker_or_none()
     handles = []
-    for role, port in (("classifier", 8001), ("primary", 8002)):
+    for role in ("classifier", "primary"):
         svc = spec.role(role)
-        url = settings.get(f"targets.attach.{role}_url", str, f"http://127.0.0.1:{port}")
+        url = settings.typed.target("attach").url(role)
         found = discover(svc.name, url, spec.project, client)
         h = ServiceHandle(svc.name, role, url)
         if found is not None:

@@ -1,6 +1,6 @@
 """Compare a run against a baseline, metric by metric, with the owner's tolerances.
 
-Tolerances come from harness.toml `[compare]` (defaults in `Tolerances`):
+Tolerances come from harness.toml `[compare]`, defaults in harness/config_schema.py:
 
     ttft_p95_growth = 0.15        p95 TTFT per profile and route may grow by this fraction...
     ttft_p95_slack_s = 0.05       ...or by this many seconds, whichever is larger (twin noise)
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Settings
+from harness.config_schema import CompareSettings
 from harness.load.records import RequestRecord, read_records
 from harness.load.significance import MIN_REQUESTS, p95_regression
 from harness.report import summary as S
@@ -38,52 +39,13 @@ REGRESSION = "regression"
 NOT_COMPARED = "not compared"
 
 
-def _names(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    return tuple(str(v) for v in value)
+# The comparison's tolerances are the [compare] settings: one schema, one set of defaults
+# (harness/config_schema.py), read once with the rest of harness.toml.
+Tolerances = CompareSettings
 
 
-@dataclass(frozen=True)
-class Tolerances:
-    ttft_p95_growth: float = 0.15
-    ttft_p95_slack_s: float = 0.05
-    itl_p95_growth: float = 0.25
-    itl_p95_slack_s: float = 0.02
-    min_samples: int = 5
-    accuracy_drop: float = 0.02
-    error_rate_increase: float = 0.0
-    no_new_preemptions: tuple[str, ...] = ("steady",)
-    max_fallbacks: int = 0
-    max_long_context_failures: int = 0
-    kv_tokens_drop: float = 0.05
-    fallback_rate_increase: float = 0.02
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Tolerances:
-        d = cls()
-        return cls(
-            ttft_p95_growth=settings.get("compare.ttft_p95_growth", float, d.ttft_p95_growth),
-            ttft_p95_slack_s=settings.get("compare.ttft_p95_slack_s", float, d.ttft_p95_slack_s),
-            itl_p95_growth=settings.get("compare.itl_p95_growth", float, d.itl_p95_growth),
-            itl_p95_slack_s=settings.get("compare.itl_p95_slack_s", float, d.itl_p95_slack_s),
-            min_samples=settings.get("compare.min_samples", int, d.min_samples),
-            accuracy_drop=settings.get("compare.accuracy_drop", float, d.accuracy_drop),
-            error_rate_increase=settings.get(
-                "compare.error_rate_increase", float, d.error_rate_increase
-            ),
-            no_new_preemptions=settings.get(
-                "compare.no_new_preemptions", _names, d.no_new_preemptions
-            ),
-            max_fallbacks=settings.get("compare.max_fallbacks", int, d.max_fallbacks),
-            max_long_context_failures=settings.get(
-                "compare.max_long_context_failures", int, d.max_long_context_failures
-            ),
-            kv_tokens_drop=settings.get("compare.kv_tokens_drop", float, d.kv_tokens_drop),
-            fallback_rate_increase=settings.get(
-                "compare.fallback_rate_increase", float, d.fallback_rate_increase
-            ),
-        )
+def tolerances(settings: Settings) -> Tolerances:
+    return settings.typed.compare
 
 
 Value = float | str | None

@@ -40,13 +40,9 @@ class AttachBackend:
         if not key:
             raise ConfigError("HARNESS_ROUTER_API_KEY is not set: attach needs the router's key")
         stack = Stack(self.target, self.spec, self.run_dir, api_key=key)
-        defaults = {
-            "classifier": "http://127.0.0.1:8001",
-            "primary": "http://127.0.0.1:8002",
-            "router": "http://127.0.0.1:8080",
-        }
-        for role, default in defaults.items():
-            url = self.settings.get(f"targets.attach.{role}_url", str, default).rstrip("/")
+        urls = self.settings.typed.target("attach")
+        for role in ("classifier", "primary", "router"):
+            url = urls.url(role)
             svc = self.spec.role(role)
             model = svc.engine.name if svc.engine else None
             handle = ServiceHandle(svc.name, role, url, model_name=model)

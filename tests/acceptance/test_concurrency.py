@@ -172,7 +172,7 @@ def chat_body(model: str, messages: list[dict[str, str]]) -> dict[str, Any]:
 
 
 def session_log(stack: Any, settings: Any) -> Path | None:
-    configured = settings.get(f"targets.{stack.target}.router_session_log", str, "")
+    configured = settings.typed.target(stack.target).router_session_log
     if configured:
         return Path(configured)
     router = stack.router

@@ -41,9 +41,8 @@ def test_max_model_len_matches_compose_and_each_other(stack: Any, run_record: An
 # prediction uses (about 1 % more). The router's small model needs only 0.8-1.2 GiB, so its real
 # pool is 14-21 % above the prediction until check.activation_reserve_by_service gives it its
 # own reserve. Below the prediction is the harmful side (the docs would promise capacity the
-# card lacks), so it gets the tighter bound.
-KV_BELOW = 0.10
-KV_ABOVE = 0.25
+# card lacks), so it gets the tighter bound: targets.<target>.kv_prediction_below = 0.10 and
+# kv_prediction_above = 0.25 (harness/config_schema.py).
 TWIN_TARGETS = ("twin", "twin-docker")
 # The twin's kv-capacity substitution as the run prints it (harness/twin/engines.py,
 # harness/twin/substitutions.py): the tokens asked for, then what the blocks hold.
@@ -73,8 +72,8 @@ def test_kv_capacity_holds_full_contexts(
     # the VRAM model of that card, with the total NVML reports.
     nvml_total = None if harness_target in TWIN_TARGETS else total_memory_or_none()
     plan = run_check(stack.spec.path, harness_settings, nvml_total=nvml_total).plan
-    below = harness_settings.get(f"targets.{harness_target}.kv_prediction_below", float, KV_BELOW)
-    above = harness_settings.get(f"targets.{harness_target}.kv_prediction_above", float, KV_ABOVE)
+    target = harness_settings.typed.target(harness_target)
+    below, above = target.kv_prediction_below, target.kv_prediction_above
     report = {}
     short, off = [], []
     for svc in stack.engines:
@@ -175,7 +174,7 @@ def test_kv_capacity_holds_full_contexts(
         + " (calibrate check.activation_reserve_by_service from the memory breakdown recorded "
         "under acceptance.kv_capacity.<engine>.memory)"
     )
-    if short and harness_settings.get(f"targets.{harness_target}.require_full_kv", bool, False):
+    if short and harness_settings.typed.target(harness_target).require_full_kv:
         pytest.fail("; ".join(short))
     for line in short:
         print(f"report: {line}; requests will queue at full context")

@@ -156,9 +156,7 @@ def test_classification_up_to_max_model_len(
     assert not problems, "; ".join(problems + misroutes)
     for line in misroutes:
         print(f"misroute: {line}")
-    if misroutes and harness_settings.get(
-        f"targets.{stack.target}.long_context_route_check", bool, True
-    ):
+    if misroutes and harness_settings.typed.target(stack.target).long_context_route_check:
         pytest.fail("; ".join(misroutes))
 
 

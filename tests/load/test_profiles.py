@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.load, pytest.mark.slow]
 
 
 def duration(settings: Any, profile: str) -> float:
-    return settings.get(f"load.test_duration_s.{profile}", float, 20.0)
+    return settings.typed.load.test_duration_s[profile]
 
 
 def run(stack: Any, settings: Any, run_record: Any, profile: str, **kw: Any) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def run(stack: Any, settings: Any, run_record: Any, profile: str, **kw: Any) -> 
         profile,
         stack.run_dir / "load",
         duration_s=duration(settings, profile),
-        max_tokens=kw.pop("max_tokens", settings.get("load.max_tokens", int, 64)),
+        max_tokens=kw.pop("max_tokens", settings.typed.load.max_tokens),
         slo=table,
         **kw,
     )
@@ -87,8 +87,8 @@ def pressured_primary(
         yield None
         return
     name = stack.primary.name
-    mml = harness_settings.get("load.twin_kv_pressure_max_model_len", int, 8192)
-    multiple = harness_settings.get("load.twin_kv_pressure_capacity", str, "1.5x")
+    mml = harness_settings.typed.load.twin_kv_pressure_max_model_len
+    multiple = harness_settings.typed.load.twin_kv_pressure_capacity
     tokens = int(float(multiple.rstrip("x")) * mml)
     kv, flags = dict(stack_backend.kv_overrides), dict(stack_backend.flag_overrides)
     stack_backend.kv_overrides = {**kv, name: tokens}
@@ -113,6 +113,7 @@ def test_kv_pressure(
 ) -> None:
     table = slo_table(harness_settings, "kv-pressure", stack.target)
     pressured = pressured_primary is not None
+    knobs = harness_settings.typed.load
     need = PRESSURED_KEYS if pressured else KV_MODEL_KEYS
     assert need <= set(table.keys), (
         f"[slo.kv-pressure.{stack.target}] lacks {sorted(need - set(table.keys))}: on this "
@@ -123,11 +124,11 @@ def test_kv_pressure(
         harness_settings,
         run_record,
         "kv-pressure",
-        max_tokens=harness_settings.get(
-            f"load.{'twin_' if pressured else ''}kv_pressure_max_tokens", int, 64
+        max_tokens=(
+            knobs.twin_kv_pressure_max_tokens if pressured else knobs.kv_pressure_max_tokens
         ),
         max_model_len=pressured_primary,
-        context_fraction=harness_settings.get("load.context_fraction", float, 0.65),
+        context_fraction=knobs.context_fraction,
     )
     seqs = stack.spec.primary.engine.max_num_seqs
     users = s["settings"]["users"]

@@ -26,7 +26,7 @@ LATE_CLOCK = ROOT / "tests" / "load" / "locustfile_late_clock.py"
 
 
 def duration(settings: Any) -> float:
-    return settings.get("load.test_duration_s.steady", float, 20.0)
+    return settings.typed.load.test_duration_s["steady"]
 
 
 def show(name: str, rec: dict[str, Any]) -> None:
@@ -44,7 +44,7 @@ def test_two_processes_reconcile_with_the_engine(stack: Any, harness_settings: A
         "steady",
         stack.run_dir / "load-reconcile" / "two-processes",
         duration_s=duration(harness_settings),
-        max_tokens=harness_settings.get("load.max_tokens", int, 64),
+        max_tokens=harness_settings.typed.load.max_tokens,
         processes=2,
     )
     s = result.summary
@@ -72,7 +72,7 @@ def test_a_late_client_clock_fails_reconciliation(
         "steady",
         stack.run_dir / "load-reconcile" / "late-clock",
         duration_s=duration(harness_settings),
-        max_tokens=harness_settings.get("load.max_tokens", int, 64),
+        max_tokens=harness_settings.typed.load.max_tokens,
         locustfile_path=LATE_CLOCK,
     )
     rec = result.summary["reconciliation"][stack.primary.name]

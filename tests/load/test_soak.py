@@ -27,14 +27,14 @@ pytestmark = [
 
 
 def test_soak_holds_without_leaks(stack: Any, harness_settings: Any, run_record: Any) -> None:
-    duration = harness_settings.get("load.test_duration_s.soak", float, 600.0)
+    duration = harness_settings.typed.load.test_duration_s["soak"]
     result = run_profile(
         stack,
         "soak",
         stack.run_dir / "load",
         duration_s=duration,
-        max_tokens=harness_settings.get("load.max_tokens", int, 64),
-        warmup_s=harness_settings.get("load.soak_warmup_s", float, 60.0),
+        max_tokens=harness_settings.typed.load.max_tokens,
+        warmup_s=harness_settings.typed.load.soak_warmup_s,
     )
     s = result.summary
     run_record.put("load", "soak", s)

@@ -13,7 +13,15 @@ import report_fixtures as F
 
 from harness.cli import report as cli_report
 from harness.config import load_settings
-from harness.report.compare import NOT_COMPARED, OK, REGRESSION, Comparison, Tolerances, compare
+from harness.report.compare import (
+    NOT_COMPARED,
+    OK,
+    REGRESSION,
+    Comparison,
+    Tolerances,
+    compare,
+    tolerances,
+)
 
 CUR = "20261127T062715Z-twin"
 
@@ -143,12 +151,12 @@ def test_tolerances_come_from_harness_toml_and_env(
         'no_new_preemptions = ["steady", "ramp"]\n'
     )
     monkeypatch.setenv("HARNESS_COMPARE_MIN_SAMPLES", "10")
-    tol = Tolerances.from_settings(load_settings(toml))
+    tol = tolerances(load_settings(toml))
     assert tol.ttft_p95_growth == 0.5 and tol.accuracy_drop == 0.1 and tol.min_samples == 10
     assert tol.no_new_preemptions == ("steady", "ramp")
     assert tol.ttft_p95_slack_s == Tolerances().ttft_p95_slack_s
     monkeypatch.setenv("HARNESS_COMPARE_NO_NEW_PREEMPTIONS", "steady, kv-pressure")
-    assert Tolerances.from_settings(load_settings(toml)).no_new_preemptions == (
+    assert tolerances(load_settings(toml)).no_new_preemptions == (
         "steady",
         "kv-pressure",
     )
