@@ -31,7 +31,7 @@ from harness.config import Settings
 from harness.config_schema import CompareSettings
 from harness.load.records import RequestRecord, read_records
 from harness.load.significance import MIN_REQUESTS, p95_regression
-from harness.report import summary as S
+from harness.report import summary
 from harness.report.run_dir import reports_root
 
 OK = "ok"
@@ -148,7 +148,7 @@ def _latency_rows(
     tol: Tolerances,
     dirs: tuple[Path | None, Path | None] = (None, None),
 ) -> Iterator[Row]:
-    labels = sorted(set(S.labels(bs or {})) | set(S.labels(cs or {})))
+    labels = sorted(set(summary.labels(bs or {})) | set(summary.labels(cs or {})))
     specs = (
         ("ttft_s", tol.ttft_p95_growth, tol.ttft_p95_slack_s),
         ("itl_s", tol.itl_p95_growth, tol.itl_p95_slack_s),
@@ -157,8 +157,8 @@ def _latency_rows(
         base, cur = _per_request(dirs[0], profile, label), _per_request(dirs[1], profile, label)
         for metric, growth, slack in specs:
             name = f"load.{profile}.{label}.{metric.removesuffix('_s')}_p95_s"
-            b = S.pct(bs, label, metric) if bs else None
-            c = S.pct(cs, label, metric) if cs else None
+            b = summary.pct(bs, label, metric) if bs else None
+            c = summary.pct(cs, label, metric) if cs else None
             if b is None or c is None:
                 yield _missing(name, b, c)
                 continue
@@ -171,7 +171,9 @@ def _latency_rows(
                 bad, note = p95_regression(metric, base, cur, b, c, allowed)
                 yield Row(name, b, c, b + allowed, "max", REGRESSION if bad else OK, note)
                 continue
-            n = min(S.samples(bs or {}, label, metric), S.samples(cs or {}, label, metric))
+            n = min(
+                summary.samples(bs or {}, label, metric), summary.samples(cs or {}, label, metric)
+            )
             if n < tol.min_samples:
                 note = f"n={n} < min_samples {tol.min_samples}"
                 yield Row(name, b, c, None, "", NOT_COMPARED, note)
@@ -200,7 +202,7 @@ def _load_rows(
     tol: Tolerances,
     run_dirs: Mapping[str, Path] | None = None,
 ) -> Iterator[Row]:
-    bp, cp = S.profiles(base), S.profiles(cur)
+    bp, cp = summary.profiles(base), summary.profiles(cur)
     dirs = (_run_dir(base, run_dirs), _run_dir(cur, run_dirs))
     for profile in sorted(set(bp) | set(cp)):
         bs, cs = bp.get(profile), cp.get(profile)
@@ -245,7 +247,7 @@ def _status_row(base: dict[str, Any], cur: dict[str, Any]) -> Row:
 
 
 def _acceptance_rows(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances) -> Iterator[Row]:
-    br, cr = S.routing(base), S.routing(cur)
+    br, cr = summary.routing(base), summary.routing(cur)
     yield lower(
         "routing.accuracy",
         _num(br, "accuracy"),
@@ -253,16 +255,16 @@ def _acceptance_rows(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances)
         tol.accuracy_drop,
         f"may drop {tol.accuracy_drop * 100:g} points",
     )
-    bf, cf = S.fallbacks(base), S.fallbacks(cur)
+    bf, cf = summary.fallbacks(base), summary.fallbacks(cur)
     for key in ("routing", "long_context", "long_context_silent"):
         yield absolute(f"fallbacks.{key}", _f(bf.get(key)), _f(cf.get(key)), tol.max_fallbacks)
-    brows, crows = S.long_context(base), S.long_context(cur)
-    bfail = None if brows is None else sum(r.outcome not in S.PASSING for r in brows)
-    cfail = None if crows is None else sum(r.outcome not in S.PASSING for r in crows)
+    brows, crows = summary.long_context(base), summary.long_context(cur)
+    bfail = None if brows is None else sum(r.outcome not in summary.PASSING for r in brows)
+    cfail = None if crows is None else sum(r.outcome not in summary.PASSING for r in crows)
     note = ""
     if crows:
-        counts = S.outcome_counts(crows)
-        note = ", ".join(f"{n} {k}" for k, n in counts.items() if n and k not in S.PASSING)
+        counts = summary.outcome_counts(crows)
+        note = ", ".join(f"{n} {k}" for k, n in counts.items() if n and k not in summary.PASSING)
     yield absolute(
         "long_context.failures", _f(bfail), _f(cfail), tol.max_long_context_failures, note
     )

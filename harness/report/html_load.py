@@ -12,8 +12,7 @@ from typing import Any
 from harness.load.profiles import PROFILES
 from harness.load.records import read_records
 from harness.load.series import by_concurrency, over_time
-from harness.report import summary as S
-from harness.report import svg
+from harness.report import summary, svg
 from harness.report.svg import esc, fmt, slug, table
 
 
@@ -41,16 +40,19 @@ def _series(
 
 
 def load(doc: dict[str, Any], run_dir: Path | None) -> str:
-    profiles = S.profiles(doc)
+    profiles = summary.profiles(doc)
     if not profiles:
         return ""
     out = ["<h2>Load</h2>"]
     plots = []
     for metric, name in (("ttft_s", "TTFT"), ("itl_s", "inter-token latency"), ("e2e_s", "E2E")):
         groups = [
-            (f"{p}/{label}", [S.ms(S.pct(s, label, metric, q)) for q in ("p50", "p95", "p99")])
+            (
+                f"{p}/{label}",
+                [summary.ms(summary.pct(s, label, metric, q)) for q in ("p50", "p95", "p99")],
+            )
             for p, s in profiles.items()
-            for label in S.labels(s)
+            for label in summary.labels(s)
         ]
         plots.append(
             svg.bar_chart(
@@ -78,7 +80,7 @@ def load(doc: dict[str, Any], run_dir: Path | None) -> str:
             fmt(f.output_tok_s),
             _goodput(f.goodput_rps, f.goodput_share),
         ]
-        for f in S.route_figures(doc)
+        for f in summary.route_figures(doc)
     ]
     out.append(
         table(
@@ -105,13 +107,13 @@ def load(doc: dict[str, Any], run_dir: Path | None) -> str:
         "within every latency limit of their route's SLOs (TTFT, TPOT against p95_itl_s, E2E), "
         "per second.</p>"
     )
-    lines = S.client_engine(doc)
+    lines = summary.client_engine(doc)
     if lines:
         out.append(
             '<h3 id="client-engine">Client against engine</h3>'
             + "".join(f"<p>{esc(line)}</p>" for line in lines)
         )
-    pools = S.kv_pools(doc)
+    pools = summary.kv_pools(doc)
     if pools:
         out.append(
             '<h3 id="kv-pool">KV pool</h3>'
@@ -132,7 +134,7 @@ def _raw_links(profile: str, run_dir: Path) -> str:
     base = run_dir / "load" / profile
     links = [
         f'<a href="load/{esc(profile)}/{esc(name)}">{esc(name)}</a> ({esc(what)})'
-        for name, what in S.RAW_FILES
+        for name, what in summary.RAW_FILES
         if (base / name).is_file()
     ]
     return f"<p>Raw data: {', '.join(links)}</p>" if links else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.report import summary as S
+from harness.report import summary
 from harness.report.compare import Comparison, render_table, verdict_line
 
 
@@ -41,7 +41,7 @@ def header(doc: dict[str, Any]) -> list[str]:
 
 def acceptance(doc: dict[str, Any]) -> list[str]:
     out: list[str] = []
-    r = S.routing(doc)
+    r = summary.routing(doc)
     if r is not None:
         per = ", ".join(
             f"{route} P {v.get('precision', 0):.2f} R {v.get('recall', 0):.2f}"
@@ -53,16 +53,16 @@ def acceptance(doc: dict[str, Any]) -> list[str]:
             + f"; fallbacks {r['fallbacks']}"
             + (f"; ambiguous items went {_counts(r['either'])}" if r.get("either") else "")
         )
-    rows = S.long_context(doc)
+    rows = summary.long_context(doc)
     if rows is not None:
-        counts = S.outcome_counts(rows)
-        passed = counts[S.OK] + counts[S.FLAGGED]
-        bad = ", ".join(f"{n} {k}" for k, n in counts.items() if n and k not in S.PASSING)
+        counts = summary.outcome_counts(rows)
+        passed = counts[summary.OK] + counts[summary.FLAGGED]
+        bad = ", ".join(f"{n} {k}" for k, n in counts.items() if n and k not in summary.PASSING)
         out.append(
             f"- Long context: {passed} of {len(rows)} passed" + (f"; **{bad}**" if bad else "")
         )
         for x in rows:
-            if x.outcome not in S.PASSING:
+            if x.outcome not in summary.PASSING:
                 seen = "" if x.seen_tokens is None else f", classifier saw {x.seen_tokens:,}"
                 out.append(
                     f"  - {x.placement}/{x.route} at {x.tokens:,} tokens: {x.outcome} "
@@ -97,7 +97,7 @@ def _ms(v: float | None) -> str:
 
 
 def load(doc: dict[str, Any]) -> list[str]:
-    profiles = S.profiles(doc)
+    profiles = summary.profiles(doc)
     if not profiles:
         return []
     lat_rows = [
@@ -114,7 +114,7 @@ def load(doc: dict[str, Any]) -> list[str]:
             "n/a" if f.goodput_rps is None else f"{f.goodput_rps:.3g} ({f.goodput_share or 0:.0%})",
             str(f.failed),
         ]
-        for f in S.route_figures(doc)
+        for f in summary.route_figures(doc)
     ]
     eng_rows = []
     for name, s in profiles.items():
@@ -152,9 +152,9 @@ def load(doc: dict[str, Any]) -> list[str]:
         out += [*_table([*lat_head, "failed"], lat_rows), ""]
     if eng_rows:
         out += [*_table([*eng_head, "preemptions"], eng_rows), ""]
-    out += [f"- {line}" for line in S.client_engine(doc)]
-    out += [f"- {pool.sentence()}" for pool in S.kv_pools(doc)]
-    reasons = S.route_reasons_line(doc)
+    out += [f"- {line}" for line in summary.client_engine(doc)]
+    out += [f"- {pool.sentence()}" for pool in summary.kv_pools(doc)]
+    reasons = summary.route_reasons_line(doc)
     if reasons:
         out.append(f"- Route reasons: {reasons}")
     scrape = [f"{n} {s['scrape_errors']}" for n, s in profiles.items() if s.get("scrape_errors")]
@@ -163,7 +163,7 @@ def load(doc: dict[str, Any]) -> list[str]:
     for name, s in profiles.items():
         for e in s.get("errors", [])[:3]:
             out.append(f"- {name} error: {e}")
-    files = ", ".join(f"{name} ({what})" for name, what in S.RAW_FILES)
+    files = ", ".join(f"{name} ({what})" for name, what in summary.RAW_FILES)
     out.append(f"- Raw data in `load/<profile>/`: {files}")
     return [*out, ""]
 

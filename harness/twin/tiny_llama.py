@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
+from torch.nn import functional
 
 KV = tuple[torch.Tensor, torch.Tensor]
 
@@ -117,16 +117,16 @@ class Attention(nn.Module):
             v = v.repeat_interleave(groups, dim=1)
         # Right padding only: a causal mask already keeps real tokens off the pads after them.
         if past is None and key_bias is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            out = functional.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             allowed = torch.ones(t, n + t, dtype=torch.bool).tril(diagonal=n)
             if key_bias is None:
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+                out = functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
             else:
                 bias = torch.zeros(n + t, dtype=q.dtype)
                 bias[: key_bias.shape[0]] = key_bias
                 mask = bias.expand(t, -1).masked_fill(~allowed, float("-inf"))
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                out = functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), kv
 
 
@@ -138,7 +138,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(functional.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class DecoderLayer(nn.Module):
@@ -159,9 +159,9 @@ class DecoderLayer(nn.Module):
         key_bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KV]:
         attn, kv = self.self_attn(self.input_layernorm(x), cos, sin, past, key_bias)
-        x = x + F.dropout(attn, dropout, self.training)
+        x = x + functional.dropout(attn, dropout, self.training)
         mlp = self.mlp(self.post_attention_layernorm(x))
-        return x + F.dropout(mlp, dropout, self.training), kv
+        return x + functional.dropout(mlp, dropout, self.training), kv
 
 
 class LlamaBody(nn.Module):
@@ -196,7 +196,7 @@ class TinyLlama(nn.Module):
         """Per-layer keys/values of one prefix [1, p], for hidden_states(past=...)."""
         p, drop = prefix_ids.shape[1], self.dropout if self.training else 0.0
         bias = _key_bias_vector(p, key_bias)
-        x = F.dropout(self.model.embed_tokens(prefix_ids), drop, self.training)
+        x = functional.dropout(self.model.embed_tokens(prefix_ids), drop, self.training)
         cos, sin = rope_cos_sin(self.cfg, p)
         kvs = []
         for layer in self.model.layers:
@@ -236,7 +236,7 @@ class TinyLlama(nn.Module):
                 past = self.prefix_kv(input_ids[:1, :p], key_bias)
         n = past[0][0].shape[2] if past is not None else 0
         bias = _key_bias_vector(n, key_bias) if past is not None else None
-        x = F.dropout(self.model.embed_tokens(input_ids[:, p:]), drop, self.training)
+        x = functional.dropout(self.model.embed_tokens(input_ids[:, p:]), drop, self.training)
         cos, sin = rope_cos_sin(self.cfg, x.shape[1], offset=n + position_gap)
         for i, layer in enumerate(self.model.layers):
             kv = past[i] if past is not None else None

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 from harness.twin.tiny_llama import TinyLlama
 
@@ -126,7 +126,7 @@ def target_loss(
         position_gap=batch.position_gap if batch is not None and p > 0 else 0,
     )
     mask = labels[:, p:] != -100
-    return F.cross_entropy(model.logits(hidden[mask]), labels[:, p:][mask])
+    return functional.cross_entropy(model.logits(hidden[mask]), labels[:, p:][mask])
 
 
 def train(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import report_fixtures as F
+import report_fixtures as fixtures
 
 from harness.cli import report as cli_report
 from harness.config import load_settings
@@ -27,9 +27,9 @@ CUR = "20261127T062715Z-twin"
 
 
 def current(**changes: Any) -> dict[str, Any]:
-    doc = F.record(CUR, started_at="2026-11-27T06:27:15Z")
+    doc = fixtures.record(CUR, started_at="2026-11-27T06:27:15Z")
     for dotted, value in changes.items():
-        doc = F.set_in(doc, dotted.replace("__", "."), value)
+        doc = fixtures.set_in(doc, dotted.replace("__", "."), value)
     return doc
 
 
@@ -38,7 +38,7 @@ def row(c: Comparison, metric: str) -> Any:
 
 
 def test_identical_records_do_not_regress() -> None:
-    c = compare(current(), F.record())
+    c = compare(current(), fixtures.record())
     assert not c.regression
     assert {r.verdict for r in c.rows} == {OK}
     metrics = {r.metric for r in c.rows}
@@ -54,7 +54,7 @@ def test_identical_records_do_not_regress() -> None:
 
 
 def test_p95_ttft_40_percent_slower_on_steady_local_is_named() -> None:
-    base = F.record()
+    base = fixtures.record()
     p95 = base["load"]["steady"]["latency"]["local"]["ttft_s"]["p95"]
     c = compare(current(**{"load.steady.latency.local.ttft_s.p95": p95 * 1.4}), base)
     assert c.regression
@@ -65,7 +65,7 @@ def test_p95_ttft_40_percent_slower_on_steady_local_is_named() -> None:
 
 
 def test_growth_within_the_absolute_slack_is_noise() -> None:
-    base = F.set_in(F.record(), "load.steady.latency.search.ttft_s.p95", 0.10)
+    base = fixtures.set_in(fixtures.record(), "load.steady.latency.search.ttft_s.p95", 0.10)
     c = compare(current(**{"load.steady.latency.search.ttft_s.p95": 0.14}), base)  # +40%, +0.04 s
     assert row(c, "load.steady.search.ttft_p95_s").verdict == OK
     c = compare(current(**{"load.steady.latency.search.ttft_s.p95": 0.16}), base)
@@ -74,23 +74,23 @@ def test_growth_within_the_absolute_slack_is_noise() -> None:
 
 @pytest.mark.parametrize(("accuracy", "verdict"), [(0.9167, REGRESSION), (0.9567, OK)])
 def test_routing_accuracy_may_drop_two_points(accuracy: float, verdict: str) -> None:
-    c = compare(current(acceptance__routing__accuracy=accuracy), F.record())
+    c = compare(current(acceptance__routing__accuracy=accuracy), fixtures.record())
     assert row(c, "routing.accuracy").verdict == verdict
     assert c.regression is (verdict == REGRESSION)
 
 
 def test_a_metric_missing_on_one_side_is_not_compared() -> None:
-    base = F.record()
-    no_search = F.set_in(base, "load.steady.latency.search", F.DELETE)
+    base = fixtures.record()
+    no_search = fixtures.set_in(base, "load.steady.latency.search", fixtures.DELETE)
     c = compare(current(), no_search)
     r = row(c, "load.steady.search.ttft_p95_s")
     assert r.verdict == NOT_COMPARED and r.note == "missing in the baseline"
     assert not c.regression
-    c = compare(F.set_in(current(), "load", {}), base)
+    c = compare(fixtures.set_in(current(), "load", {}), base)
     assert row(c, "load.ramp.error_rate").verdict == NOT_COMPARED
     assert row(c, "load.ramp.error_rate").note == "missing in the current run"
     assert not c.regression
-    c = compare(current(), F.set_in(base, "acceptance.routing", F.DELETE))
+    c = compare(current(), fixtures.set_in(base, "acceptance.routing", fixtures.DELETE))
     assert row(c, "routing.accuracy").verdict == NOT_COMPARED
 
 
@@ -102,7 +102,7 @@ def test_too_few_samples_are_not_compared() -> None:
                 "load.steady.latency.local.ttft_s.p95": 99.0,
             }
         ),
-        F.record(),
+        fixtures.record(),
     )
     r = row(c, "load.steady.local.ttft_p95_s")
     assert r.verdict == NOT_COMPARED and "n=3 < min_samples 5" in r.note
@@ -116,7 +116,7 @@ def test_any_new_preemption_at_steady_but_not_at_saturate() -> None:
                 "load.saturate.engines.vllm-primary.preemptions": 4.0,
             }
         ),
-        F.record(),
+        fixtures.record(),
     )
     assert [r.metric for r in c.regressions] == ["load.steady.vllm-primary.preemptions"]
     assert not any(r.metric == "load.saturate.vllm-primary.preemptions" for r in c.rows)
@@ -127,7 +127,9 @@ def test_fallbacks_and_long_context_failures_regress_on_their_own() -> None:
     doc["acceptance"]["long_context"][2]["classifier_prompt_tokens"] = 100  # silent truncation
     doc["acceptance"]["long_context"][4]["reason"] = "fallback:timeout"
     doc["acceptance"]["routing"]["fallbacks"] = 1
-    c = compare(doc, F.set_in(F.record(), "acceptance", {}))  # the baseline had no acceptance
+    c = compare(
+        doc, fixtures.set_in(fixtures.record(), "acceptance", {})
+    )  # the baseline had no acceptance
     assert {r.metric for r in c.regressions} == {
         "fallbacks.routing",
         "fallbacks.long_context",
@@ -138,7 +140,7 @@ def test_fallbacks_and_long_context_failures_regress_on_their_own() -> None:
 
 
 def test_error_rate_increase_and_status_regress() -> None:
-    c = compare(current(**{"load.ramp.error_rate": 0.05}, status="failed"), F.record())
+    c = compare(current(**{"load.ramp.error_rate": 0.05}, status="failed"), fixtures.record())
     assert {r.metric for r in c.regressions} == {"load.ramp.error_rate", "run.status"}
 
 
@@ -160,7 +162,7 @@ def test_tolerances_come_from_harness_toml_and_env(
         "steady",
         "kv-pressure",
     )
-    base = F.record()
+    base = fixtures.record()
     p95 = base["load"]["steady"]["latency"]["local"]["ttft_s"]["p95"]
     c = compare(current(**{"load.steady.latency.local.ttft_s.p95": p95 * 1.4}), base, tol)
     assert not c.regression
@@ -204,15 +206,15 @@ def _main_with_report(argv: list[str]) -> int:
 
 
 def test_cli_compare_exit_codes(reports: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    base = F.write_run(reports, F.record())
-    same = F.write_run(reports, current())
+    base = fixtures.write_run(reports, fixtures.record())
+    same = fixtures.write_run(reports, current())
     code, out, _ = harness(capsys, "compare", CUR, "--baseline", str(base))
     assert code == 0, out
     assert "no regression against 20261126T062715Z-twin" in out
     assert "routing.accuracy" in out and "load.steady.local.ttft_p95_s" in out
 
-    p95 = F.record()["load"]["steady"]["latency"]["local"]["ttft_s"]["p95"]
-    F.write_run(reports, current(**{"load.steady.latency.local.ttft_s.p95": p95 * 1.4}))
+    p95 = fixtures.record()["load"]["steady"]["latency"]["local"]["ttft_s"]["p95"]
+    fixtures.write_run(reports, current(**{"load.steady.latency.local.ttft_s.p95": p95 * 1.4}))
     code, out, _ = harness(capsys, "compare", str(same), "--baseline", str(base / "record.json"))
     assert code == 1
     line = next(ln for ln in out.splitlines() if ln.startswith("load.steady.local.ttft_p95_s"))
@@ -225,9 +227,9 @@ def test_cli_compare_exit_codes(reports: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_cli_compare_bad_input_exits_2(reports: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    F.write_run(reports, current())
+    fixtures.write_run(reports, current())
     bad = reports / "bad.json"
-    bad.write_text(json.dumps(F.record(schema_version=0)))
+    bad.write_text(json.dumps(fixtures.record(schema_version=0)))
     code, _, err = harness(capsys, "compare", CUR, "--baseline", str(bad))
     assert code == 2 and f"{bad}: field schema_version" in err
     code, _, err = harness(capsys, "compare", CUR)  # nothing pinned, no history
@@ -239,13 +241,13 @@ def test_cli_compare_bad_input_exits_2(reports: Path, capsys: pytest.CaptureFixt
 def test_cli_baseline_set_then_compare_and_last_green(
     reports: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    old = F.write_run(reports, F.record())
+    old = fixtures.write_run(reports, fixtures.record())
     code, out, _ = harness(capsys, "baseline", "set", old.name)
     assert code == 0 and "baseline is now 20261126T062715Z-twin" in out
     assert (reports / "baseline.json").is_file()
     code, out, _ = harness(capsys, "baseline", "show")
     assert code == 0 and out.startswith("20261126T062715Z-twin: twin, passed")
-    F.write_run(reports, current(**{"acceptance.routing.accuracy": 0.9}))
+    fixtures.write_run(reports, current(**{"acceptance.routing.accuracy": 0.9}))
     code, out, _ = harness(capsys, "compare", CUR)
     assert code == 1 and f"baseline: {reports / 'baseline.json'}" in out
     assert "routing.accuracy" in out.split("REGRESSION")[-1]
@@ -259,7 +261,7 @@ def test_cli_baseline_set_then_compare_and_last_green(
 
 
 def test_cli_report_writes_the_reports(reports: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run_dir = F.write_run(reports, F.record())
+    run_dir = fixtures.write_run(reports, fixtures.record())
     code, out, _ = harness(capsys, "report", str(run_dir), "--history", "5")
     assert code == 0
     assert out.startswith("# Run 20261126T062715Z-twin: PASSED")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import report_fixtures as F
+import report_fixtures as fixtures
 
 from harness.cli import main
 from harness.errors import InputError
@@ -117,7 +117,7 @@ def test_the_live_stack_keeps_its_log_on_the_router_logs_volume(real_compose: Pa
 
 def test_compare_gates_on_the_fallback_rate() -> None:
     def with_rate(rate: float | None) -> dict:
-        doc = F.record()
+        doc = fixtures.record()
         if rate is not None:
             doc["telemetry"] = {"sessions": {"fallback_rate": rate}}
         return doc
@@ -142,7 +142,7 @@ def test_the_nightly_record_and_report_carry_the_summary(
     run_dir = tmp_path / "runs" / "20261129T010000Z-twin"
     (run_dir / "logs").mkdir(parents=True)
     shutil.copy(LOG, run_dir / "logs" / "ai-router-session.jsonl")
-    (run_dir / "record.json").write_text(json.dumps(F.record("20261129T010000Z-twin")))
+    (run_dir / "record.json").write_text(json.dumps(fixtures.record("20261129T010000Z-twin")))
     text = add_sessions(run_dir, "twin", real_compose, None)
     assert "fallbacks: 3 of 11 routing decisions (27.27%)" in text
     doc = json.loads((run_dir / "record.json").read_text())

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import report_fixtures as F
+import report_fixtures as fixtures
 
 from harness.config import Settings
 from harness.errors import ConfigError, InputError
@@ -461,7 +461,7 @@ def test_kv_pressure_shape_runs_until_its_requests_were_sent() -> None:
 
 
 def record_with_pool() -> dict[str, Any]:
-    doc = F.record()
+    doc = fixtures.record()
     for profile, peak in (("steady", 0.05), ("kv-pressure", 0.278)):
         doc["load"][profile]["kv_pool"] = {
             "capacity_tokens": CAPACITY,
@@ -501,7 +501,7 @@ def test_kv_pool_advice_in_record_and_reports(tmp_path: Path) -> None:
     assert "- Route reasons: " in md and "kv-pressure classified 6" in md
     html = render_html(doc, None)
     assert esc(ADVICE) in html and "X-Route-Reason: classified 6" in html
-    full = F.record()
+    full = fixtures.record()
     full["load"]["steady"]["kv_pool"] = doc["load"]["steady"]["kv_pool"] | {
         "capacity_tokens": 98_304,
         "unused_at_max_num_seqs": 0.0,

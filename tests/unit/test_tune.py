@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import report_fixtures as F
+import report_fixtures as fixtures
 
 from harness.config import Settings
 from harness.errors import InputError
@@ -198,7 +198,7 @@ def test_side_by_side_marks_what_moves(compose: Path) -> None:
 def write_run(tmp_path: Path, status: str = "passed", **top: object) -> Path:
     run_dir = tmp_path / "runs" / "20261129T000000Z-twin"
     run_dir.mkdir(parents=True)
-    doc = F.record("20261129T000000Z-twin", **top)
+    doc = fixtures.record("20261129T000000Z-twin", **top)
     doc["status"] = status
     (run_dir / "record.json").write_text(json.dumps(doc))
     return run_dir
@@ -217,7 +217,7 @@ def test_judge_without_a_baseline_rests_on_the_run(tmp_path: Path) -> None:
 
 def test_judge_rolls_back_on_a_regression(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path)
-    base = F.record("20261128T000000Z-twin")
+    base = fixtures.record("20261128T000000Z-twin")
     base["telemetry"] = {"sessions": {"fallback_rate": 0.0}}
     doc = json.loads((run_dir / "record.json").read_text())
     doc["telemetry"] = {"sessions": {"fallback_rate": 0.2}}
