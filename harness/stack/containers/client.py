@@ -23,6 +23,14 @@ VLLM_IMAGE = "vllm/vllm-openai"
 PREFETCH_HINT = "run `make prefetch` (or `harness prefetch`) first"
 
 
+def docker_errors() -> tuple[type[Exception], ...]:
+    """What the Docker SDK raises: its own errors, and requests' for the transport under it."""
+    import docker.errors
+    import requests
+
+    return (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
 def docker_client(timeout_s: int = 60) -> Any:
     """A docker-py client; CapabilityError when the library or the engine is missing."""
     try:
@@ -34,7 +42,7 @@ def docker_client(timeout_s: int = 60) -> Any:
     try:
         client = docker.from_env(timeout=timeout_s)
         client.ping()
-    except Exception as exc:
+    except docker_errors() as exc:
         raise CapabilityError(
             f"no Docker engine answers ({type(exc).__name__}); start one "
             "(scripts/ci-docker.sh does, as root)"
@@ -85,7 +93,7 @@ def gpu_probe(client: Any, image: str | None = None, timeout_s: float = 120.0) -
             client, image, ["-L"], entrypoint="nvidia-smi",
             device_requests=docker_kwargs(probe)["device_requests"], timeout_s=timeout_s,
         )  # fmt: skip
-    except Exception as exc:
+    except docker_errors() as exc:
         text = str(getattr(exc, "explanation", None) or exc).strip()
         return f"{_gpu_reason(text)} (docker: {text})"
     if code != 0 or "GPU " not in out:

@@ -21,7 +21,12 @@ from typing import Any
 from harness.errors import CapabilityError, StackError
 from harness.spec import StackSpec
 from harness.spec.services import is_secret_name
-from harness.stack.containers.client import PREFETCH_HINT, image_present, run_throwaway
+from harness.stack.containers.client import (
+    PREFETCH_HINT,
+    docker_errors,
+    image_present,
+    run_throwaway,
+)
 from harness.stack.containers.plan import (
     Mount,
     build_context,
@@ -221,7 +226,7 @@ def weights_present(
     rel = os.path.normpath(f"{subdir}/models--{repo.replace('/', '--')}")
     try:
         root = volume if volume.startswith("/") else client.api.inspect_volume(volume)["Mountpoint"]
-    except Exception:
+    except docker_errors():
         return False  # no such volume: nothing was downloaded into it
     with contextlib.suppress(OSError):
         if os.access(root, os.R_OK | os.X_OK):
@@ -237,7 +242,7 @@ def weights_present(
             client, image, ["-c", script], entrypoint="sh",
             volumes={volume: {"bind": "/hf", "mode": "ro"}}, timeout_s=60,
         )  # fmt: skip
-    except Exception:
+    except docker_errors():
         return False
     return code == 0
 
