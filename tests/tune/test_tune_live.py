@@ -16,6 +16,7 @@ import re
 import subprocess
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -29,6 +30,15 @@ NEW_SEQS = 4
 SELECT = "(test_requests_beyond_max_num_seqs_wait and primary) or test_chat_profiles and steady"
 # Two bring-ups and a minute of tests; a loaded 2-core machine may take three times that.
 TUNE_TIMEOUT_S = 1500
+
+
+def junit_outcomes(path: Path) -> dict[str, str]:
+    """Each test case's name: "passed", or the message of its failure, error or skip."""
+    out = {}
+    for case in ElementTree.parse(path).iter("testcase"):
+        bad = next((c for c in case if c.tag in ("failure", "error", "skipped")), None)
+        out[case.get("name", "")] = "passed" if bad is None else bad.get("message", bad.tag)
+    return out
 
 
 @pytest.mark.takes_the_stack
@@ -48,14 +58,17 @@ def test_a_tune_that_fails_its_slo_is_rolled_back_and_the_twin_comes_back(
             "--pytest-args", f"-k '{SELECT}'", timeout_s=TUNE_TIMEOUT_S,
         )  # fmt: skip
         out = proc.stdout + proc.stderr
+        (tmp_path / "tune.log").write_text(out, encoding="utf-8")
+        print(out)  # shown when the test fails
         tail = out[-4000:]
         assert proc.returncode == 1, f"exit code {proc.returncode}, not 1 (rolled back):\n{tail}"
         for step in ("wrote ", "restarting the twin stack", "verdict: roll back", "restored from"):
             assert step in out, f"no {step!r} in the tune's output:\n{tail}"
 
         # The run was of the changed file: the primary ran with the new limit and used it.
+        # Two run directories: the verification's, then the restore's bring-up.
         runs = sorted((tmp_path / "reports" / "runs").glob("*-twin*"))
-        assert len(runs) == 1, f"tune's runs: {runs}\n{tail}"
+        assert len(runs) == 2, f"tune's runs: {runs}\n{tail}"
         record = json.loads((runs[0] / "record.json").read_text())
         argv = record["stack"]["engine_args"]["vllm-primary"]
         assert argv[argv.index("--max-num-seqs") + 1] == str(NEW_SEQS), argv
@@ -65,9 +78,11 @@ def test_a_tune_that_fails_its_slo_is_rolled_back_and_the_twin_comes_back(
             r"steady: vllm-primary ran at most (\d+) at once \(--max-num-seqs (\d+)\)", out
         )
         assert ran and all(int(n) <= NEW_SEQS and int(m) == NEW_SEQS for n, m in ran), (ran, tail)
-        junit = (runs[0] / "junit.xml").read_text()
-        assert 'test_requests_beyond_max_num_seqs_wait[primary]" time=' in junit, tail
-        assert "p95_ttft_s" in junit, "the run did not fail on the SLO:\n" + tail
+        outcomes = junit_outcomes(runs[0] / "junit.xml")
+        burst_test = "test_requests_beyond_max_num_seqs_wait[primary]"
+        assert outcomes.get(burst_test) == "passed", (outcomes, tail)
+        steady = outcomes.get("test_chat_profiles[steady]", "")
+        assert "steady/local: p95 ttft_s" in steady, f"not failed on the SLO: {steady}\n{tail}"
 
         # Rolled back byte for byte, and the twin is up again with the previous file.
         assert compose.read_bytes() == before, "the compose file is not what it was"

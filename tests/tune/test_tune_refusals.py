@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.twin, pytest.mark.any_primary_pool]
         # A model is for a human to review: license, template, parser, KV size.
         ("vllm-primary.model=Qwen/Qwen3-8B", "human-review item(s) vllm-primary model"),
     ],
+    ids=["preflight-rule", "human-review-item"],
 )
 def test_a_refused_tune_leaves_the_running_twin_alone(
     stack: Any, up_twin: tuple[Path, dict[str, str]], change: str, named: str

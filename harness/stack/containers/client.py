@@ -165,7 +165,7 @@ def run_throwaway(
                 on_output(text)
         code = int(container.wait(timeout=timeout_s).get("StatusCode", -1))
     finally:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(*docker_errors()):
             container.remove(force=True)
     return code, "".join(chunks)
 
@@ -201,17 +201,17 @@ def sweep(
     removed: list[str] = []
     found = client.containers.list(all=True, filters={"label": wanted})
     for c in sorted(found, key=lambda c: -int((c.labels or {}).get(ORDER_LABEL, "0") or 0)):
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(*docker_errors()):
             c.stop(timeout=10)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(*docker_errors()):
             c.remove(force=True, v=True)
             removed.append(f"container {c.name}")
     for n in client.networks.list(filters={"label": wanted}):
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(*docker_errors()):
             n.remove()
             removed.append(f"network {n.name}")
     for v in client.volumes.list(filters={"label": wanted}):
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(*docker_errors()):
             v.remove(force=True)
             removed.append(f"volume {v.name}")
     for item in removed:
