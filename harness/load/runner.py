@@ -54,7 +54,13 @@ class LoadResult:
         return float(self.summary["error_rate"])
 
 
-def locustfile(profile: str, root: Path) -> Path:
+# The harness's checkout (an editable install): tests/load holds the profiles' locustfiles. Not
+# the compose file's folder: the owner's stack may live anywhere (`harness tune --compose
+# /opt/ai-stack/docker-compose.yml`).
+HARNESS_ROOT = Path(__file__).resolve().parents[2]
+
+
+def locustfile(profile: str, root: Path = HARNESS_ROOT) -> Path:
     if profile not in PROFILES:
         raise ConfigError(f"unknown load profile {profile!r}; one of {', '.join(PROFILES)}")
     path = root / "tests" / "load" / f"locustfile_{profile.replace('-', '_')}.py"
@@ -238,7 +244,7 @@ def run_profile(
     locust's distributed mode, that many worker processes (see run_locust). `locustfile_path`:
     another locustfile than the profile's (its shape and users), for tests that change how the
     client behaves. `slo`: the profile's objectives on this target, for goodput."""
-    root = stack.spec.path.resolve().parents[1]
+    root = HARNESS_ROOT
     lf = locustfile_path or locustfile(profile, root)
     out = out_root / profile
     out.mkdir(parents=True, exist_ok=True)

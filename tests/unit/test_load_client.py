@@ -189,3 +189,14 @@ def test_client_reads_per_socket_read_and_any_size(server: Server) -> None:
     assert out["connections"] == 1 and out["connections_after_error"] == 1
     assert out["missing"] == [404, 404]
     assert out["broken"] == "ConnectionResetError"
+
+
+def test_the_locustfiles_come_from_the_harness_not_from_the_compose_files_folder() -> None:
+    """An owner's stack may live anywhere (`--compose /opt/ai-stack/docker-compose.yml`): the
+    profiles' locustfiles are the harness's own."""
+    from harness.load.profiles import PROFILES
+    from harness.load.runner import HARNESS_ROOT, locustfile
+
+    for profile in PROFILES:
+        path = locustfile(profile)
+        assert path.is_file() and path.parent == HARNESS_ROOT / "tests" / "load", path
