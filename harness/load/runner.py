@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,7 +292,8 @@ def run_profile(
         )
     sampler.save(out / "timeline.jsonl")
     records = read_records(settings.records)
-    summary = summarize(profile, records, sampler, primary.max_num_seqs, stack.primary.name)
+    seqs = {e.name: e.engine.max_num_seqs for e in stack.spec.engines if e.engine is not None}
+    summary = summarize(profile, records, sampler, seqs, stack.primary.name)
     summary["target"] = stack.target
     summary["kv_pool"] = kv_pool(
         capacity,
@@ -350,7 +351,7 @@ def summarize(
     profile: str,
     records: list[RequestRecord],
     sampler: Sampler,
-    max_num_seqs: int,
+    max_num_seqs: int | Mapping[str, int],
     primary: str,
 ) -> dict[str, Any]:
     failed = sum(not r.ok for r in records)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.load.kvmodel import KvCapacity, predict_peak, unused_fraction
@@ -106,10 +106,12 @@ def throughput(records: Sequence[RequestRecord]) -> dict[str, float | None]:
     return {"requests_per_s": len(ok) / window, "window_s": window}
 
 
-def engine_stats(sampler: Sampler, max_num_seqs: int) -> dict[str, Any]:
-    """KV peak and time above 90 %, most waiting at once, preemptions, from the timeline."""
+def engine_stats(sampler: Sampler, max_num_seqs: int | Mapping[str, int]) -> dict[str, Any]:
+    """KV peak and time above 90 %, most waiting at once, preemptions, from the timeline.
+    `max_num_seqs`: each engine's own (by name), or one for all."""
     out: dict[str, Any] = {}
     for engine in sampler.engines:
+        limit = max_num_seqs.get(engine) if isinstance(max_num_seqs, Mapping) else max_num_seqs
         rows = [r for r in sampler.rows if r["engine"] == engine]
         if not rows:
             continue
@@ -132,7 +134,7 @@ def engine_stats(sampler: Sampler, max_num_seqs: int) -> dict[str, Any]:
             "preemptions": rows[-1]["preemptions"] - rows[0]["preemptions"],
             "prompt_tokens": rows[-1]["prompt_tokens"] - rows[0]["prompt_tokens"],
             "generation_tokens": rows[-1]["generation_tokens"] - rows[0]["generation_tokens"],
-            "max_num_seqs": max_num_seqs,
+            "max_num_seqs": limit,
             # A histogram bounds a percentile to one bucket: (lower, upper], never a number.
             "ttft_server_p50_bucket_s": bucket_bounds(0.5, sampler.histogram_window(engine, TTFT)),
             "itl_server_p50_bucket_s": bucket_bounds(0.5, sampler.histogram_window(engine, ITL)),

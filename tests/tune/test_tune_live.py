@@ -6,7 +6,7 @@ The tune stops the session's twin (registered as up, tests/tune/conftest.py), so
 after every other test that uses the stack (`takes_the_stack`, ordered last by tests/conftest.py).
 To keep it to one restart and one restore, the tune's run selects the primary's concurrency
 burst (max-num-seqs + 2 streams: the engine must run max-num-seqs of them at once, no more) and
-the steady profile.
+the steady profile, and compares with the session's own record so far.
 """
 
 from __future__ import annotations
@@ -55,14 +55,18 @@ def test_a_tune_that_fails_its_slo_is_rolled_back_and_the_twin_comes_back(
     try:
         proc = tune(
             compose, env, f"vllm-primary.--max-num-seqs={NEW_SEQS}", "--rollback-on-fail",
-            "--pytest-args", f"-k '{SELECT}'", timeout_s=TUNE_TIMEOUT_S,
+            "--pytest-args", f"-k '{SELECT}'", "--baseline", str(stack.run_dir),
+            timeout_s=TUNE_TIMEOUT_S,
         )  # fmt: skip
         out = proc.stdout + proc.stderr
         (tmp_path / "tune.log").write_text(out, encoding="utf-8")
         print(out)  # shown when the test fails
         tail = out[-4000:]
         assert proc.returncode == 1, f"exit code {proc.returncode}, not 1 (rolled back):\n{tail}"
-        for step in ("wrote ", "restarting the twin stack", "verdict: roll back", "restored from"):
+        # The session's own record so far stands in for the baseline: compare runs against it.
+        baseline = f"baseline: {stack.run_dir / 'record.json'}"
+        for step in ("wrote ", "restarting the twin stack", baseline, "verdict: roll back",
+                     "restored from"):  # fmt: skip
             assert step in out, f"no {step!r} in the tune's output:\n{tail}"
 
         # The run was of the changed file: the primary ran with the new limit and used it.
@@ -82,7 +86,9 @@ def test_a_tune_that_fails_its_slo_is_rolled_back_and_the_twin_comes_back(
         burst_test = "test_requests_beyond_max_num_seqs_wait[primary]"
         assert outcomes.get(burst_test) == "passed", (outcomes, tail)
         steady = outcomes.get("test_chat_profiles[steady]", "")
-        assert "steady/local: p95 ttft_s" in steady, f"not failed on the SLO: {steady}\n{tail}"
+        assert re.search(r"steady on twin/local: p95 ttft_s [\d.]+ > 0.001", steady), (
+            f"not failed on the SLO: {steady}\n{tail}"
+        )
 
         # Rolled back byte for byte, and the twin is up again with the previous file.
         assert compose.read_bytes() == before, "the compose file is not what it was"

@@ -91,3 +91,17 @@ def test_reports_in_ms_with_links_buckets_and_n_a(tmp_path: Path) -> None:
     assert 'id="plot-client-ramp-ttft-by-concurrency"' in html
     assert 'id="plot-client-steady-ttft-by-concurrency"' not in html
     assert "TTFT p50 ms" in html and "goodput req/s" in html
+
+
+def test_each_engine_is_judged_against_its_own_max_num_seqs() -> None:
+    """A tune of the primary's --max-num-seqs leaves the classifier's alone: the load summary
+    shows each engine's running requests against its own limit."""
+    from harness.load.stats import engine_stats
+    from harness.telemetry.sampler import Sampler
+
+    sampler = Sampler({e: "http://unused" for e in fixtures.ENGINES}, nvml=False)
+    sampler.rows = fixtures.timeline()
+    limits = {e: 3 + i for i, e in enumerate(fixtures.ENGINES)}
+    stats = engine_stats(sampler, limits)
+    assert {e: s["max_num_seqs"] for e, s in stats.items()} == limits
+    assert {s["max_num_seqs"] for s in engine_stats(sampler, 4).values()} == {4}
