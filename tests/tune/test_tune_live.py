@@ -60,7 +60,6 @@ def test_a_tune_that_fails_its_slo_is_rolled_back_and_the_twin_comes_back(
         )  # fmt: skip
         out = proc.stdout + proc.stderr
         (tmp_path / "tune.log").write_text(out, encoding="utf-8")
-        print(out)  # shown when the test fails
         tail = out[-4000:]
         assert proc.returncode == 1, f"exit code {proc.returncode}, not 1 (rolled back):\n{tail}"
         # The session's own record so far stands in for the baseline: compare runs against it.
