@@ -263,7 +263,7 @@ def running_lines(record: dict[str, Any]) -> list[str]:
 def judge(v: Verification, baseline: str | None, settings: Settings) -> Judgement:
     """Keep when the main job passed and `harness compare` finds no regression against the
     baseline (the pinned one, else the last green run of the same target)."""
-    from harness.report.compare import compare, render_table, tolerances
+    from harness.report.compare import compare, render_table, run_dirs_of, tolerances
     from harness.report.history import resolve_baseline, root_of
     from harness.report.schema import load_record
 
@@ -277,7 +277,9 @@ def judge(v: Verification, baseline: str | None, settings: Settings) -> Judgemen
     except InputError as exc:
         lines.append(f"nothing to compare with ({exc}); the verdict rests on the run alone")
         return Judgement(v.code == 0, tuple(lines))
-    result = compare(record, load_record(base), tolerances(settings))
+    base_doc = load_record(base)
+    dirs = run_dirs_of(record, v.run_dir, base_doc, base)
+    result = compare(record, base_doc, tolerances(settings), run_dirs=dirs)
     lines += [f"baseline: {base}", render_table(result, only_interesting=True)]
     return Judgement(v.code == 0 and not result.regression, tuple(lines))
 

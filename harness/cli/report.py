@@ -33,7 +33,7 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
 def cmd_compare(ns: argparse.Namespace) -> int:
     from harness.config import load_settings
-    from harness.report.compare import compare, render_table, tolerances
+    from harness.report.compare import compare, render_table, run_dirs_of, tolerances
     from harness.report.history import resolve_baseline, resolve_run, root_of
     from harness.report.schema import load_record
 
@@ -43,7 +43,8 @@ def cmd_compare(ns: argparse.Namespace) -> int:
         ns.baseline, root_of(run_dir), current["run_id"], current["target"]
     )
     baseline = load_record(base_path)
-    result = compare(current, baseline, tolerances(load_settings(ns.config)))
+    dirs = run_dirs_of(current, run_dir, baseline, base_path)
+    result = compare(current, baseline, tolerances(load_settings(ns.config)), run_dirs=dirs)
     if ns.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

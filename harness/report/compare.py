@@ -188,6 +188,18 @@ def _latency_rows(
             )
 
 
+def run_dirs_of(
+    current: dict[str, Any], current_dir: Path, baseline: dict[str, Any], baseline_path: Path
+) -> dict[str, Path]:
+    """Where both runs' per-request data is: the current run's directory, and the baseline's
+    when it was given as a run (its record.json), wherever that lives. A pinned baseline.json
+    is a copy: its run is looked for under the reports root."""
+    dirs = {str(current["run_id"]): Path(current_dir)}
+    if baseline_path.name == "record.json":
+        dirs[str(baseline["run_id"])] = baseline_path.parent
+    return dirs
+
+
 def _run_dir(doc: dict[str, Any], run_dirs: Mapping[str, Path] | None) -> Path | None:
     """Where a record's run left its files: given, else `<reports root>/runs/<run id>`."""
     if run_dirs and doc["run_id"] in run_dirs:

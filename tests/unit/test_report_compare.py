@@ -270,3 +270,15 @@ def test_cli_report_writes_the_reports(reports: Path, capsys: pytest.CaptureFixt
     (run_dir / "record.json").write_text('{"schema_version": 1}')
     code, _, err = harness(capsys, "report", str(run_dir))
     assert code == 2 and "field run_id is missing" in err
+
+
+def test_a_baseline_given_as_a_run_anywhere_brings_its_per_request_data(tmp_path: Path) -> None:
+    """`--baseline /elsewhere/runs/X` (another reports root, a CI artefact): its requests.jsonl
+    is read from beside its record, so p95s are judged on the requests, not on summaries."""
+    from harness.report.compare import run_dirs_of
+
+    cur, base = {"run_id": "cur"}, {"run_id": "base"}
+    here, there = tmp_path / "runs" / "cur", tmp_path / "elsewhere" / "runs" / "base"
+    assert run_dirs_of(cur, here, base, there / "record.json") == {"cur": here, "base": there}
+    # A pinned baseline.json is a copy: its run is found under the reports root, if kept.
+    assert run_dirs_of(cur, here, base, tmp_path / "baseline.json") == {"cur": here}
