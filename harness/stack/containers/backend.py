@@ -376,6 +376,9 @@ class ContainersBackend:
             follower.close()
 
     def _teardown(self, quiet: bool, restore: bool) -> list[str]:
+        # Best effort on purpose: every step is tried whatever the one before raised (Docker's
+        # errors, or restore_production's own), and each problem is reported, so that one
+        # failure never leaves the rest of the stack running.
         problems: list[str] = []
         for name in reversed(list(self._containers)):
             try:
