@@ -315,9 +315,9 @@ def use(progress: Write) -> Iterator[Reporter]:
 
 
 @contextlib.contextmanager
-def reporting(write: Write | None = None) -> Iterator[Reporter]:
+def reporting(write: Write | None = None, *, stream: IO[str] | None = None) -> Iterator[Reporter]:
     """A CLI command's progress: `choose()` one, install it, hand the terminal back at the end."""
-    reporter = choose(write)
+    reporter = choose(write, stream=stream)
     with reporter, use(reporter):
         yield reporter
 

@@ -217,7 +217,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
     run = LoadRunRecord.start(run_dir, ns.target, ns.compose, settings)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     # With --json, stdout carries the one document; progress goes to stderr as plain lines.
-    with reporting(_stderr_line if ns.json else None) as progress:
+    with reporting(stream=sys.stderr if ns.json else None) as progress:
         backend = make_backend(
             ns.target, ns.compose, settings, run_dir,
             kv_overrides=parse_kv_overrides(kv_items, spec), progress=progress,
@@ -264,10 +264,6 @@ def cmd_load(ns: argparse.Namespace) -> int:
     for v in violations:
         print(f"SLO: {v}")
     return 1 if violations else 0
-
-
-def _stderr_line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def cmd_prefetch(ns: argparse.Namespace) -> int:

@@ -58,12 +58,10 @@ def _has_live_member(pgid: int, proc: Path) -> bool:
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = _stat_fields((entry / "stat").read_text())
         except OSError:
             continue  # gone meanwhile
-        # proc_pid_stat(5): "pid (comm) state ppid pgrp ...": split after the last ")".
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        if int(fields[2]) == pgid and fields[0] != "Z":  # pgrp, state
             return True
     return False
 
@@ -127,6 +125,12 @@ class ProcessIdentity:
         )
 
 
+def _stat_fields(stat: str) -> list[str]:
+    """proc_pid_stat(5) after "pid (comm) ": state, ppid, pgrp, ... (field 3 onwards). The
+    command name may itself hold spaces and ")": split after the last one."""
+    return stat[stat.rindex(")") + 2 :].split()
+
+
 def process_identity(pid: int, proc: Path = _PROC) -> ProcessIdentity | None:
     """The running process `pid` as /proc shows it, or None when there is none (or no /proc)."""
     try:
@@ -135,9 +139,7 @@ def process_identity(pid: int, proc: Path = _PROC) -> ProcessIdentity | None:
         boot_id = (proc / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
     except OSError:
         return None
-    # The command name in parentheses may itself hold spaces and ")": split after the last one.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    start_ticks = int(fields[19])  # field 22 of proc_pid_stat(5), counted after "pid (comm)"
+    start_ticks = int(_stat_fields(stat)[19])  # field 22 of proc_pid_stat(5)
     cmdline = tuple(a.decode(errors="replace") for a in raw.split(b"\0") if a)
     return ProcessIdentity(pid, boot_id, start_ticks, cmdline)
 

@@ -20,11 +20,9 @@ def state_path() -> Path:
     return base / "stack.json"
 
 
-def save(stack: Stack, path: Path | None = None, run_id: str | None = None) -> Path:
-    """`run_id`: the containers run whose labelled containers `harness down` removes."""
-    path = path or state_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc: dict[str, Any] = {
+def state_doc(stack: Stack, run_id: str | None = None) -> dict[str, Any]:
+    """What the state file holds for `stack` (the router's key included)."""
+    return {
         "target": stack.target,
         "run_dir": str(stack.run_dir),
         "compose": str(stack.spec.path),
@@ -35,6 +33,13 @@ def save(stack: Stack, path: Path | None = None, run_id: str | None = None) -> P
             for s in stack.services.values()
         ],
     }
+
+
+def save(stack: Stack, path: Path | None = None, run_id: str | None = None) -> Path:
+    """`run_id`: the containers run whose labelled containers `harness down` removes."""
+    path = path or state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = state_doc(stack, run_id)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(doc, fh, indent=2)

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from harness.stack.state import state_doc
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,17 +30,7 @@ def up_twin(stack: Any, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     shutil.copytree(ROOT / "infra", compose.parent, ignore=shutil.ignore_patterns(".*"))
     state_dir = tmp_path / "state"
     state_dir.mkdir()
-    doc = {
-        "target": "twin",
-        "run_dir": str(stack.run_dir),
-        "compose": str(compose),
-        "api_key": "",
-        "run_id": None,
-        "services": [
-            {"name": s.name, "role": s.role, "url": s.url, "pid": s.pid, "model": s.model_name}
-            for s in stack.services.values()
-        ],
-    }
+    doc = {**state_doc(stack), "compose": str(compose), "api_key": ""}
     (state_dir / "stack.json").write_text(json.dumps(doc), encoding="utf-8")
     env = {
         **os.environ,
