@@ -34,8 +34,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.load.processes import run_locust  # noqa: E402
 from harness.load.records import read_records  # noqa: E402
-from harness.load.runner import run_locust  # noqa: E402
 from harness.load.settings import LoadSettings  # noqa: E402
 from harness.load.stats import percentile, throughput  # noqa: E402
 from harness.stack.ports import free_port  # noqa: E402

@@ -39,8 +39,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.load.processes import run_locust  # noqa: E402
 from harness.load.records import read_records  # noqa: E402
-from harness.load.runner import run_locust  # noqa: E402
 from harness.load.settings import LoadSettings  # noqa: E402
 
 LOCUSTFILE = ROOT / "benchmarks" / "locustfile_peer.py"

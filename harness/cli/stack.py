@@ -10,7 +10,6 @@ from pathlib import Path
 from types import FrameType
 
 from harness.errors import StackError
-from harness.load.profiles import PROFILES
 from harness.progress import reporting
 
 DEFAULT_COMPOSE = Path("infra/docker-compose.yml")
@@ -192,80 +191,6 @@ def cmd_twin_build(ns: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_load(ns: argparse.Namespace) -> int:
-    from harness.config import load_settings
-    from harness.load.runner import LoadResult, run_profile
-    from harness.load.slo import check_slos, slo_table
-    from harness.report.load_run import LoadRunRecord
-    from harness.report.render_md import load as load_section
-    from harness.report.run_dir import new_run_dir
-    from harness.spec import load_stack
-    from harness.stack.factory import make_backend, parse_kv_overrides
-
-    settings = load_settings(ns.config)
-    knobs = settings.typed.load
-    spec = load_stack(ns.compose)
-    kv_items = list(ns.kv_tokens or [])
-    max_tokens = knobs.max_tokens
-    if ns.profile == "kv-pressure":
-        max_tokens = knobs.kv_pressure_max_tokens
-        if ns.target == "twin" and not kv_items:
-            kv_items = [f"primary={knobs.twin_kv_pressure_capacity}"]
-    duration = ns.duration or knobs.duration_s[ns.profile]
-    run_dir = new_run_dir(f"{ns.target}-load")
-    # The same record.json, report.md and report.html as a pytest run, failed runs included.
-    run = LoadRunRecord.start(run_dir, ns.target, ns.compose, settings)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    # With --json, stdout carries the one document; progress goes to stderr as plain lines.
-    with reporting(stream=sys.stderr if ns.json else None) as progress:
-        backend = make_backend(
-            ns.target, ns.compose, settings, run_dir,
-            kv_overrides=parse_kv_overrides(kv_items, spec), progress=progress,
-        )  # fmt: skip
-        result: LoadResult | None = None
-        violations: list[str] = []
-        try:
-            stack = backend.up()
-            run.stack_up(stack)
-            try:
-                progress(f"running {ns.profile} for {duration:.0f} s against {stack.router.url}")
-                result = run_profile(
-                    stack,
-                    ns.profile,
-                    run_dir / "load",
-                    duration_s=duration,
-                    users=ns.users,
-                    max_tokens=max_tokens,
-                    context_fraction=knobs.context_fraction,
-                    warmup_s=knobs.soak_warmup_s,
-                    processes=ns.processes,
-                    slo=slo_table(settings, ns.profile, stack.target),
-                )
-            finally:
-                backend.down()
-            violations = check_slos(settings, result.summary, stack.primary.name)
-        finally:
-            written = run.finish(ns.profile, result.summary if result else None, not violations)
-    if ns.json:
-        doc = {
-            "run_dir": str(run_dir),
-            "profile": ns.profile,
-            "target": ns.target,
-            "exit_code": 1 if violations else 0,
-            "slo_violations": violations,
-            "summary": result.summary,
-            "files": [str(p) for p in written],
-            "requests": str(result.out_dir / "requests.jsonl"),
-        }
-        print(json.dumps(doc, indent=2, default=str))
-        return 1 if violations else 0
-    print("\n".join(load_section(run.record.doc)))
-    print(f"reports: {', '.join(str(p) for p in written)}; per-request data: {result.out_dir}")
-    for v in violations:
-        print(f"SLO: {v}")
-    return 1 if violations else 0
-
-
 def cmd_prefetch(ns: argparse.Namespace) -> int:
     from harness.spec import load_stack
     from harness.stack.containers.prefetch import ImageItem, prefetch_items, run_prefetch
@@ -340,27 +265,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     down.set_defaults(func=cmd_down)
 
-    load = sub.add_parser("load", help="run one load profile against a fresh stack")
-    load.add_argument("profile", choices=PROFILES)
-    load.add_argument("--target", default="twin", choices=("twin", "attach", "gpu"))
-    load.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
-    load.add_argument("--duration", type=_seconds, default=None, help="e.g. 60s, 2m")
-    load.add_argument("--users", type=int, default=None)
-    load.add_argument("--kv-tokens", action="append", metavar="ENGINE=TOKENS")
-    load.add_argument(
-        "--processes",
-        type=int,
-        default=1,
-        help="locust worker processes under one master (locust's distributed mode); each "
-        "worker writes its own requests-<n>.jsonl, merged into requests.jsonl",
-    )
-    load.add_argument(
-        "--json",
-        action="store_true",
-        help="the outcome as one JSON document on stdout (run directory, summary, SLO "
-        "violations, files); progress goes to stderr",
-    )
-    load.set_defaults(func=cmd_load)
+    from harness.cli.load import add_load_parser
+
+    add_load_parser(sub)
 
     _add_prefetch_parser(sub)
 

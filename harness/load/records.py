@@ -45,6 +45,12 @@ class RequestRecord:
         return (self.e2e_s - self.ttft_s) / (self.output_tokens - 1)
 
 
+def record_line(record: RequestRecord) -> str:
+    # vars(), not asdict(): asdict deep-copies every ITL list, a visible share of the client's
+    # CPU per request at a thousand requests a second.
+    return json.dumps(vars(record), separators=(",", ":"))
+
+
 class RecordWriter:
     """Appends records to a JSON-lines file; safe across greenlets and threads. Lines reach the
     file at least every `flush_s` seconds and on close, not one write call per request."""
@@ -58,9 +64,10 @@ class RecordWriter:
         self._flushed = time.monotonic()
 
     def write(self, record: RequestRecord) -> None:
-        # vars(), not asdict(): asdict deep-copies every ITL list, a visible share of the
-        # client's CPU per request at a thousand requests a second.
-        line = json.dumps(vars(record), separators=(",", ":"))
+        self.write_line(record_line(record))
+
+    def write_line(self, line: str) -> None:
+        """One record, already encoded (a distributed run's master gets them so)."""
         with self._lock:
             self._fh.write(line + "\n")
             now = time.monotonic()
@@ -72,24 +79,17 @@ class RecordWriter:
         self._fh.close()
 
 
-def worker_records(path: Path, worker: str) -> Path:
-    """Where one locust worker writes its records: requests-<worker>.jsonl beside `path`."""
-    return path.with_name(f"{path.stem}-{worker}{path.suffix}")
-
-
-def merge_worker_records(path: Path) -> list[Path]:
-    """Append every worker's records (requests-*.jsonl beside `path`) to `path`, ordered by
-    actual start, and remove the worker files. Returns the files merged."""
-    parts = sorted(path.parent.glob(f"{path.stem}-*{path.suffix}"))
-    if not parts:
-        return []
-    lines = [ln for p in parts for ln in p.read_text().splitlines() if ln.strip()]
+def sort_records(path: Path) -> int:
+    """Rewrite `path` ordered by actual start. In a distributed run the master writes the
+    records as its workers report them, so the file arrives interleaved. Returns the count."""
+    if not path.exists():
+        return 0
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
     lines.sort(key=lambda ln: float(json.loads(ln)["actual_start"]))
-    with path.open("a") as fh:
-        fh.writelines(ln + "\n" for ln in lines)
-    for p in parts:
-        p.unlink()
-    return parts
+    tmp = path.with_name(path.name + ".sorting")
+    tmp.write_text("".join(ln + "\n" for ln in lines))
+    tmp.replace(path)
+    return len(lines)
 
 
 def read_records(path: Path) -> list[RequestRecord]:

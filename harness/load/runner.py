@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +13,13 @@ from typing import Any
 
 import httpx
 
-from harness.errors import ConfigError, StackError
+from harness.errors import ConfigError
 from harness.load.goodput import goodput
 from harness.load.kvmodel import KvCapacity, capacity_from_cache_config, users_for_kv_pressure
+from harness.load.processes import Distributed, run_locust
 from harness.load.profiles import PROFILES, WATCHED, min_requests_for, users_for
 from harness.load.reconcile import reconcile
-from harness.load.records import RequestRecord, merge_worker_records, read_records
+from harness.load.records import RequestRecord, read_records
 from harness.load.resources import ResourceWatch, descendants, group_pids
 from harness.load.settings import LoadSettings
 from harness.load.slo import SloTable
@@ -32,10 +31,7 @@ from harness.load.stats import (
     route_reasons,
     throughput,
 )
-from harness.spec.services import is_secret_name
 from harness.stack.base import Stack
-from harness.stack.ports import free_port
-from harness.stack.procs import stop_group
 from harness.telemetry.prom import Scrape, scrape
 from harness.telemetry.sampler import Sampler
 
@@ -103,122 +99,46 @@ def primary_capacity(stack: Stack) -> KvCapacity | None:
     return None
 
 
-def run_locust(
-    lf: Path,
-    host: str,
-    settings: LoadSettings,
-    out: Path,
+def profile_settings(
+    stack: Stack,
+    profile: str,
+    records: Path,
     *,
-    cwd: Path,
-    timeout_s: float,
+    duration_s: float | None,
     users: int | None = None,
-    run_time_s: float | None = None,
-    processes: int = 1,
-) -> None:
-    """locust headless in its own process group; its CSV, JSON and log go to `out`.
-
-    Profiles bring their own LoadTestShape; plain locustfiles get `users` and `run_time_s`.
-    `processes` > 1 runs locust's distributed mode on this machine: a master (which runs the
-    shape and writes the CSV and JSON) and that many workers (which run the users), each worker
-    writing its own requests-<n>.jsonl, merged into the run's requests.jsonl at the end.
-    """
-    env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
-    env.update(settings.to_env())
-    base = [sys.executable, "-m", "locust", "-f", str(lf), "--loglevel", "WARNING"]
-    argv = [
-        *base,
-        "--headless",
-        "--host",
-        host,
-        "--csv",
-        str(out / "locust"),
-        "--json-file",
-        str(out / "locust"),
-        "--only-summary",
-        "--logfile",
-        str(out / "locust.log"),
-        "--stop-timeout",
-        "300",
-        "--exit-code-on-error",
-        "0",
-    ]
-    if users is not None:
-        argv += ["-u", str(users), "-r", str(users)]
-    if run_time_s is not None:
-        argv += ["--run-time", f"{int(run_time_s)}s"]
-    workers: list[tuple[list[str], dict[str, str], Path]] = []
-    if processes > 1:
-        port = free_port()
-        argv += [
-            "--master",
-            "--master-bind-host",
-            "127.0.0.1",
-            "--master-bind-port",
-            str(port),
-            "--expect-workers",
-            str(processes),
-            # Workers that never connect (an import error) end the run instead of hanging it.
-            "--expect-workers-max-wait",
-            "120",
-        ]
-        for n in range(1, processes + 1):
-            worker_argv = [
-                *base,
-                "--worker",
-                "--master-host",
-                "127.0.0.1",
-                "--master-port",
-                str(port),
-                "--logfile",
-                str(out / f"locust-worker-{n}.log"),
-            ]
-            workers.append(
-                (
-                    worker_argv,
-                    {**env, "HARNESS_LOAD_WORKER": str(n)},
-                    out / f"locust-worker-{n}.out",
-                )
-            )
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        with (out / "locust.out").open("wb") as log:
-            master = subprocess.Popen(
-                argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        procs.append(master)
-        for worker_argv, worker_env, worker_out in workers:
-            with worker_out.open("wb") as log:
-                procs.append(
-                    subprocess.Popen(
-                        worker_argv,
-                        env=worker_env,
-                        cwd=cwd,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
-        rc = master.wait(timeout=timeout_s)
-        # The master tells its workers to quit; give them the time to write their records.
-        for p in procs[1:]:
-            p.wait(timeout=60)
-    except BaseException:
-        for p in procs:
-            if p.poll() is None:
-                stop_group(p.pid)
-        raise
-    finally:
-        if workers:
-            merge_worker_records(settings.records)
-    if rc != 0:
-        raise StackError(f"locust exited with {rc}; see {out / 'locust.out'}")
-    failed = [(n, p.returncode) for n, p in enumerate(procs[1:], 1) if p.returncode != 0]
-    if failed:
-        raise StackError(
-            "locust worker(s) "
-            + ", ".join(f"{n} exited with {code}" for n, code in failed)
-            + f"; see {out}/locust-worker-<n>.out"
+    max_tokens: int = 64,
+    context_fraction: float = 0.65,
+    seed: int = 1,
+    max_model_len: int | None = None,
+) -> LoadSettings:
+    """What the profile's users need from the stack, the same for a run's own locust and for a
+    worker that joins it from another machine."""
+    primary = stack.spec.primary.engine
+    assert primary is not None
+    max_model_len = max_model_len or primary.max_model_len or 32768
+    if profile == "kv-pressure" and users is None:
+        capacity = primary_capacity(stack)
+        users = users_for_kv_pressure(
+            primary.max_num_seqs,
+            capacity.tokens if capacity else None,
+            int(max_model_len * context_fraction) + max_tokens,
         )
+    return LoadSettings(
+        records=records,
+        api_key=stack.api_key,
+        classifier_url=stack.classifier.url,
+        classifier_model=stack.classifier.model_name or "",
+        max_model_len=max_model_len,
+        max_num_seqs=primary.max_num_seqs,
+        max_tokens=max_tokens,
+        context_fraction=context_fraction,
+        chars_per_token=chars_per_token(stack) if profile == "kv-pressure" else 3.0,
+        users=users,
+        duration_s=duration_s,
+        pace_s=0.0,
+        seed=seed,
+        min_requests=min_requests_for(profile, primary.max_num_seqs),
+    )
 
 
 def run_profile(
@@ -234,6 +154,7 @@ def run_profile(
     seed: int = 1,
     warmup_s: float = 60.0,
     processes: int = 1,
+    distributed: Distributed | None = None,
     locustfile_path: Path | None = None,
     slo: SloTable | None = None,
     max_model_len: int | None = None,
@@ -241,39 +162,23 @@ def run_profile(
     """`max_model_len`: the primary's, when it runs with another than the compose file's (a
     what-if restart); prompts are sized from it. `warmup_s`: for the watched profiles (soak),
     memory and descriptor growth are measured from the first sample after it. `processes` > 1:
-    locust's distributed mode, that many worker processes (see run_locust). `locustfile_path`:
-    another locustfile than the profile's (its shape and users), for tests that change how the
-    client behaves. `slo`: the profile's objectives on this target, for goodput."""
+    locust's distributed mode, that many worker processes; `distributed` for workers from other
+    machines too (see harness.load.processes). `locustfile_path`: another locustfile than the
+    profile's (its shape and users), for tests that change how the client behaves. `slo`: the
+    profile's objectives on this target, for goodput."""
     root = HARNESS_ROOT
     lf = locustfile_path or locustfile(profile, root)
     out = out_root / profile
     out.mkdir(parents=True, exist_ok=True)
     primary = stack.spec.primary.engine
     assert primary is not None
-    max_model_len = max_model_len or primary.max_model_len or 32768
-    capacity = primary_capacity(stack)
-    if profile == "kv-pressure" and users is None:
-        users = users_for_kv_pressure(
-            primary.max_num_seqs,
-            capacity.tokens if capacity else None,
-            int(max_model_len * context_fraction) + max_tokens,
-        )
-    settings = LoadSettings(
-        records=out / "requests.jsonl",
-        api_key=stack.api_key,
-        classifier_url=stack.classifier.url,
-        classifier_model=stack.classifier.model_name or "",
+    settings = profile_settings(
+        stack, profile, out / "requests.jsonl", duration_s=duration_s, users=users,
+        max_tokens=max_tokens, context_fraction=context_fraction, seed=seed,
         max_model_len=max_model_len,
-        max_num_seqs=primary.max_num_seqs,
-        max_tokens=max_tokens,
-        context_fraction=context_fraction,
-        chars_per_token=chars_per_token(stack) if profile == "kv-pressure" else 3.0,
-        users=users,
-        duration_s=duration_s,
-        pace_s=0.0,
-        seed=seed,
-        min_requests=min_requests_for(profile, primary.max_num_seqs),
-    )
+    )  # fmt: skip
+    max_model_len, capacity = settings.max_model_len, primary_capacity(stack)
+    dist = distributed or Distributed(processes=processes)
     engines = {s.name: s.url for s in stack.engines}
     sampler = Sampler(engines, interval_s=interval_s)
     watch = ResourceWatch(watched_groups(stack) if profile in WATCHED else {})
@@ -288,7 +193,7 @@ def run_profile(
             out,
             cwd=root,
             timeout_s=duration_s + 600,
-            processes=processes,
+            distributed=dist,
         )
     sampler.save(out / "timeline.jsonl")
     records = read_records(settings.records)
@@ -315,7 +220,8 @@ def run_profile(
         "max_tokens": max_tokens,
         "context_fraction": context_fraction,
         "chars_per_token": round(settings.chars_per_token, 3),
-        "processes": processes,
+        "processes": dist.processes,
+        "remote_workers": dist.remote,
     }
     (out / "stats.json").write_text(json.dumps(summary, indent=2, default=str))
     windows = {e: (sampler.first[e], sampler.last[e]) for e in sampler.first if e in sampler.last}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
 import time
 import uuid
@@ -21,16 +20,16 @@ from urllib.parse import urlsplit
 
 from locust import User, constant, events, task
 from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from harness.load.http import HTTPParseError, StreamClient
 from harness.load.prompts import chat_prompts, filler_sentences, long_prompt
-from harness.load.records import RecordWriter, RequestRecord, worker_records
+from harness.load.records import RecordWriter, RequestRecord, record_line
 from harness.load.settings import LoadSettings
 from harness.load.sse import measure_stream
 
 SETTINGS = LoadSettings.from_env()
-_writer: RecordWriter | None = None
+_writer: RecordWriter | ShippingWriter | None = None
 _counter = itertools.count()
 _sent = 0
 
@@ -40,18 +39,50 @@ def sent() -> int:
     return _sent
 
 
-def writer(environment: Environment | None = None) -> RecordWriter:
-    """This process's record file: the run's requests.jsonl, or, in a locust worker, its own
-    requests-<worker>.jsonl beside it (the runner merges them), so that no two processes
-    append to one file."""
+# A distributed run's records travel from each worker to the master as locust messages.
+RECORDS_MESSAGE = "harness-record"
+
+
+class ShippingWriter:
+    """A locust worker's records: each one goes to the master as a message the moment it is
+    complete, and the master writes the run's requests.jsonl. The same path serves a worker on
+    this machine and one on another. One message per record keeps the order that makes the
+    master's file complete: a worker's last records reach the master on the same connection
+    before its report of zero running users, after which the master stops."""
+
+    def __init__(self, runner: WorkerRunner) -> None:
+        self.runner = runner
+
+    def write(self, record: RequestRecord) -> None:
+        self.runner.send_message(RECORDS_MESSAGE, {"line": record_line(record)})
+
+    def close(self) -> None:
+        """Nothing buffered: every record was sent as it was written."""
+
+
+def writer(environment: Environment | None = None) -> RecordWriter | ShippingWriter:
+    """Where this process's records go: the run's requests.jsonl, or, in a locust worker, to
+    the master, which writes them there."""
     global _writer
     if _writer is None:
-        path = SETTINGS.records
         runner = environment.runner if environment is not None else None
-        if SETTINGS.worker or isinstance(runner, WorkerRunner):
-            path = worker_records(path, SETTINGS.worker or str(os.getpid()))
-        _writer = RecordWriter(path)
+        if isinstance(runner, WorkerRunner):
+            _writer = ShippingWriter(runner)
+        else:
+            _writer = RecordWriter(SETTINGS.records)
     return _writer
+
+
+@events.init.add_listener
+def _master_receives_records(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, MasterRunner):
+
+        def receive(msg: Any, **_: Any) -> None:
+            out = writer()
+            assert isinstance(out, RecordWriter)
+            out.write_line(msg.data["line"])
+
+        environment.runner.register_message(RECORDS_MESSAGE, receive)
 
 
 @events.quitting.add_listener

@@ -1,0 +1,221 @@
+"""`harness load`: one load profile against a fresh stack, and the worker that joins such a
+run from another machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from harness.cli.stack import DEFAULT_COMPOSE, _raise_interrupt, _seconds
+from harness.errors import InputError
+from harness.load.profiles import PROFILES
+from harness.progress import reporting
+
+
+def address(text: str) -> tuple[str, int]:
+    """HOST:PORT of a locust master."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT, e.g. 192.168.1.20:5557")
+    return host, int(port)
+
+
+def cmd_load(ns: argparse.Namespace) -> int:
+    from harness.config import load_settings
+    from harness.load.processes import Distributed
+    from harness.load.runner import LoadResult, run_profile
+    from harness.load.slo import check_slos, slo_table
+    from harness.report.load_run import LoadRunRecord
+    from harness.report.render_md import load as load_section
+    from harness.report.run_dir import new_run_dir
+    from harness.spec import load_stack
+    from harness.stack.factory import make_backend, parse_kv_overrides
+
+    if ns.worker:
+        return cmd_load_worker(ns)
+    distributed = Distributed(
+        processes=ns.processes, remote=ns.workers, bind=ns.master, wait_s=ns.workers_wait
+    )
+    if ns.workers and ns.master is None:
+        raise InputError(
+            "--workers: workers on other machines need an address to join; give the master's "
+            "with --master HOST:PORT (e.g. --master 0.0.0.0:5557)"
+        )
+    settings = load_settings(ns.config)
+    knobs = settings.typed.load
+    spec = load_stack(ns.compose)
+    kv_items = list(ns.kv_tokens or [])
+    max_tokens = knobs.max_tokens
+    if ns.profile == "kv-pressure":
+        max_tokens = knobs.kv_pressure_max_tokens
+        if ns.target == "twin" and not kv_items:
+            kv_items = [f"primary={knobs.twin_kv_pressure_capacity}"]
+    duration = ns.duration or knobs.duration_s[ns.profile]
+    run_dir = new_run_dir(f"{ns.target}-load")
+    # The same record.json, report.md and report.html as a pytest run, failed runs included.
+    run = LoadRunRecord.start(run_dir, ns.target, ns.compose, settings)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    # With --json, stdout carries the one document; progress goes to stderr as plain lines.
+    with reporting(stream=sys.stderr if ns.json else None) as progress:
+        backend = make_backend(
+            ns.target, ns.compose, settings, run_dir,
+            kv_overrides=parse_kv_overrides(kv_items, spec), progress=progress,
+        )  # fmt: skip
+        result: LoadResult | None = None
+        violations: list[str] = []
+        try:
+            stack = backend.up()
+            run.stack_up(stack)
+            try:
+                progress(f"running {ns.profile} for {duration:.0f} s against {stack.router.url}")
+                if ns.workers:
+                    host, port = ns.master
+                    progress(
+                        f"waiting up to {ns.workers_wait:.0f} s for {ns.workers} worker(s): "
+                        f"harness load {ns.profile} --target attach --worker HOST:{port} on "
+                        f"each (the master listens on {host}:{port})"
+                    )
+                result = run_profile(
+                    stack,
+                    ns.profile,
+                    run_dir / "load",
+                    duration_s=duration,
+                    users=ns.users,
+                    max_tokens=max_tokens,
+                    context_fraction=knobs.context_fraction,
+                    warmup_s=knobs.soak_warmup_s,
+                    distributed=distributed,
+                    slo=slo_table(settings, ns.profile, stack.target),
+                )
+            finally:
+                backend.down()
+            violations = check_slos(settings, result.summary, stack.primary.name)
+        finally:
+            written = run.finish(ns.profile, result.summary if result else None, not violations)
+    if ns.json:
+        doc = {
+            "run_dir": str(run_dir),
+            "profile": ns.profile,
+            "target": ns.target,
+            "exit_code": 1 if violations else 0,
+            "slo_violations": violations,
+            "summary": result.summary,
+            "files": [str(p) for p in written],
+            "requests": str(result.out_dir / "requests.jsonl"),
+        }
+        print(json.dumps(doc, indent=2, default=str))
+        return 1 if violations else 0
+    print("\n".join(load_section(run.record.doc)))
+    print(f"reports: {', '.join(str(p) for p in written)}; per-request data: {result.out_dir}")
+    for v in violations:
+        print(f"SLO: {v}")
+    return 1 if violations else 0
+
+
+def cmd_load_worker(ns: argparse.Namespace) -> int:
+    """Run the profile's users for the master at --worker, against the attached stack; every
+    record goes to the master. The master decides how many users and for how long."""
+    from harness.config import load_settings
+    from harness.load.processes import run_worker
+    from harness.load.runner import HARNESS_ROOT, locustfile, profile_settings
+    from harness.report.run_dir import new_run_dir
+    from harness.stack.factory import make_backend
+
+    if ns.target != "attach":
+        raise InputError(
+            f"--worker joins a run on another machine and sends load to its stack: it needs "
+            f"--target attach (the stack's URLs from harness.toml [targets.attach]), not "
+            f"--target {ns.target}"
+        )
+    if ns.processes != 1 or ns.workers or ns.master is not None:
+        raise InputError("--worker runs one load process; --processes, --workers and --master "
+                         "belong to the master's command")  # fmt: skip
+    settings = load_settings(ns.config)
+    knobs = settings.typed.load
+    run_dir = new_run_dir("attach-load-worker")
+    name = ns.worker_name or f"{socket.gethostname()}-{run_dir.name}"
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    with reporting() as progress:
+        backend = make_backend("attach", ns.compose, settings, run_dir, progress=progress)
+        stack = backend.up()
+        try:
+            max_tokens = (
+                knobs.kv_pressure_max_tokens if ns.profile == "kv-pressure" else knobs.max_tokens
+            )
+            load = profile_settings(
+                stack, ns.profile, run_dir / "requests.jsonl", duration_s=None,
+                users=ns.users, max_tokens=max_tokens, context_fraction=knobs.context_fraction,
+            )  # fmt: skip
+            host, port = ns.worker
+            progress(f"worker {name}: joining the master at {host}:{port} ({ns.profile})")
+            code = run_worker(
+                locustfile(ns.profile, HARNESS_ROOT), load, ns.worker, run_dir,
+                cwd=HARNESS_ROOT, name=name,
+            )  # fmt: skip
+        finally:
+            backend.down()
+    print(f"worker {name}: locust exited with {code}; its log: {run_dir}")
+    return 0 if code == 0 else 3
+
+
+def add_load_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
+    load = sub.add_parser("load", help="run one load profile against a fresh stack")
+    load.add_argument("profile", choices=PROFILES)
+    load.add_argument("--target", default="twin", choices=("twin", "attach", "gpu"))
+    load.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
+    load.add_argument("--duration", type=_seconds, default=None, help="e.g. 60s, 2m")
+    load.add_argument("--users", type=int, default=None)
+    load.add_argument("--kv-tokens", action="append", metavar="ENGINE=TOKENS")
+    load.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="locust worker processes on this machine under one master (locust's distributed "
+        "mode); each worker sends its records to the master, which writes requests.jsonl",
+    )
+    load.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="more workers that join from other machines (each runs `harness load PROFILE "
+        "--target attach --worker HOST:PORT`); needs --master",
+    )
+    load.add_argument(
+        "--master",
+        type=address,
+        default=None,
+        metavar="HOST:PORT",
+        help="where the master listens for workers from other machines, e.g. 0.0.0.0:5557 "
+        "(default: loopback, a free port, this machine's --processes only)",
+    )
+    load.add_argument(
+        "--workers-wait",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long the master waits for every worker to join before the run fails",
+    )
+    load.add_argument(
+        "--worker",
+        type=address,
+        default=None,
+        metavar="HOST:PORT",
+        help="join the run of the master at HOST:PORT as one worker, against the attached "
+        "stack (--target attach); its records go to the master",
+    )
+    load.add_argument(
+        "--worker-name",
+        default=None,
+        help="this worker's name on its records (default: host name and run id)",
+    )
+    load.add_argument(
+        "--json",
+        action="store_true",
+        help="the outcome as one JSON document on stdout (run directory, summary, SLO "
+        "violations, files); progress goes to stderr",
+    )
+    load.set_defaults(func=cmd_load)
