@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,9 @@ sys.path.insert(0, str(ROOT))
 from harness.load.processes import run_locust  # noqa: E402
 from harness.load.records import read_records  # noqa: E402
 from harness.load.settings import LoadSettings  # noqa: E402
+from harness.telemetry.prom import ITL, Scrape, scrape  # noqa: E402
+
+TTFT = "vllm:time_to_first_token_seconds"
 
 LOCUSTFILE = ROOT / "benchmarks" / "locustfile_peer.py"
 VLLM_BENCH = (
@@ -61,6 +65,30 @@ class Side:
     requests: int
     failed: int
     wall_s: float
+    ttft_mean_ms: float = 0.0  # the client's means, to set beside the engine's exact ones
+    itl_mean_ms: float = 0.0
+    engine: tuple[float, float] = (0.0, 0.0)  # the engine's exact TTFT and ITL means, ms
+
+
+def _mean_ms(first: Scrape, last: Scrape, base: str | tuple[str, ...]) -> float:
+    """An engine histogram's exact mean over the window, from its _sum and _count."""
+    names = (base,) if isinstance(base, str) else base
+    total = last.value([n + "_sum" for n in names]) - first.value([n + "_sum" for n in names])
+    count = last.value([n + "_count" for n in names]) - first.value([n + "_count" for n in names])
+    return total / count * 1000 if count else 0.0
+
+
+def measured(url: str, run: Any) -> Side:
+    """`run()` returns (ttfts ms, itls ms, requests, failed, wall s); the engine's exact means
+    over the same window are scraped around it."""
+    first = scrape(url)
+    ttfts, itls, requests, failed, wall = run()
+    last = scrape(url)
+    return Side(
+        statistics.median(ttfts), statistics.median(itls), requests, failed, wall,
+        statistics.fmean(ttfts), statistics.fmean(itls),
+        (_mean_ms(first, last, TTFT), _mean_ms(first, last, ITL)),
+    )  # fmt: skip
 
 
 def primary() -> tuple[str, str, str]:
@@ -101,7 +129,7 @@ def make_prompts(model_dir: str, n: int, length: int, seed: int) -> list[str]:
 
 def run_vllm(
     url: str, name: str, model_dir: str, prompts: list[str], ns: argparse.Namespace, work: Path
-) -> Side:
+) -> tuple[list[float], list[float], int, int, float]:
     data = work / "sharegpt.json"
     # ShareGPT's format: vllm bench reads it with json alone (its custom dataset needs pandas).
     data.write_text(
@@ -138,18 +166,12 @@ def run_vllm(
     ok = [i for i, e in enumerate(doc["errors"]) if not e]
     ttfts = [doc["ttfts"][i] * 1000 for i in ok]
     itls = [g * 1000 for i in ok for g in doc["itls"][i]]
-    return Side(
-        statistics.median(ttfts),
-        statistics.median(itls),
-        len(doc["errors"]),
-        len(doc["errors"]) - len(ok),
-        wall,
-    )
+    return ttfts, itls, len(doc["errors"]), len(doc["errors"]) - len(ok), wall
 
 
 def run_harness(
     url: str, name: str, prompts: list[str], ns: argparse.Namespace, work: Path
-) -> Side:
+) -> tuple[list[float], list[float], int, int, float]:
     prompt_file = work / "prompts.jsonl"
     prompt_file.write_text("".join(json.dumps(p) + "\n" for p in prompts))
     settings = LoadSettings(
@@ -167,13 +189,9 @@ def run_harness(
     wall = time.monotonic() - t0
     records = read_records(settings.records)
     ok = [r for r in records if r.ok and r.ttft_s is not None]
-    return Side(
-        statistics.median(r.ttft_s * 1000 for r in ok if r.ttft_s is not None),
-        statistics.median(g * 1000 for r in ok for g in r.itl_s),
-        len(records),
-        len(records) - len(ok),
-        wall,
-    )
+    ttfts = [r.ttft_s * 1000 for r in ok if r.ttft_s is not None]
+    itls = [g * 1000 for r in ok for g in r.itl_s]
+    return ttfts, itls, len(records), len(records) - len(ok), wall
 
 
 def main() -> int:
@@ -202,10 +220,11 @@ def main() -> int:
                 work = Path(tmp) / f"r{r}-{who}"
                 work.mkdir()
                 batch = batches[2 * r + i]
-                result[who] = (
-                    run_vllm(url, name, model_dir, batch, ns, work)
+                result[who] = measured(
+                    url,
+                    partial(run_vllm, url, name, model_dir, batch, ns, work)
                     if who == "vllm"
-                    else run_harness(url, name, batch, ns, work)
+                    else partial(run_harness, url, name, batch, ns, work),
                 )
             v, h = result["vllm"], result["harness"]
             rt, ri = h.ttft_ms / v.ttft_ms, h.itl_ms / v.itl_ms
@@ -217,6 +236,13 @@ def main() -> int:
                 f"of {v.requests}/{h.requests}",
                 flush=True,
             )
+            for who, side in (("vLLM", v), ("harness", h)):
+                print(
+                    f"       {who:8} means: client TTFT {side.ttft_mean_ms:6.2f} ms, engine "
+                    f"{side.engine[0]:6.2f} ms; client ITL {side.itl_mean_ms:5.2f} ms, engine "
+                    f"{side.engine[1]:5.2f} ms",
+                    flush=True,
+                )
     mt, mi = statistics.median(ratios_ttft), statistics.median(ratios_itl)
     print(f"median ratio harness/vLLM over {ns.rounds} rounds: TTFT {mt:.3f}, ITL {mi:.3f}")
     print(json.dumps({"ttft_ratio_median": mt, "itl_ratio_median": mi, "rounds": ns.rounds}))
