@@ -14,9 +14,12 @@ prompts, so prefix caching never serves one side a prompt the other already sent
 
 Both sides' medians are computed here from their per-request data (vllm bench's --save-detailed
 ttfts and itls; the harness's requests.jsonl), the same way: TTFT median over requests, ITL
-median over all gaps pooled. vllm bench counts its TTFT at the first chunk with choices (the
-role chunk, sent with the first token) and adds that chunk's gap to the first token to its ITLs;
-the harness counts from the first token-bearing chunk. Printed, never asserted.
+median over all gaps pooled. Beside them, the engine's exact TTFT and ITL means over each
+side's window (its histograms' _sum/_count): on a small machine the engine itself runs faster
+or slower from one window to the next, and each side's figures relative to the engine's own
+show what the two clients add, apart from that drift (the engine-normalised ratios). Both count
+TTFT at the first chunk with choices (the role chunk, sent with the first token) and one ITL for
+every later chunk with choices. Printed, never asserted.
 """
 
 from __future__ import annotations
@@ -207,7 +210,7 @@ def main() -> int:
     sides = 2 * ns.rounds
     prompts = make_prompts(model_dir, sides * ns.requests, ns.input_len, seed=int(time.time()))
     batches = [prompts[i * ns.requests : (i + 1) * ns.requests] for i in range(sides)]
-    ratios_ttft, ratios_itl = [], []
+    ratios_ttft, ratios_itl, norm_ttft, norm_itl = [], [], [], []
     print(
         "round  first    vLLM TTFT p50  harness TTFT p50  ratio   vLLM ITL p50  "
         "harness ITL p50  ratio   failed (vLLM/harness)"
@@ -239,13 +242,30 @@ def main() -> int:
             for who, side in (("vLLM", v), ("harness", h)):
                 print(
                     f"       {who:8} means: client TTFT {side.ttft_mean_ms:6.2f} ms, engine "
-                    f"{side.engine[0]:6.2f} ms; client ITL {side.itl_mean_ms:5.2f} ms, engine "
-                    f"{side.engine[1]:5.2f} ms",
+                    f"{side.engine[0]:6.2f} ms (+{side.ttft_mean_ms - side.engine[0]:.2f}); "
+                    f"client ITL {side.itl_mean_ms:5.2f} ms, engine {side.engine[1]:5.2f} ms "
+                    f"(+{side.itl_mean_ms - side.engine[1]:.2f})",
+                    flush=True,
+                )
+            # The same ratios with each side's figure taken relative to the engine's own exact
+            # mean in its window: what the engine itself did faster or slower in one window
+            # than in the other (this machine's drift) drops out, and what the clients add stays.
+            if all(side.engine[0] and side.engine[1] for side in (v, h)):
+                norm_ttft.append(rt * v.engine[0] / h.engine[0])
+                norm_itl.append(ri * v.engine[1] / h.engine[1])
+                print(
+                    f"       engine-normalised ratio: TTFT {norm_ttft[-1]:5.3f}, "
+                    f"ITL {norm_itl[-1]:5.3f}",
                     flush=True,
                 )
     mt, mi = statistics.median(ratios_ttft), statistics.median(ratios_itl)
     print(f"median ratio harness/vLLM over {ns.rounds} rounds: TTFT {mt:.3f}, ITL {mi:.3f}")
-    print(json.dumps({"ttft_ratio_median": mt, "itl_ratio_median": mi, "rounds": ns.rounds}))
+    doc: dict[str, Any] = {"ttft_ratio_median": mt, "itl_ratio_median": mi, "rounds": ns.rounds}
+    if norm_ttft:
+        nt, ni = statistics.median(norm_ttft), statistics.median(norm_itl)
+        print(f"median engine-normalised ratio: TTFT {nt:.3f}, ITL {ni:.3f}")
+        doc.update(ttft_normalised_median=nt, itl_normalised_median=ni)
+    print(json.dumps(doc))
     return 0
 
 
