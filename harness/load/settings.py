@@ -29,7 +29,7 @@ class LoadSettings:
     direct_url: str = ""
     direct_model: str = ""
     min_requests: int = 0  # the shape runs past its duration until this many were sent
-    worker: str = ""  # set in a locust worker: its records go to requests-<worker>.jsonl
+    worker: str = ""  # set in a locust worker: the name its records carry (they go to the master)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LoadSettings:
