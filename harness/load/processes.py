@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.errors import StackError
@@ -47,14 +47,20 @@ def worker_argv(lf: Path, master: tuple[str, int], logfile: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def load_env(settings: LoadSettings, worker: str = "") -> dict[str, str]:
+def load_env(settings: LoadSettings) -> dict[str, str]:
     """The locust process's environment: this one's without secret-named variables, and the
     load settings (the router key among them, never on a command line)."""
     env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
     env.update(settings.to_env())
-    if worker:
-        env["HARNESS_LOAD_WORKER"] = worker
     return env
+
+
+def spawn(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    """One locust process in its own process group, stdout and stderr into `log`."""
+    with log.open("wb") as fh:
+        return subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def run_locust(
@@ -67,17 +73,16 @@ def run_locust(
     timeout_s: float,
     users: int | None = None,
     run_time_s: float | None = None,
-    processes: int = 1,
     distributed: Distributed | None = None,
 ) -> None:
     """locust headless in its own process group; its CSV, JSON and log go to `out`.
 
     Profiles bring their own LoadTestShape; plain locustfiles get `users` and `run_time_s`.
-    `processes` > 1 (or `distributed`) runs locust's distributed mode: see Distributed. The
-    workers send each record to the master, which writes the run's requests.jsonl; it is
-    sorted by start at the end.
+    `distributed` (when on) runs locust's distributed mode: see Distributed. The workers send
+    each record to the master, which writes the run's requests.jsonl; it is sorted by start at
+    the end.
     """
-    dist = distributed or Distributed(processes=processes)
+    dist = distributed or Distributed()
     env = load_env(settings)
     argv = [
         sys.executable, "-m", "locust", "-f", str(lf), "--loglevel", "WARNING", "--headless",
@@ -99,35 +104,19 @@ def run_locust(
         ]  # fmt: skip
         local = ("127.0.0.1", bind[1])
         for n in range(1, dist.processes + 1):
-            name = str(n)
             logfile = out / f"locust-worker-{n}.log"
             workers.append(
                 (
                     worker_argv(lf, local, logfile),
-                    load_env(settings, name),
+                    load_env(replace(settings, worker=str(n))),
                     logfile.with_suffix(".out"),
                 )
             )
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        with (out / "locust.out").open("wb") as log:
-            master = subprocess.Popen(
-                argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        procs.append(master)
-        for w_argv, w_env, w_out in workers:
-            with w_out.open("wb") as log:
-                procs.append(
-                    subprocess.Popen(
-                        w_argv,
-                        env=w_env,
-                        cwd=cwd,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
-        rc = master.wait(timeout=timeout_s)
+        procs.append(spawn(argv, env, cwd, out / "locust.out"))
+        procs += [spawn(w_argv, w_env, cwd, w_out) for w_argv, w_env, w_out in workers]
+        rc = procs[0].wait(timeout=timeout_s)
         # The master tells its workers to quit.
         for p in procs[1:]:
             p.wait(timeout=60)
@@ -157,15 +146,12 @@ def run_worker(
     gives it and sends each record there. Returns locust's exit code once the master lets it go."""
     out.mkdir(parents=True, exist_ok=True)
     logfile = out / f"locust-worker-{name}.log"
-    with logfile.with_suffix(".out").open("wb") as log:
-        proc = subprocess.Popen(
-            worker_argv(lf, master, logfile),
-            env=load_env(settings, name),
-            cwd=cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = spawn(
+        worker_argv(lf, master, logfile),
+        load_env(replace(settings, worker=name)),
+        cwd,
+        logfile.with_suffix(".out"),
+    )
     try:
         return proc.wait()
     except BaseException:

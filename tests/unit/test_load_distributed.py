@@ -69,7 +69,7 @@ def test_two_workers_records_reach_the_master_once_each(noop_server: str, tmp_pa
     settings = settings_for(tmp_path / "requests.jsonl", noop_server)
     run_locust(
         LOCUSTFILE, noop_server, settings, tmp_path, cwd=ROOT, timeout_s=180, users=4,
-        run_time_s=4, processes=2,
+        run_time_s=4, distributed=Distributed(processes=2),
     )  # fmt: skip
     records = read_records(settings.records)
     assert_every_answer_recorded_once(records, noop_server)
