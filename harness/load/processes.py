@@ -26,6 +26,9 @@ class Distributed:
     processes: workers this run starts on this machine.
     remote: workers that join from elsewhere (`harness load PROFILE --worker HOST:PORT`).
     bind: where the master listens; loopback unless workers come from other machines.
+    A profile's shape lets the workers finish their requests in flight before the run ends; a
+    plain locustfile's --run-time ends it at once, and a request still in flight then has no
+    record.
     """
 
     processes: int = 1

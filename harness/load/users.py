@@ -48,7 +48,8 @@ class ShippingWriter:
     complete, and the master writes the run's requests.jsonl. The same path serves a worker on
     this machine and one on another. One message per record keeps the order that makes the
     master's file complete: a worker's last records reach the master on the same connection
-    before its report of zero running users, after which the master stops."""
+    before its report of zero running users, and a profile's shape ends a distributed run only
+    after that report (shapes.ConstantShape.end)."""
 
     def __init__(self, runner: WorkerRunner) -> None:
         self.runner = runner
