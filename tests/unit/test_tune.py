@@ -281,6 +281,8 @@ def test_the_kept_twin_is_recorded_when_it_is_up_and_again_at_the_end(
     )
     result = pytester.runpytest_inprocess(
         "-p", "no:harness", "-W", "error::pytest.PytestRemovedIn10Warning",
+        # The inner session has no ini file; without this pytest-asyncio warns into the outer one.
+        "-o", "asyncio_default_fixture_loop_scope=function",
         plugins=[keep_twin_up()],
     )  # fmt: skip
     result.assert_outcomes(passed=2)
