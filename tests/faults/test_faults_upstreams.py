@@ -179,13 +179,19 @@ def test_primary_killed_under_steady_load(
             t.join(timeout=600)
             pytest.fail("the steady load never had a request running on the primary to kill")
         time.sleep(0.2)
-    killed_at = time.monotonic()
+    killed_at, killed_epoch = time.monotonic(), time.time()
     os.killpg(twin.primary.pid, signal.SIGKILL)
     t.join(timeout=600)
     try:
         summary = result["r"].summary
         failed = [r for r in result["r"].records if not r.ok]
         assert summary["failed"] > 0, "killing the primary produced no failed request"
+        # What makes this "under load": requests sent before the kill failed because of it.
+        in_flight = [r for r in failed if r.actual_start < killed_epoch]
+        assert in_flight, (
+            f"none of the {len(failed)} failed requests was sent before the kill: the primary "
+            "was killed before the load reached it"
+        )
         statuses = {r.status for r in failed}
         # In-flight streams already had their 200: the error arrives as an SSE error event.
         assert statuses <= {0, 200, 502, 503, 504}, f"unexpected statuses {statuses}"
