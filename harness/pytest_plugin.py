@@ -128,11 +128,26 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = str(pending)
         config.stash[_PENDING_JUNIT] = pending
     config.stash[_SESSION_PROBLEMS] = []
+    if not hasattr(config, "workerinput"):
+        _check_settings()
     planting = config.getoption("--harness-plant-secrets")
     if (planting or os.environ.get("HARNESS_PLANT_SECRETS") == "1") and not hasattr(
         config, "workerinput"
     ):
         _start_planting(config)
+
+
+def _check_settings() -> None:
+    """harness.toml, HARNESS_* and [slo.*], checked before anything starts: a typo is a usage
+    error (exit 2 through `harness run`) naming the key, not a failed test after a bring-up."""
+    from harness.config import load_settings
+    from harness.errors import ConfigError
+    from harness.load.slo import check_slo_settings
+
+    try:
+        check_slo_settings(load_settings())
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

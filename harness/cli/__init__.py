@@ -19,6 +19,7 @@ from harness.errors import CapabilityError, HarnessError, InputError
 
 def _cmd_check(ns: argparse.Namespace) -> int:
     from harness.config import load_settings
+    from harness.load.slo import check_slo_settings
     from harness.routing.headroom import for_spec
     from harness.telemetry.nvml import total_memory_or_none
     from harness.vram.check import run_check
@@ -26,6 +27,7 @@ def _cmd_check(ns: argparse.Namespace) -> int:
 
     overrides = {"check.gpu_memory": ns.gpu_memory} if ns.gpu_memory else {}
     settings = load_settings(ns.config, overrides)
+    check_slo_settings(settings)
     nvml_total = None if ns.gpu_memory else total_memory_or_none()
     result = run_check(ns.compose, settings, nvml_total=nvml_total, headroom=for_spec)
     if ns.against:

@@ -28,7 +28,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
     from harness.config import load_settings
     from harness.load.processes import Distributed
     from harness.load.runner import LoadResult, run_profile
-    from harness.load.slo import check_slos, slo_table
+    from harness.load.slo import check_slo_settings, check_slos, slo_table
     from harness.report.load_run import LoadRunRecord
     from harness.report.render_md import load as load_section
     from harness.report.run_dir import new_run_dir
@@ -46,6 +46,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
             "with --master HOST:PORT (e.g. --master 0.0.0.0:5557)"
         )
     settings = load_settings(ns.config)
+    check_slo_settings(settings)  # a typo in [slo.*] stops the run before the stack comes up
     knobs = settings.typed.load
     spec = load_stack(ns.compose)
     kv_items = list(ns.kv_tokens or [])

@@ -85,10 +85,13 @@ def _nearest(word: str, known: Iterable[str]) -> str:
     return found[0] if found else "?"
 
 
-def _unknown(where: str, key: str, known: Iterable[str], hint: str = "") -> ConfigError:
+def _unknown(
+    where: str, key: str, known: Iterable[str], hint: str = "", near: Iterable[str] = ()
+) -> ConfigError:
+    """`near`: more keys the typo may have meant (keys of another level) for "did you mean"."""
     known = list(known)
     return ConfigError(
-        f"{where}: unknown SLO key {key!r} (did you mean {_nearest(key, known)!r}?"
+        f"{where}: unknown SLO key {key!r} (did you mean {_nearest(key, [*known, *near])!r}?"
         f"{' ' + hint if hint else ''} known: {', '.join(known)})"
     )
 
@@ -137,9 +140,10 @@ def _level(where: str, table: Mapping[str, Any], *, targets: bool) -> dict[str, 
             out[key] = _number(f"{where}.{key}", value)
         else:
             hint = ""
-            if key in ROUTE_KEYS:
-                hint = f"{key!r} is a per-route key: put it under [{where}.<route>];"
-            raise _unknown(f"{where}.{key}", key, PROFILE_KEYS, hint)
+            meant = _nearest(key, (*PROFILE_KEYS, *ROUTE_KEYS))
+            if meant in ROUTE_KEYS:
+                hint = f"{meant!r} is a per-route key: put it under [{where}.<route>];"
+            raise _unknown(f"{where}.{key}", key, PROFILE_KEYS, hint, near=ROUTE_KEYS)
     return out
 
 
@@ -245,6 +249,12 @@ def slo_tree(settings: Settings, routes: Iterable[str] = ()) -> dict[str, dict[s
         if dotted.startswith("slo.") and value is not None:
             _put(tree, tuple(dotted.split(".")[1:]), value, f"option for {dotted}")
     return tree
+
+
+def check_slo_settings(settings: Settings) -> None:
+    """Raise ConfigError on anything unknown in `[slo.*]` or HARNESS_SLO_*: the tables are read
+    only when a profile runs, and a typo should stop a run before its stack comes up."""
+    slo_tree(settings)
 
 
 def slo_table(

@@ -89,3 +89,34 @@ def test_typed_settings_hold_every_default_and_follow_the_precedence(tmp_path: P
     typed = Settings(path=cfg, data=tomllib.loads(cfg.read_text()), environ=env).typed
     assert typed.target("gpu").routing_accuracy_floor == 0.8 and typed.load.max_tokens == 16
     assert HarnessSettings().compare.no_new_preemptions == ("steady",)
+
+
+def test_harness_check_with_a_misspelt_key_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[slo.steady.twin]\np95_ttft_ss = 2.0\n")
+    assert main(["check", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "slo.steady.twin.p95_ttft_ss: unknown SLO key 'p95_ttft_ss'" in err, err
+    assert "did you mean 'p95_ttft_s'? 'p95_ttft_s' is a per-route key: put it under " in err, err
+
+
+def test_harness_load_with_a_misspelt_slo_key_exits_2_before_reaching_a_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    monkeypatch.setenv("HARNESS_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("HARNESS_ROUTER_API_KEY", "unit-test-key")
+    bad = tmp_path / "bad.toml"
+    closed = "http://127.0.0.1:9"  # nothing listens: a run that got this far exits 3, not 2
+    bad.write_text(
+        f'[targets.attach]\nrouter_url = "{closed}"\nclassifier_url = "{closed}"\n'
+        f'primary_url = "{closed}"\n[slo.steady]\nmax_error_rte = 0.0\n'
+    )
+    assert main(["--config", str(bad), "load", "steady", "--target", "attach"]) == 2
+    err = capsys.readouterr().err
+    assert "slo.steady.max_error_rte: unknown SLO key" in err and "'max_error_rate'" in err, err

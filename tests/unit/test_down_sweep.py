@@ -49,7 +49,8 @@ time.sleep(600)
 def sweep_env(tmp_path: Path) -> dict[str, str]:
     return {
         **os.environ,
-        "HARNESS_REPORTS_DIR": str(tmp_path / "reports"),
+        # Not <cwd>/reports, the sweep's other root: each root is tested on its own.
+        "HARNESS_REPORTS_DIR": str(tmp_path / "elsewhere"),
         "HARNESS_STATE_DIR": str(tmp_path / "state"),
         # Never this machine's engine: --sweep would remove every harness container on it.
         "DOCKER_HOST": "unix:///nonexistent/docker.sock",
@@ -69,7 +70,7 @@ def test_sweep_ends_the_twin_of_a_killed_harness(real_compose: Path, tmp_path: P
     finally:
         child.kill()  # SIGKILL: the harness gets no chance to tear anything down
         child.wait(timeout=10)
-    (pids_file,) = (tmp_path / "reports" / "runs").glob("*/pids.json")
+    (pids_file,) = (tmp_path / "elsewhere" / "runs").glob("*/pids.json")
     pids = json.loads(pids_file.read_text())
     assert set(pids) == {"vllm-router", "vllm-primary", "fake-xai", "ai-router"}
     groups = [entry["pid"] for entry in pids.values()]
@@ -91,6 +92,28 @@ def test_sweep_ends_the_twin_of_a_killed_harness(real_compose: Path, tmp_path: P
             stop_group(g, grace_s=1)
 
 
+def test_a_run_under_the_default_reports_folder_is_swept_too(tmp_path: Path) -> None:
+    """A harness run without HARNESS_REPORTS_DIR wrote its pids.json under <cwd>/reports; a
+    later `harness down --sweep` with the variable set still finds it."""
+    engine = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        identity = process_identity(engine.pid)
+        assert identity is not None
+        pids = tmp_path / "reports" / "runs" / "20261206T000000Z-twin" / "pids.json"
+        pids.parent.mkdir(parents=True)
+        pids.write_text(json.dumps({"vllm-primary": identity.to_dict()}))
+        down = subprocess.run(
+            [HARNESS, "down", "--sweep"], cwd=tmp_path, env=sweep_env(tmp_path),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        out = down.stdout + down.stderr
+        assert f"vllm-primary (process group {engine.pid}" in out and "stopped" in out, out
+        assert not group_alive(engine.pid), out
+    finally:
+        engine.kill()
+        engine.wait()
+
+
 def test_a_recorded_pid_now_held_by_another_process_is_left_alone(tmp_path: Path) -> None:
     stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
@@ -106,6 +129,10 @@ def test_a_recorded_pid_now_held_by_another_process_is_left_alone(tmp_path: Path
         bare.write_text(json.dumps({"vllm-router": stranger.pid}))
         outcomes = sweep_recorded([reused, bare])
         assert [o for _, o in outcomes] == ["pid reused"]
+        # The same start tick in an earlier boot: a reboot hands out PIDs and ticks afresh.
+        before_reboot = ProcessIdentity(now.pid, "another-boot", now.start_ticks, ("vllm",))
+        reused.write_text(json.dumps({"vllm-primary": before_reboot.to_dict()}))
+        assert [o for _, o in sweep_recorded([reused])] == ["pid reused"]
         assert sweep_recorded([bare])[0][1] == "no identity recorded"
         time.sleep(0.2)
         assert stranger.poll() is None, "the sweep ended a process it did not start"

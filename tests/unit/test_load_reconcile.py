@@ -64,6 +64,22 @@ def test_missing_requests_and_tokens_are_named() -> None:
     out = reconcile(records, BEFORE, after(ENGINE))
     assert any("the engine completed 4 requests" in p for p in out["problems"])
     assert any("TTFT not compared" in p for p in out["problems"])
+    assert "prompt tokens: the client counted 90, the engine 120" in out["problems"]
+    assert "output tokens: the client counted 23, the engine 32" in out["problems"]
+
+
+def test_the_same_requests_with_other_token_counts_are_named() -> None:
+    # Every request is there, but the client counted one output token too few on one of them
+    # and one prompt token too many on another: a usage parser that drops or adds a token.
+    records = [rec(t + 0.003) for t in ENGINE]
+    records[1].output_tokens = 7
+    records[2].prompt_tokens = 31
+    out = reconcile(records, BEFORE, after(ENGINE))
+    assert out["tokens_compared"] is True
+    assert out["problems"] == [
+        "prompt tokens: the client counted 121, the engine 120",
+        "output tokens: the client counted 31, the engine 32",
+    ]
 
 
 def test_tokens_are_not_compared_when_a_request_was_cut_short() -> None:

@@ -235,3 +235,27 @@ def test_the_session_check_finds_a_value_in_another_run_and_the_router_key(tmp_p
         "generated",
         f"planted secret written: {other / 'record.json'}: environment HF_TOKEN",
     ]
+
+
+def test_the_session_check_searches_junit_and_the_pytest_temp_folder(tmp_path: Path) -> None:
+    """junit.xml and the child sessions' temp folder live outside every run directory; a value
+    in either is a leak."""
+    session = planted_session(tmp_path)
+    run = fake_run_dir(tmp_path / "reports")
+    for name in ("report.md", "report.html"):
+        (run / name).write_text("ok")
+    junit = tmp_path / "junit.xml"
+    junit.write_text(f"<testcase><system-out>{session.planted.environ['HF_TOKEN']}</system-out>")
+    child = tmp_path / "basetemp" / "test_child0" / "runpytest-0"
+    child.mkdir(parents=True)
+    openai = session.planted.environ["OPENAI_API_KEY"]
+    (child / "stdout.txt").write_text(f"key=...{openai[-16:]}\n")  # a piece, as a repr cuts it
+    stack = SimpleNamespace(target="twin", api_key="", services={}, secrets=None)
+    summary, problems = session.check(
+        run_dir=run, stack=stack, junit=junit, basetemp=tmp_path / "basetemp"
+    )
+    assert problems == [
+        f"planted secret written: {junit}: environment HF_TOKEN",
+        f"planted secret written: {child / 'stdout.txt'}: part of environment OPENAI_API_KEY",
+    ]
+    assert str(junit) in summary and str(tmp_path / "basetemp") in summary

@@ -78,3 +78,19 @@ def test_keep_stack_with_replace_running_is_refused(pytester: pytest.Pytester) -
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "would leave production stopped" in result.stderr.str()
+
+
+def test_a_misspelt_slo_key_stops_the_session_before_any_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # [slo.*] is read when a profile runs; without the early check a typo there surfaced as a
+    # failed load test after a whole bring-up.
+    bad = pytester.path / "bad.toml"
+    bad.write_text("[slo.kv-pressure.gpu]\nmin_waitng = 1\n")
+    monkeypatch.setenv("HARNESS_CONFIG", str(bad))
+    pytester.makepyfile(test_x="def test_x():\n    raise AssertionError('ran')\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "slo.kv-pressure.gpu.min_waitng: unknown SLO key 'min_waitng'" in err, err
+    assert "did you mean 'min_waiting'?" in err and "ran" not in result.stdout.str()
