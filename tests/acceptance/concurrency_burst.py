@@ -49,6 +49,7 @@ class Stream:
     done: bool = False
     problems: list[str] = field(default_factory=list)
     ttft_s: float | None = None
+    last_token_s: float | None = None  # the last chunk with text: the engine freed the slot
     e2e_s: float | None = None
 
 
@@ -73,14 +74,24 @@ class Burst:
     queued_s: float | None = None
     queued_requests: float | None = None
 
+    def _token_spans(self) -> list[tuple[float, float]]:
+        """Each stream's first to last token (client clock, one origin for the burst). Not to
+        the end of the stream: the finish, usage and [DONE] events come after the engine has
+        freed the request's slot, and would count a stream as running while the next decodes."""
+        return [
+            (s.ttft_s, s.last_token_s)
+            for s in self.streams
+            if s.ttft_s is not None and s.last_token_s is not None
+        ]
+
     def overlap(self) -> int:
-        """The most streams that were producing tokens at the same moment (client clock)."""
-        spans = [(s.ttft_s, s.e2e_s) for s in self.streams if s.ttft_s is not None and s.e2e_s]
+        """The most streams that were producing tokens at the same moment."""
+        spans = self._token_spans()
         return max((sum(1 for a, b in spans if a <= t < b) for t, _ in spans), default=0)
 
     def min_decode_s(self) -> float | None:
-        """The shortest time any stream took from its first token to its end."""
-        spans = [s.e2e_s - s.ttft_s for s in self.streams if s.ttft_s is not None and s.e2e_s]
+        """The shortest time any stream took from its first token to its last."""
+        spans = [b - a for a, b in self._token_spans()]
         return min(spans) if spans else None
 
     def wait_bound_s(self) -> float | None:
@@ -257,8 +268,9 @@ def check_chunk(chunk: dict[str, Any], stream: Stream, last: int, start: float) 
         delta = choices[0].get("delta") or {}
         if any(delta.get(k) for k in ("content", "reasoning", "reasoning_content")):
             stream.token_chunks += 1
+            stream.last_token_s = time.monotonic() - start
             if stream.ttft_s is None:
-                stream.ttft_s = time.monotonic() - start
+                stream.ttft_s = stream.last_token_s
         part = 1 if choices[0].get("finish_reason") else 0
     if part < last:
         stream.problems.append(f"a stream part out of order ({part} after {last})")
