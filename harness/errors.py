@@ -1,6 +1,6 @@
 """Errors the harness raises.
 
-The library raises; only `cli.py` and `pytest_plugin.py` turn these into exit codes, skips and
+The library raises; only `cli/` and the pytest plugin turn these into exit codes, skips and
 failures.
 
     HarnessError

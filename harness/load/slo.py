@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config import Settings, env_name
+from harness.config_schema import TARGET_NAMES as TARGETS
 from harness.errors import ConfigError
 from harness.load.kvmodel import kv_model_problem
 from harness.load.profiles import PROFILES
-from harness.stack.factory import TARGETS
 
 PROFILE_KEYS = (
     "max_error_rate",

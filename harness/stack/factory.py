@@ -7,14 +7,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from harness.config import Settings
+from harness.config_schema import TARGET_NAMES as TARGETS
 from harness.errors import CapabilityError, ConfigError
 from harness.spec import StackSpec
 from harness.stack.attach import AttachBackend
 from harness.stack.base import Backend
 from harness.stack.process import ProcessBackend, TwinModelDirs
 from harness.vram.check import run_check
-
-TARGETS = ("twin", "attach", "gpu", "twin-docker")
 
 
 def twin_capability() -> str | None:

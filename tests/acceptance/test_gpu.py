@@ -21,7 +21,7 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture
 def gpu_snapshot(pytestconfig: pytest.Config, stack: Any) -> Any:
-    from harness.pytest_plugin import skip_or_fail
+    from harness.pytest_require import skip_or_fail
 
     if nvml_device_count() == 0:
         skip_or_fail(pytestconfig, "gpu", "NVML sees no GPU on this machine")

@@ -17,7 +17,7 @@ import pytest
 
 from harness.config import load_settings
 from harness.errors import StartupError
-from harness.pytest_plugin import skip_or_fail
+from harness.pytest_require import skip_or_fail
 from harness.report.run_dir import new_run_dir
 from harness.stack.factory import twin_capability, twin_models
 from harness.stack.process import ProcessBackend, TwinModelDirs

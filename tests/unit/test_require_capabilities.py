@@ -12,7 +12,7 @@ import pytest
 
 INNER = """
 import pytest
-from harness.pytest_plugin import skip_or_fail
+from harness.pytest_require import skip_or_fail
 
 def test_needs_docker():
     pytest.skip("no Docker engine: Error while fetching server API version")
