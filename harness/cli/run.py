@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from harness.cli.exit_codes import CANNOT_RUN, from_pytest
+from harness.config_schema import TARGET_NAMES
 from harness.report.run_dir import reports_root
 
 MAIN_JOB = ["tests/acceptance", "tests/load/test_profiles.py"]
@@ -87,7 +88,7 @@ def cmd_nightly(ns: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     run = sub.add_parser("run", help="the main job: bring-up, acceptance, steady + kv-pressure")
-    run.add_argument("--target", default="twin", choices=("twin", "attach", "gpu", "twin-docker"))
+    run.add_argument("--target", default="twin", choices=TARGET_NAMES)
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     run.add_argument("--json", action="store_true", help="the run's outcome as JSON")
     run.set_defaults(func=cmd_run)

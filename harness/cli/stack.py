@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from harness.config_schema import TARGET_NAMES
 from harness.errors import StackError
 from harness.progress import reporting
 
@@ -240,7 +241,7 @@ def _add_prefetch_parser(sub: argparse._SubParsersAction) -> None:  # type: igno
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     up = sub.add_parser("up", help="bring the stack up, one service at a time, health-gated")
-    up.add_argument("--target", default="twin", choices=("twin", "attach", "gpu", "twin-docker"))
+    up.add_argument("--target", default="twin", choices=TARGET_NAMES)
     up.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
     up.add_argument(
         "--kv-tokens",
