@@ -12,6 +12,9 @@ terminal-reporter writer) wraps it with `as_reporter`.
 
 The load runner has no `progress=` parameter: it reports through `current()`, the reporter the
 CLI command (or the pytest plugin) installed with `use()`.
+
+Progress is best-effort: a line that cannot be written (a dead terminal returns EIO to every
+write after an SSH hang-up; a closed pipe) is dropped, and the step it reports on goes on.
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ class _PlainTask(Task):
         self.name, self.total_s, self._write = name, total_s, write
 
     def update(self, elapsed_s: float, text: str) -> None:
-        self._write(task_line(self.name, elapsed_s, self.total_s, text))
+        with contextlib.suppress(OSError):  # a dead terminal: the line is lost, not the run
+            self._write(task_line(self.name, elapsed_s, self.total_s, text))
 
 
 class PlainReporter(Reporter):
@@ -107,7 +111,8 @@ class PlainReporter(Reporter):
         self.write = write
 
     def line(self, text: str) -> None:
-        self.write(text)
+        with contextlib.suppress(OSError):  # a dead terminal: the line is lost, not the step
+            self.write(text)
 
     @contextlib.contextmanager
     def task(self, name: str, total_s: float) -> Iterator[Task]:
@@ -200,7 +205,7 @@ class RichReporter(Reporter):
         self._running = False
 
     def line(self, text: str) -> None:
-        with self._lock:
+        with self._lock, contextlib.suppress(OSError):  # a dead terminal loses the line only
             self._end_waits()
             self.console.print(text, markup=False, highlight=False, emoji=False)
 
@@ -211,7 +216,7 @@ class RichReporter(Reporter):
         try:
             yield handle
         finally:
-            with self._lock:
+            with self._lock, contextlib.suppress(OSError):
                 self._remove(task_id)
                 # The bar goes; its last numbers stay in the scrollback.
                 self.console.print(handle.last, markup=False, highlight=False, emoji=False)
@@ -241,8 +246,9 @@ class RichReporter(Reporter):
             )
             self._tasks.add(task_id)
             if not self._running:
-                self._progress.start()
-                self._running = True
+                self._running = True  # set first: a start that fails half way is stopped too
+                with contextlib.suppress(OSError):
+                    self._progress.start()
             return task_id
 
     def _remove(self, task_id: TaskID) -> None:
@@ -259,8 +265,9 @@ class RichReporter(Reporter):
 
     def _stop(self) -> None:
         if self._running:
-            self._progress.stop()
             self._running = False
+            with contextlib.suppress(OSError):
+                self._progress.stop()
 
 
 # -- choosing one, and the one in use ---------------------------------------------------------
@@ -284,10 +291,23 @@ def choose(write: Write | None = None, *, stream: IO[str] | None = None) -> Repo
 
 def _writer(stream: IO[str]) -> Write:
     def write(text: str) -> None:
-        stream.write(text + "\n")
-        stream.flush()
+        with contextlib.suppress(OSError):  # a dead terminal or a closed pipe
+            stream.write(text + "\n")
+            stream.flush()
 
     return write
+
+
+def best_effort(write: Write) -> Write:
+    """`write` that never raises, for steps that must finish whatever their report does (the
+    production restore): a dead terminal, a closed pipe or a faulty writer loses the line and
+    nothing else."""
+
+    def guarded(text: str) -> None:
+        with contextlib.suppress(Exception):
+            write(text)
+
+    return guarded
 
 
 def as_reporter(progress: Write) -> Reporter:

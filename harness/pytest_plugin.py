@@ -394,16 +394,21 @@ def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: st
 def _progress_writer(config: pytest.Config) -> Any:
     """Bring-up progress through the terminal reporter, with output capture suspended for the
     write: under fd capture (pytest's default) the reporter's stream is the captured fd 1 while
-    a fixture or test runs, and a line written then would show only if the test failed."""
+    a fixture or test runs, and a line written then would show only if the test failed.
+
+    Best-effort: after an SSH hang-up the terminal returns EIO to every write, and the teardown
+    that then restores production must not stop at its first line of progress."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         return print
     capture = config.pluginmanager.get_plugin("capturemanager")
-    lock = threading.Lock()  # the load ticker writes from its own thread
+    # The load ticker writes from its own thread; reentrant, because the restore's interrupt
+    # handler (harness.stack.shield) may write on the main thread in the middle of a line.
+    lock = threading.RLock()
 
     def write(line: str) -> None:
         suspended = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
-        with lock, suspended:
+        with lock, contextlib.suppress(OSError), suspended:
             reporter.ensure_newline()
             reporter.write_line(f"harness: {line}")
             reporter.flush()

@@ -3,16 +3,20 @@ are stopped, that every one stopped comes back whatever fails, and the marker th
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_plugin_gpu_run import dead_terminal, terminal_progress
 
 docker_errors = pytest.importorskip("docker.errors")
 requests_exceptions = pytest.importorskip("requests.exceptions")
@@ -55,6 +59,7 @@ class FakeContainer:
         self.stop_error: BaseException | None = None
         self.start_error: BaseException | None = None
         self.on_stop: Callable[[], None] | None = None
+        self.on_start: Callable[[], None] | None = None
 
     def stop(self, timeout: int = 10) -> None:
         if self.on_stop is not None:
@@ -66,6 +71,8 @@ class FakeContainer:
         self.attrs["State"] = {"Status": "exited", "Running": False}
 
     def start(self) -> None:
+        if self.on_start is not None:
+            self.on_start()
         if self.start_error is not None:
             raise self.start_error
         self.log.append(f"start {self.name}")
@@ -371,6 +378,192 @@ def test_a_refused_run_stops_nothing(
         backend.up()
     assert "traefik" not in str(err.value)
     assert log == [] and prod_marker.read() is None
+
+
+# -- down() after a run: nothing but a failed start stops the restore --------------------------
+
+RESTORED = ["start vllm-router", "start vllm-primary", "start ai-router"]
+
+
+def green_run(
+    spec: StackSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: FakeClient
+) -> Any:
+    """A gpu run with --harness-replace-running that went well: production stopped by up(), no
+    harness containers (what is tested is what becomes of production)."""
+    from harness.stack.containers import backend as containers
+
+    monkeypatch.setattr(containers, "docker_client", lambda: client)
+    monkeypatch.setattr(containers, "configure_ryuk", lambda client, wanted: False)
+    monkeypatch.setattr(containers.ContainersBackend, "_check_prefetched", lambda self: None)
+    monkeypatch.setattr(containers.ContainersBackend, "plans", lambda self, api_key="": [])
+    monkeypatch.setattr(containers.ContainersBackend, "_create_network", lambda self: None)
+    backend = containers.ContainersBackend(
+        spec, tmp_path / "run", target="gpu", replace_running=True, progress=quiet
+    )
+    backend.up()
+    stopped = [p.name for p in backend.stopped_production]
+    assert stopped == ["ai-router", "vllm-primary", "vllm-router"]
+    assert prod_marker.read() is not None
+    return backend
+
+
+def test_down_after_a_green_run_restores_production(
+    spec: StackSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log: list[str] = []
+    client = FakeClient(list(production(log).values()))
+    backend = green_run(spec, tmp_path, monkeypatch, client)
+    assert not backend.keep_stack
+    log.clear()
+    backend.down()
+    assert log == RESTORED, "down() after a green run did not restore production"
+    assert backend.stopped_production == []
+    assert prod_marker.read() is None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OSError(errno.EIO, "Input/output error"), BrokenPipeError(), RuntimeError("writer bug")],
+    ids=["eio", "broken-pipe", "any-error"],
+)
+def test_progress_that_raises_on_every_line_does_not_stop_the_restore(
+    spec: StackSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """After an SSH hang-up the terminal returns EIO to every write."""
+    log: list[str] = []
+    client = FakeClient(list(production(log).values()))
+    backend = green_run(spec, tmp_path, monkeypatch, client)
+    calls: list[str] = []
+
+    def dead(line: str) -> None:
+        calls.append(line)
+        raise error
+
+    backend.progress = dead
+    log.clear()
+    backend.down()
+    assert log == RESTORED
+    assert any("restoring production container vllm-router" in c for c in calls)
+    assert backend.stopped_production == [] and prod_marker.read() is None
+
+
+def test_a_dead_terminal_as_the_plugin_writes_to_it_does_not_stop_the_restore(
+    spec: StackSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:  # fmt: skip
+    log: list[str] = []
+    prod = production(log)
+    prod["vllm-router"].start_error = docker_errors.APIError("device busy")
+    client = FakeClient(list(prod.values()))
+    backend = green_run(spec, tmp_path, monkeypatch, client)
+    log.clear()
+    with dead_terminal() as tty:
+        backend.progress = terminal_progress(request.config, tty)
+        # A failed start too: its report, and the teardown's, go to the dead terminal as well.
+        with pytest.raises(StackError, match="vllm-router: device busy"):
+            backend.down()
+    assert log == ["start vllm-primary", "start ai-router"]
+    assert [p.name for p in backend.stopped_production] == ["vllm-router"]
+
+
+def interrupt_on_start(container: FakeContainer, sig: int = signal.SIGINT) -> None:
+    """Ctrl-C (or `sig`) pressed while `container` is being restored."""
+    container.on_start = lambda: os.kill(os.getpid(), sig)
+
+
+def deferrable(sig: int) -> int:
+    if signal.getsignal(sig) in (signal.SIG_IGN, None):
+        pytest.skip(f"{signal.Signals(sig).name} is ignored in this session")
+    return sig
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "hang-up"])
+def test_a_second_interrupt_during_the_restore_is_reported_not_obeyed(
+    spec: StackSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int
+) -> None:
+    log: list[str] = []
+    prod = production(log)
+    client = FakeClient(list(prod.values()))
+    backend = green_run(spec, tmp_path, monkeypatch, client)
+    messages: list[str] = []
+    backend.progress = messages.append
+    interrupt_on_start(prod["vllm-router"], deferrable(sig))
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    log.clear()
+    with pytest.raises(KeyboardInterrupt, match="deferred until the production restore was done"):
+        backend.down()
+    assert log == RESTORED
+    assert backend.stopped_production == [] and prod_marker.read() is None
+    name = signal.Signals(sig).name
+    expected = (
+        f"restoring production: interrupt received ({name}), finishing the restore first "
+        "(vllm-router, 1 of 3)"
+    )
+    assert expected in messages, messages
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
+
+
+def test_an_interrupt_during_a_restore_on_its_own_comes_once_all_are_started(
+    spec: StackSpec,
+) -> None:
+    log: list[str] = []
+    prod = production(log)
+    client = FakeClient(list(prod.values()))
+    stopped = stop_production(client, spec, running_production(client, spec), quiet)
+    interrupt_on_start(prod["vllm-primary"])
+    messages: list[str] = []
+    log.clear()
+    with pytest.raises(KeyboardInterrupt, match="deferred until the restore was done"):
+        restore_production(client, spec, stopped, messages.append, poll_s=0)
+    assert log == RESTORED and stopped == []
+    assert any("(vllm-primary, 2 of 3)" in m for m in messages), messages
+
+
+def test_an_interrupt_during_the_restore_of_a_failed_bring_up_keeps_its_error(
+    spec: StackSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.stack.containers import backend as containers
+
+    log: list[str] = []
+    prod = production(log)
+    prod["vllm-primary"].stop_error = docker_errors.APIError("cannot stop")
+    interrupt_on_start(prod["ai-router"])
+    client = FakeClient(list(prod.values()))
+    monkeypatch.setattr(containers, "docker_client", lambda: client)
+    monkeypatch.setattr(containers, "configure_ryuk", lambda client, wanted: False)
+    monkeypatch.setattr(containers.ContainersBackend, "_check_prefetched", lambda self: None)
+    monkeypatch.setattr(containers.ContainersBackend, "plans", lambda self, api_key="": [])
+    messages: list[str] = []
+    backend = containers.ContainersBackend(
+        spec, tmp_path / "run", target="gpu", replace_running=True, progress=messages.append
+    )
+    with pytest.raises(BaseException) as err:  # a KeyboardInterrupt here is the bug
+        backend.up()
+    assert isinstance(err.value, StackError), repr(err.value)
+    assert "could not stop production container vllm-primary" in str(err.value)
+    assert log == ["stop ai-router", "start vllm-primary", "start ai-router"]
+    assert any("interrupt received (SIGINT)" in m for m in messages), messages
+    assert backend.stopped_production == [] and prod_marker.read() is None
+
+
+def test_a_restore_off_the_main_thread_runs_unshielded(spec: StackSpec) -> None:
+    """signal.signal works only on the main thread; a restore elsewhere still runs."""
+    log: list[str] = []
+    client = FakeClient(list(production(log).values()))
+    stopped = stop_production(client, spec, running_production(client, spec), quiet)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            restore_production(client, spec, stopped, quiet, poll_s=0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    log.clear()
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=30)
+    assert errors == [] and log == RESTORED
 
 
 # -- harness status, harness down, make up ------------------------------------------------------

@@ -29,6 +29,7 @@ from docker.errors import DockerException
 from requests.exceptions import RequestException
 
 from harness.errors import StackError, StartupError
+from harness.progress import best_effort
 from harness.spec import StackSpec
 from harness.spec.env_file import missing_env_files
 from harness.stack.base import ServiceHandle, Stack
@@ -61,6 +62,7 @@ from harness.stack.containers.production import (
 )
 from harness.stack.health import health_waiter, wait_healthy
 from harness.stack.kv_line import healthy_line
+from harness.stack.shield import deferring_interrupts
 from harness.telemetry.nvml import GpuSnapshot
 from harness.twin.substitutions import Substitution, describe
 from harness.vram.plan import VramPlan
@@ -169,7 +171,8 @@ class ContainersBackend:
                 self._start(stack, plan)
         except BaseException:
             # Nothing to keep after a failed bring-up: production comes back even with keep_stack.
-            self._teardown(quiet=True, restore=True)
+            # What ended the bring-up is what goes on, an interrupt during the restore included.
+            self._teardown(quiet=True, restore=True, reraise=False)
             raise
         return stack
 
@@ -375,34 +378,44 @@ class ContainersBackend:
         if follower is not None:
             follower.close()
 
-    def _teardown(self, quiet: bool, restore: bool) -> list[str]:
+    def _teardown(self, quiet: bool, restore: bool, reraise: bool = True) -> list[str]:
         # Best effort on purpose: every step is tried whatever the one before raised (Docker's
         # errors, or restore_production's own), and each problem is reported, so that one
-        # failure never leaves the rest of the stack running.
+        # failure never leaves the rest of the stack running. Its progress never raises (a dead
+        # terminal after a hang-up), and while production is to be restored an interrupt waits
+        # for the end (raised then when `reraise`).
+        say = best_effort(self.progress)
+        restoring = bool(self.stopped_production and restore)
+        shielded = (
+            deferring_interrupts("tearing down", "the production restore", say, reraise=reraise)
+            if restoring
+            else contextlib.nullcontext()
+        )
         problems: list[str] = []
-        for name in reversed(list(self._containers)):
-            try:
-                self._stop_one(name)
-            except Exception as exc:
-                problems.append(f"container {name}: {type(exc).__name__}: {exc}")
-        if self._network is not None:
-            try:
-                self._network.remove()
-                self._network = None
-            except Exception as exc:
-                problems.append(f"network: {exc}")
-        for vol in list(self._volumes):
-            try:
-                self._client.volumes.get(vol).remove(force=True)
-                self._volumes.remove(vol)
-            except Exception as exc:
-                problems.append(f"volume {vol}: {exc}")
-        if self.stopped_production and restore:
-            try:
-                restore_production(self._client, self.spec, self.stopped_production, self.progress)
-                self.stopped_production = []
-            except Exception as exc:
-                problems.append(f"restoring production: {exc}")
-        for p in problems:
-            self.progress(f"teardown: {p} (harness down --sweep removes what is left)")
+        with shielded:
+            for name in reversed(list(self._containers)):
+                try:
+                    self._stop_one(name)
+                except Exception as exc:
+                    problems.append(f"container {name}: {type(exc).__name__}: {exc}")
+            if self._network is not None:
+                try:
+                    self._network.remove()
+                    self._network = None
+                except Exception as exc:
+                    problems.append(f"network: {exc}")
+            for vol in list(self._volumes):
+                try:
+                    self._client.volumes.get(vol).remove(force=True)
+                    self._volumes.remove(vol)
+                except Exception as exc:
+                    problems.append(f"volume {vol}: {exc}")
+            if restoring:
+                try:
+                    restore_production(self._client, self.spec, self.stopped_production, say)
+                    self.stopped_production = []
+                except Exception as exc:
+                    problems.append(f"restoring production: {exc}")
+            for p in problems:
+                say(f"teardown: {p} (harness down --sweep removes what is left)")
         return [] if quiet else problems

@@ -9,6 +9,10 @@ memory, and stopping them takes the public endpoint down for nothing.
 
 While anything is stopped, prod_marker's file says which run stopped what, so that a run that
 dies before its teardown still leaves `harness status` and `make up` an answer.
+
+Nothing but a failed start stops a restore: its progress lines are best-effort (after an SSH
+hang-up the terminal returns EIO to every write), and an interrupt that arrives meanwhile (a
+second Ctrl-C, SIGTERM, SIGHUP) is reported, and raised once every service has been started.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from typing import Any
 from docker.errors import DockerException
 
 from harness.errors import StackError
+from harness.progress import best_effort
 from harness.spec import StackSpec
 from harness.stack.containers import prod_marker
 from harness.stack.containers.plan import LABEL, gpu_service_order
+from harness.stack.shield import deferring_interrupts
 from harness.vram.free import free_memory_finding
 from harness.vram.plan import VramPlan
 
@@ -135,25 +141,32 @@ def restore_production(
 ) -> None:  # fmt: skip
     """Start again in the compose start order, each gated on its docker healthcheck. A service
     that does not come back does not stop the rest; each one that does leaves `stopped` and the
-    marker, which goes once all are back. Raises, naming each failure, when any did not."""
+    marker, which goes once all are back. Raises, naming each failure, when any did not.
+
+    Neither `progress` (whatever it raises) nor an interrupt stops it: SIGINT, SIGTERM and SIGHUP
+    are reported as they come and raised as KeyboardInterrupt at the end."""
     from docker.errors import APIError
     from requests import RequestException
 
+    progress = best_effort(progress)
     failed: list[str] = []
-    for p in _in_start_order(spec, list(stopped)):
-        try:
-            _restore_one(client, spec, p, progress, poll_s)
-        except (StackError, APIError, RequestException) as exc:
-            failed.append(f"{p.name}: {exc}")
-            progress(f"could not restore production container {p.name}: {exc}")
-            continue
-        stopped.remove(p)
-        _forget(spec, stopped, progress, marker_path)
-    if failed:
-        raise StackError(
-            f"production not fully restored ({'; '.join(failed)}); run `make up` to start the "
-            "stack again in order"
-        )
+    order = _in_start_order(spec, list(stopped))
+    with deferring_interrupts("restoring production", "the restore", progress) as shield:
+        for i, p in enumerate(order, 1):
+            shield.status = f"{p.name}, {i} of {len(order)}"
+            try:
+                _restore_one(client, spec, p, progress, poll_s)
+            except (StackError, APIError, RequestException) as exc:
+                failed.append(f"{p.name}: {exc}")
+                progress(f"could not restore production container {p.name}: {exc}")
+                continue
+            stopped.remove(p)
+            _forget(spec, stopped, progress, marker_path)
+        if failed:  # inside: this, not a deferred interrupt, is what the caller must hear
+            raise StackError(
+                f"production not fully restored ({'; '.join(failed)}); run `make up` to start "
+                "the stack again in order"
+            )
 
 
 def _restore_one(
