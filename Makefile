@@ -65,6 +65,11 @@ test: install
 check: install-gpu
 	$(HARNESS) check --compose $(COMPOSE)
 
+# Before the first `make gpu`: one OK/FAIL line per thing its bring-up needs; exit 1 until all pass.
+.PHONY: doctor
+doctor: install-gpu
+	$(HARNESS) doctor --compose $(COMPOSE)
+
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 

@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     order.add_argument("--reverse", action="store_true", help="stop order")
     order.set_defaults(func=_cmd_order)
 
+    from harness.cli import doctor as cli_doctor
     from harness.cli import report as cli_report
     from harness.cli import run as cli_run
     from harness.cli import stack as cli_stack
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_run.add_parsers(sub)
     cli_report.add_parsers(sub)
     cli_tune.add_parsers(sub)
+    cli_doctor.add_parsers(sub)
     _explain(sub)
     return parser
 
