@@ -6,7 +6,8 @@ and asks for room for the label on top. A conversation that the primary holds wi
 output token may therefore not fit the classifier whole; the reference router then classifies it
 on its recent part (`classified:trimmed-history`).
 
-The overhead is measured with the engines' own tokenizer files and chat templates, offline: the
+The overhead is measured with the engines' own tokenizer files and chat templates, offline (or,
+where no files are on the host, as on the GPU box, with the running engines' /tokenize): the
 classifier's count of the classification prompt plus the label budget, less the primary's count
 of the conversation as the client sends it. With the same tokenizer on both engines (the twin)
 the overhead is exact for any conversation; with different ones it holds for one sample and the
@@ -152,6 +153,32 @@ def measure(
         label_budget=budget,
         source=classifier.source,
         same_tokenizer=classifier.fingerprint == primary.fingerprint,
+    )
+
+
+# Tokenized on both engines to tell whether they share a tokenizer, when no files are at hand.
+_FINGERPRINT_TEXT = "Héllo, wörld! 12345 \u4f60\u597d <|im_start|> def f(x): return x**2"
+
+
+def engine_counter(tokenizer: Any, source: str) -> Counter:
+    """A Counter over a live engine's POST /tokenize (harness.routing.longctx.Tokenizer): what
+    the GPU box has, where the weights sit only in the compose project's volume."""
+    ids = tokenizer.token_ids(_FINGERPRINT_TEXT)
+    fingerprint = hashlib.sha256(json.dumps(ids).encode()).hexdigest()
+    return Counter(source, tokenizer.count_messages, tokenizer.count_prompt, fingerprint)
+
+
+def from_engines(spec: StackSpec, classifier: Counter, primary: Counter) -> Headroom:
+    """The headroom measured with the running engines' own tokenizers (`engine_counter`)."""
+    clf, pri = spec.classifier, spec.primary
+    assert clf.engine is not None and pri.engine is not None
+    return measure(
+        classifier,
+        primary,
+        classifier_service=clf.name,
+        primary_service=pri.name,
+        classifier_max_model_len=clf.engine.max_model_len or 0,
+        primary_max_model_len=pri.engine.max_model_len or 0,
     )
 
 

@@ -45,9 +45,12 @@ class Tokenizer:
         return int(r.json()["count"])
 
     def count_prompt(self, prompt: str) -> int:
+        return len(self.token_ids(prompt))
+
+    def token_ids(self, prompt: str) -> list[int]:
         r = self.http.post(self.url + "/tokenize", json={"model": self.model, "prompt": prompt})
         r.raise_for_status()
-        return int(r.json()["count"])
+        return [int(t) for t in r.json()["tokens"]]
 
 
 def as_sent(messages: list[Message]) -> list[Message]:

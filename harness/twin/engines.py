@@ -25,7 +25,7 @@ from pathlib import Path
 
 from harness.spec.engine_args import split_flags
 from harness.twin.substitutions import Substitution
-from harness.vram.arch import resolve_arch
+from harness.vram.arch import ModelArch, resolve_arch
 from harness.vram.plan import kv_bytes_per_token
 
 # The CPU attention backend's block size (vllm-facts.md: "The CPU backend used 128").
@@ -88,7 +88,12 @@ def set_flag(command: Sequence[str], flag: str, value: str) -> tuple[str, ...]:
 
 
 def twin_engine(
-    service: str, command: Sequence[str], model_dir: Path, *, kv_tokens: int
+    service: str,
+    command: Sequence[str],
+    model_dir: Path,
+    *,
+    kv_tokens: int,
+    arch: ModelArch | None = None,
 ) -> TwinEngine:
     """The compose `command:` of one engine, substituted for the CPU build."""
     tokens = list(command)
@@ -130,7 +135,9 @@ def twin_engine(
             f"{blocks * CPU_BLOCK_SIZE:,} tokens ({blocks} blocks of {CPU_BLOCK_SIZE})",
         )
     )
-    kv_bytes = blocks * CPU_BLOCK_SIZE * kv_bytes_per_token(resolve_arch(str(model_dir)), kv_dtype)
+    # `arch`: the model's architecture where `model_dir` is not on this host (a volume's path).
+    arch = arch or resolve_arch(str(model_dir))
+    kv_bytes = blocks * CPU_BLOCK_SIZE * kv_bytes_per_token(arch, kv_dtype)
     env = {
         # The CPU KV pool must be at least as large as the blocks asked for.
         "VLLM_CPU_KVCACHE_SPACE": str(max(1, math.ceil(kv_bytes * 1.1 / 2**30))),

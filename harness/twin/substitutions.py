@@ -14,7 +14,8 @@ from dataclasses import dataclass
 # name -> why it is needed. The order is the order a run prints them in.
 CATALOGUE: dict[str, str] = {
     "image": "the vLLM and ai-router images cannot be pulled or built here; a local Debian "
-    "image runs the host's interpreter and virtualenv, mounted read-only",
+    "image runs the twin's interpreter and virtualenv (this one, or HARNESS_TWIN_RUNTIME's), "
+    "mounted read-only",
     "model": "the compose model is tens of GB; a tiny local model is served under the same "
     "served name, max-model-len and max-num-seqs",
     "gpu-device": "no NVIDIA GPU: the device request is dropped",
@@ -23,6 +24,12 @@ CATALOGUE: dict[str, str] = {
     "kv-dtype": "the CPU build has no fp8 KV cache; it runs as auto",
     "kv-capacity": "the KV pool is set in blocks (--num-gpu-blocks-override, block 128) to the "
     "VRAM model's prediction for the configured card, so the twin queues where the GPU would",
+    "health-budget": "the compose startup budgets (10-20 min) are sized for loading tens of GB "
+    "onto a GPU; the twin's engines start in seconds, so each is capped ([twin] "
+    "startup_timeout_s)",
+    "prefetch": "the bring-up's check that images and weights were fetched beforehand (harness "
+    "prefetch): the weights are checked in the compose volume when the twin's models are placed "
+    "there (HARNESS_TWIN_RUNTIME), else skipped; the images are the local base image",
     "nvml": "no NVML: the preflight reads a recorded idle card of the configured size",
     "env-files": "the owner's env files are absent here; the services start without them",
     "compile": "vLLM's torch.compile warm-up (inductor) costs 20-45 s of every engine start on "

@@ -169,6 +169,7 @@ def test_the_classifier_headroom_band(
     cues: dict[str, str],
     filler: str,
     band_rows: list[dict[str, Any]],
+    harness_settings: Any,
 ) -> None:
     """The edges of the band between the classifier's room and the primary's limit.
 
@@ -191,6 +192,7 @@ def test_the_classifier_headroom_band(
         ("primary's last token", primary_tok.count_messages, as_sent, served),
     ]
     problems: list[str] = []
+    misroutes: list[str] = []  # the route changed with history length: gated like the matrix
     for name, count, wrap, target in cases:
         conv = build_exact(
             count, wrap, placement="last", cue=cue, target_tokens=target, filler=filler
@@ -231,8 +233,16 @@ def test_the_classifier_headroom_band(
                 f"(expected 1..{room:,}: asked, and within its room)"
             )
         if got != expected:
-            problems.append(f"{where}: routed {got}, but {expected} for the cue alone")
-    assert not problems, "; ".join(problems)
+            misroutes.append(f"{where}: routed {got}, but {expected} for the cue alone")
+    assert not problems, "; ".join(problems + misroutes)
+    for line in misroutes:
+        print(f"misroute: {line}")
+    if misroutes and harness_settings.typed.target(stack.target).long_context_route_check:
+        pytest.fail(
+            "; ".join(misroutes) + f". The classifier changes its route with history length on "
+            f"{stack.target}: improve the classifier prompt, or set [targets.{stack.target}] "
+            "long_context_route_check = false in harness.toml to report these as notes"
+        )
 
 
 @pytest.mark.parametrize("over", [0, 1])
@@ -293,9 +303,19 @@ def test_the_band_matches_harness_check(
     widens to the whole range only when a bracket does not hold. Every conversation is the same
     cue-last padding cut at another length, so each prefill reuses the cached prefix of the last.
     """
-    from harness.routing.headroom import for_spec
+    from harness.routing.headroom import engine_counter, for_spec, from_engines
 
-    predicted = for_spec(stack.spec, prefer_twin=stack.target.startswith("twin"))
+    # The twin's host has the twin build's files; the GPU box (and the emulated GPU, which runs
+    # from a GPU-box install) has the weights only in the compose volume: there the engines'
+    # own /tokenize measures the same overhead that `harness check` computes from files.
+    offline = for_spec(stack.spec, prefer_twin=stack.target == "twin")
+    predicted = offline
+    if offline.largest_untrimmed is None:
+        predicted = from_engines(
+            stack.spec,
+            engine_counter(tok, f"{stack.classifier.name} /tokenize"),
+            engine_counter(primary_tok, f"{stack.primary.name} /tokenize"),
+        )
     largest = predicted.largest_untrimmed
     served = primary_max_model_len(stack) - 1
     outcomes: dict[int, str] = {}
@@ -347,17 +367,23 @@ def test_the_band_matches_harness_check(
             "measured_smallest_trimmed": hi if hi <= served else None,
             "requests": len(outcomes),
             "harness_check": predicted.to_dict(),
+            "harness_check_offline": offline.unknown or "files",
         },
     )
-    assert largest is not None, f"harness check could not predict the band: {predicted.unknown}"
-    if stack.target.startswith("twin"):
-        # Without a band the edge is the primary's own limit.
-        want = min(largest, served)
+    assert largest is not None, f"the band could not be predicted: {predicted.unknown}"
+    # Without a band the edge is the primary's own limit.
+    want = min(largest, served)
+    if stack.target.startswith("twin") and predicted.same_tokenizer:
         assert (lo, hi) == (want, want + 1), (
-            f"measured: {lo:,} classified whole, {hi:,} trimmed; harness check predicts the "
-            f"largest untrimmed conversation at {largest:,} tokens (primary serves {served:,})"
+            f"measured: {lo:,} classified whole, {hi:,} trimmed; predicted ({predicted.source}): "
+            f"the largest untrimmed conversation at {largest:,} tokens (primary serves "
+            f"{served:,}). The router's trimming or its label budget no longer matches "
+            "ai_router.classify_prompt"
         )
     else:
-        # Other targets: the tokenizers may differ between the engines; a few tokens of slack.
-        want = min(largest, served)
-        assert abs(lo - want) <= 8, f"measured {lo:,}, predicted {want:,} ({outcomes})"
+        # The real engines' tokenizers and chat templates may differ, and the overhead is
+        # measured on one sample conversation: a few tokens of slack.
+        assert abs(lo - want) <= 8, (
+            f"measured {lo:,} classified whole, predicted {want:,} ({predicted.source}; "
+            f"{predicted.caveat}); outcomes {outcomes}"
+        )

@@ -201,7 +201,8 @@ def test_emulate_applies_to_any_gpu_plan_list(tmp_path: Path) -> None:
     plans: list[ContainerPlan] = gpu_plans(be.spec, RUN, "hk", env_files_required=False)
     out, subs = emulate(be.spec, plans[:1], be.emulation, tmp_path / "run")
     assert [p.service for p in out] == ["vllm-router"]
-    assert {s.service for s in subs} == {"vllm-router"}
+    # Per service, plus the one bring-up step the emulation changes (the prefetch check).
+    assert {s.service for s in subs} == {"vllm-router", "bring-up"}
 
 
 def test_a_secret_in_the_harness_environment_never_shows_in_an_emulated_plan(
@@ -214,3 +215,43 @@ def test_a_secret_in_the_harness_environment_never_shows_in_an_emulated_plan(
         assert planted not in plan.render(), plan.service
         if plan.role not in ("classifier", "primary"):  # compose gives HF_TOKEN to engines only
             assert plan.environment.get("HF_TOKEN") != planted, plan.service
+
+
+def test_from_a_gpu_box_install_the_containers_run_the_named_runtime_and_volume_models(
+    tmp_path: Path,
+) -> None:
+    """HARNESS_TWIN_RUNTIME's interpreter runs every container, and the engines serve the twin
+    models from the HF cache volume: no host model folder is mounted, and the prefetch check
+    and the capped health budgets are printed as substitutions."""
+    from harness.stack.containers.emulate import Runtime
+    from harness.stack.containers.twin_weights import SNAPSHOT, volume_models
+    from harness.vram.arch import resolve_arch
+
+    result = run_check(COMPOSE, Settings(path=None, environ={}))
+    runtime = Runtime("/opt/twin/bin/python", "/opt/twin", "/usr/local")
+    models = volume_models(result.spec)
+    arch = resolve_arch(str(tiny_model(tmp_path / "m")))
+    emu = Emulation(
+        result.plan, models, runtime=runtime, weights_in_volume=True,
+        archs={"classifier": arch, "primary": arch},
+    )  # fmt: skip
+    be = ContainersBackend(
+        spec=result.spec, run_dir=tmp_path / "run", target="twin-docker", emulation=emu,
+        vram_plan=result.plan, run_id=RUN,
+    )  # fmt: skip
+    plans = {p.service: p for p in be.plans("hk")}
+    engine = plans["vllm-router"]
+    assert engine.entrypoint is not None and engine.entrypoint[0] == "/opt/twin/bin/python"
+    want = "/root/.cache/huggingface/hub/models--Qwen--Qwen2.5-3B-Instruct/snapshots/" + SNAPSHOT
+    assert engine.command[0] == want
+    assert ("/root/.cache/huggingface" in {m.target for m in engine.mounts}) and not any(
+        m.source.startswith(str(tmp_path / "m")) for m in engine.mounts
+    )
+    assert {"/opt/twin", "/usr/local"} <= {m.source for m in engine.mounts}
+    assert plans["ai-router"].command[0] == "/opt/twin/bin/python"
+    assert plans["fake-xai"].entrypoint == ("/opt/twin/bin/python",)
+    assert engine.environment["PATH"].startswith("/opt/twin/bin:")
+    made = {(s.name, s.service): s for s in be.substitutions}
+    assert "weights checked in the compose volume" in made[("prefetch", "bring-up")].after
+    budget = made[("health-budget", "vllm-primary")]
+    assert budget.before == "1245 s" and budget.after == "300 s"

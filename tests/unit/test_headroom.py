@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from ai_router.classify_prompt import CLASSIFY_SYSTEM_PROMPT
 from compose_helpers import set_flag
@@ -14,7 +16,15 @@ from compose_helpers import set_flag
 from harness.cli import main
 from harness.config import load_settings
 from harness.routing import headroom
-from harness.routing.headroom import Counter, Headroom, for_spec, measure
+from harness.routing.headroom import (
+    Counter,
+    Headroom,
+    engine_counter,
+    for_spec,
+    from_engines,
+    measure,
+)
+from harness.routing.longctx import Tokenizer
 from harness.spec import load_stack
 from harness.vram.check import HEADROOM_RULE, run_check
 from harness.vram.rules import Severity
@@ -155,3 +165,49 @@ def test_text_prints_the_headroom_line(
     out = capsys.readouterr().out
     assert "Classifier headroom (vllm-router for vllm-primary): overhead" in out
     assert "WARNING classifier-headroom [vllm-router]" in out
+
+
+def fake_engine(ids_of: Any, template_tokens: int = 5) -> httpx.Client:
+    """An engine's POST /tokenize: a token per word (ids from `ids_of`), and for chat messages
+    a template of PER_MESSAGE tokens per message plus `template_tokens`."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if "messages" in body:
+            n = sum(PER_MESSAGE + words(m["content"]) for m in body["messages"]) + template_tokens
+            return httpx.Response(200, json={"count": n, "tokens": list(range(n))})
+        ids = [ids_of(w) for w in body["prompt"].split()]
+        return httpx.Response(200, json={"count": len(ids), "tokens": ids})
+
+    return httpx.Client(transport=httpx.MockTransport(handler), base_url="http://engine")
+
+
+def test_without_tokenizer_files_the_engines_own_tokenize_measures_the_band(
+    real_compose: Path,
+) -> None:
+    """The GPU box has no tokenizer files on the host: the overhead comes from the engines."""
+    spec = load_stack(real_compose)
+    clf = Tokenizer(fake_engine(len), "http://engine", "router-classifier")
+    pri = Tokenizer(fake_engine(len, template_tokens=1), "http://engine", "primary")
+    h = from_engines(
+        spec, engine_counter(clf, "vllm-router /tokenize"), engine_counter(pri, "primary")
+    )
+    conv = [dict(m) for m in headroom.SAMPLE]
+    from ai_router.classify_prompt import ROUTES, classification_messages
+
+    want_prompt = (
+        sum(PER_MESSAGE + words(m["content"]) for m in classification_messages(conv))
+        + 5
+        - (sum(PER_MESSAGE + words(m["content"]) for m in conv) + 1)
+    )
+    assert h.unknown is None and h.prompt_overhead == want_prompt
+    assert h.label_budget == max(words(r) for r in ROUTES) + 1
+    assert h.largest_untrimmed == 32768 - want_prompt - h.label_budget
+    assert h.same_tokenizer and "vllm-router /tokenize" in h.summary()
+
+
+def test_engines_with_different_token_ids_are_not_the_same_tokenizer(real_compose: Path) -> None:
+    a = engine_counter(Tokenizer(fake_engine(len), "http://e", "a"), "a")
+    b = engine_counter(Tokenizer(fake_engine(lambda w: len(w) + 7), "http://e", "b"), "b")
+    h = from_engines(load_stack(real_compose), a, b)
+    assert not h.same_tokenizer and h.caveat

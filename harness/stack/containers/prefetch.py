@@ -247,19 +247,24 @@ def weights_present(
     return code == 0
 
 
-def missing_for_bringup(client: Any, spec: StackSpec, *, include_edge: bool = False) -> list[str]:
+def missing_for_bringup(
+    client: Any, spec: StackSpec, *, include_edge: bool = False, images: bool = True,
+    reader_image: str | None = None,
+) -> list[str]:  # fmt: skip
     """What a bring-up of `spec` would otherwise fetch inside its health budgets, one sentence
-    each; empty when all is here. Images with `build:` are left to the bring-up."""
+    each; empty when all is here. Images with `build:` are left to the bring-up. `images=False`
+    checks the weights only; `reader_image` reads the volume where the engine image is absent."""
     missing: list[str] = []
     absent: set[str] = set()
     for item in prefetch_items(spec, gpu_service_order(spec, include_edge)):
         if isinstance(item, ImageItem):
-            if not item.build_context and not image_present(client, item.image):
+            present = not images or item.build_context or image_present(client, item.image)
+            if not present:
                 absent.add(item.image)
                 missing.append(f"image {item.image} is not here: {PREFETCH_HINT}; {BUDGET_NOTE}")
         elif item.volume and not weights_present(
             client, item.volume, item.repo, subdir=item.subdir,
-            image=None if item.image in absent else item.image,
+            image=reader_image or (None if item.image in absent else item.image),
         ):  # fmt: skip
             missing.append(
                 f"weights for {item.repo} are not in volume {item.volume}: {PREFETCH_HINT}; "
