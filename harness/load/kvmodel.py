@@ -97,8 +97,20 @@ def kv_model_problem(pool: Mapping[str, Any], tolerance: float) -> str | None:
     """Why the measured peak does not match the KV model within `tolerance` (relative), or None.
 
     `pool` is a load summary's `kv_pool`: capacity_tokens, block_size, max_num_seqs,
-    prompt_tokens_min/max, output_tokens, measured_peak.
+    prompt_tokens_min/max, output_tokens, measured_peak, routed_local/routed_search.
+
+    Only requests the router sent to the primary (route local) load its KV cache. When most
+    went to search, the band cannot be judged and the routing is named instead of a KV miss.
     """
+    search = int(pool.get("routed_search") or 0)
+    routed = search + int(pool.get("routed_local") or 0)
+    if routed and 2 * search > routed:
+        return (
+            f"routed {search} of {routed} requests to search, so the primary served "
+            f"{routed - search}: the classifier sent the long-context prompts (a document and "
+            f"'Summarize the document above') to search, and the KV model's band (max-num-seqs "
+            f"prompts on the primary at once) cannot be judged"
+        )
     capacity = pool.get("capacity_tokens")
     if not capacity:
         return "the primary's KV capacity is unknown (no vllm:cache_config_info, no KV line)"
@@ -123,4 +135,9 @@ def kv_model_problem(pool: Mapping[str, Any], tolerance: float) -> str | None:
         f"({pred.sequences} x {pool['prompt_tokens_min']:,}-{pool['prompt_tokens_max']:,} prompt "
         f"+ {pool.get('output_tokens') or 0} output tokens of {int(capacity):,}), "
         f"allowed {lo:.3f}-{hi:.3f} at tolerance {tolerance:.0%}"
+        + (
+            f"; {search} of {routed} requests were routed to search, not to the primary"
+            if search
+            else ""
+        )
     )

@@ -24,7 +24,8 @@ Keys per profile (on the primary engine unless said otherwise):
   wait for KV blocks.
 - min_waiting: most requests waiting (vllm:num_requests_waiting) at once.
 - kv_peak_tolerance: the KV usage peak must match the KV model (harness.load.kvmodel) within this
-  relative tolerance.
+  relative tolerance, predicted from the requests routed local (only those reach the primary);
+  when most were routed to search, the failure says so instead of a KV miss.
 - max_rss_growth_mib, max_fd_growth: each watched process group (soak).
 Keys per route: p95_ttft_s, p95_itl_s, p95_e2e_s.
 
@@ -305,6 +306,15 @@ def _scrape_note(summary: Mapping[str, Any]) -> str:
     return f"; {errors} /metrics scrapes failed" if errors else ""
 
 
+def _search_note(summary: Mapping[str, Any], primary: str) -> str:
+    pool = summary.get("kv_pool") or {}
+    search = int(pool.get("routed_search") or 0)
+    routed = search + int(pool.get("routed_local") or 0)
+    return (
+        f"; {search} of {routed} requests were routed to search, not to {primary}" if search else ""
+    )
+
+
 def evaluate(table: SloTable, summary: dict[str, Any], primary: str) -> list[str]:
     """The objectives of `table` against one load summary."""
     profile = table.profile + (f" on {table.target}" if table.target else "")
@@ -350,6 +360,7 @@ def evaluate(table: SloTable, summary: dict[str, Any], primary: str) -> list[str
             f"{profile}: too few requests waited on {primary} (most waiting at once "
             f"{eng['waiting_max']:.0f}, expected >= {k['min_waiting']:g}; running max "
             f"{eng.get('running_max', 0):.0f} of {eng.get('max_num_seqs', '?')} slots)"
+            + _search_note(summary, primary)
         )
     if "kv_peak_tolerance" in engine_keys:
         why = kv_model_problem(summary.get("kv_pool") or {}, k["kv_peak_tolerance"])

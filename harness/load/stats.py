@@ -202,13 +202,12 @@ def kv_pool(
 ) -> dict[str, Any]:
     """The primary's KV pool against what max-num-seqs sequences can use of it, the measured
     peak, and (`predict`, for kv-pressure) the peak the KV model expects from the prompts the
-    primary actually served (route local: the router's other route never reaches it)."""
-    prompts = [
-        r.prompt_tokens
-        for r in records
-        if r.prompt_tokens and (r.target != "router" or r.route == "local")
-    ]
-    outputs = [r.output_tokens for r in records if r.output_tokens]
+    primary actually served (route local: the router's other route never reaches it), and how
+    many requests through the router went to each route."""
+    served = [r for r in records if r.target != "router" or r.route == "local"]
+    prompts = [r.prompt_tokens for r in served if r.prompt_tokens]
+    outputs = [r.output_tokens for r in served if r.output_tokens]
+    routed = [r.route for r in records if r.target == "router" and r.route]
     out: dict[str, Any] = {
         "capacity_tokens": capacity.tokens if capacity else None,
         "capacity_source": capacity.source if capacity else None,
@@ -226,6 +225,8 @@ def kv_pool(
         "prompt_tokens_min": min(prompts) if prompts else None,
         "prompt_tokens_max": max(prompts) if prompts else None,
         "output_tokens": max(outputs) if outputs else max_tokens,
+        "routed_local": routed.count("local"),
+        "routed_search": routed.count("search"),
     }
     if predict and capacity and prompts:
         pred = predict_peak(

@@ -110,6 +110,11 @@ def engine(s: dict[str, Any], **values: Any) -> None:
     s["engines"][PRIMARY].update(values)
 
 
+def routed_to_search(s: dict[str, Any], **values: Any) -> None:
+    engine(s, **values)
+    s["kv_pool"].update(routed_local=3, routed_search=5)
+
+
 def drop_engine(s: dict[str, Any]) -> None:
     s["engines"] = {}
     s["scrape_errors"] = 480
@@ -153,6 +158,16 @@ BREACHES: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], None], str]
         {"min_waiting": 1},
         lambda s: engine(s, waiting_max=0.0),
         "too few requests waited on vllm-primary (most waiting at once 0",
+    ),
+    "min_waiting_routed_to_search": (
+        {"min_waiting": 1},
+        lambda s: routed_to_search(s, waiting_max=0.0),
+        "slots); 5 of 8 requests were routed to search, not to vllm-primary",
+    ),
+    "kv_peak_tolerance_routed_to_search": (
+        {"kv_peak_tolerance": 0.1},
+        lambda s: s["kv_pool"].update(measured_peak=0.09, routed_local=3, routed_search=5),
+        "steady on gpu: routed 5 of 8 requests to search, so the primary served 3",
     ),
     "kv_peak_tolerance": (
         {"kv_peak_tolerance": 0.1},
@@ -434,6 +449,41 @@ def test_kv_pool_counts_only_prompts_the_primary_served() -> None:
     plain = kv_pool(cap, records, 0.05, max_num_seqs=3, max_model_len=32_768, max_tokens=64,
                     predict=False)  # fmt: skip
     assert "predicted_peak_low" not in plain
+
+
+def test_kv_pool_names_the_routes_and_takes_outputs_from_the_primary_only() -> None:
+    def rec(route: str, output: int) -> RequestRecord:
+        return RequestRecord(
+            "LongContextUser", "router", 0.0, 0.0, 200, True, route, "classified",
+            prompt_tokens=21_300, output_tokens=output,
+        )  # fmt: skip
+
+    cap = capacity_from_cache_config({"num_gpu_blocks": "14560", "block_size": "16"})
+    # xAI raises a search's output budget to 4096: that is not a sequence on the primary.
+    records = [rec("local", 256), rec("search", 4096), rec("search", 4096)]
+    out = kv_pool(cap, records, 0.1, max_num_seqs=3, max_model_len=32_768, max_tokens=256,
+                  predict=True)  # fmt: skip
+    assert (out["routed_local"], out["routed_search"]) == (1, 2)
+    assert out["output_tokens"] == 256
+
+
+def test_a_kv_pressure_run_mostly_routed_to_search_fails_as_routing_not_as_a_kv_miss() -> None:
+    # The primary ran one prompt at a time: a KV miss, unless the routing is named.
+    problem = kv_model_problem(pool(0.0923) | {"routed_local": 2, "routed_search": 6}, 0.10)
+    assert problem is not None and problem.startswith("routed 6 of 8 requests to search")
+    assert "the primary served 2" in problem and "KV model predicts" not in problem
+    # None served by the primary: no prompt tokens to predict from, still a routing failure.
+    only_search = pool(0.0) | {"routed_local": 0, "routed_search": 7}
+    only_search |= {"prompt_tokens_min": None, "prompt_tokens_max": None}
+    assert str(kv_model_problem(only_search, 0.10)).startswith("routed 7 of 7 requests to search")
+
+
+def test_a_few_search_routes_are_named_beside_a_kv_miss_and_pass_within_the_band() -> None:
+    few = {"routed_local": 7, "routed_search": 1}
+    assert kv_model_problem(pool(0.278) | few, 0.10) is None
+    problem = kv_model_problem(pool(0.18) | few, 0.10)
+    assert problem is not None and "the KV model predicts 0.274-0.279" in problem
+    assert problem.endswith("; 1 of 8 requests were routed to search, not to the primary")
 
 
 def test_kv_pressure_shape_runs_until_its_requests_were_sent() -> None:
