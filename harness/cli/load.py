@@ -65,6 +65,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
         backend = make_backend(
             ns.target, ns.compose, settings, run_dir,
             kv_overrides=parse_kv_overrides(kv_items, spec), progress=progress,
+            real_xai=ns.harness_xai,
         )  # fmt: skip
         result: LoadResult | None = None
         violations: list[str] = []
@@ -141,7 +142,9 @@ def cmd_load_worker(ns: argparse.Namespace) -> int:
     name = ns.worker_name or f"{socket.gethostname()}-{run_dir.name}"
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with reporting() as progress:
-        backend = make_backend("attach", ns.compose, settings, run_dir, progress=progress)
+        backend = make_backend(
+            "attach", ns.compose, settings, run_dir, progress=progress, real_xai=ns.harness_xai
+        )
         stack = backend.up()
         try:
             max_tokens = (
@@ -212,6 +215,13 @@ def add_load_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--worker-name",
         default=None,
         help="this worker's name on its records (default: host name and run id)",
+    )
+    load.add_argument(
+        "--harness-xai",
+        action="store_true",
+        help="search-routed chats reach the real xAI API (costs money): on attach, production's "
+        "router calls it, and without this flag the chat users send only local prompts; on gpu, "
+        "the router gets the owner's key instead of the fake xAI",
     )
     load.add_argument(
         "--json",

@@ -99,6 +99,51 @@ def _down() -> None:
         raise StackError(f"`harness down` left processes running (exit code {code})")
 
 
+def twin_refusal() -> str | None:
+    """Why the twin cannot verify a change here, naming what can: on a box whose GPU NVML sees,
+    `--target gpu` (the twin's install does not work there); elsewhere the twin's install, or
+    `--target gpu` on the GPU box. None when the twin can run."""
+    from harness.stack.factory import twin_capability, twin_missing
+    from harness.telemetry.nvml import total_memory_or_none
+    from harness.units import gib
+
+    missing = twin_missing()
+    if missing is None:
+        return None
+    total = total_memory_or_none()
+    if total is not None:
+        return (
+            f"the CPU twin cannot run here ({missing[0]} is not installed), and NVML sees a "
+            f"{gib(total)} GPU: use --target gpu to tune the stack on it"
+        )
+    return (
+        f"the CPU twin cannot run here: {twin_capability()}; or, on the box with the GPU, "
+        "use --target gpu to tune the stack there"
+    )
+
+
+def choose_target(given: str | None, say: Any = print) -> str:
+    """`--target` when given; else twin, unless the twin cannot run here and NVML sees a GPU:
+    then gpu, with a line saying so and why."""
+    if given:
+        return given
+    from harness.stack.factory import twin_missing
+    from harness.telemetry.nvml import total_memory_or_none
+    from harness.units import gib
+
+    missing = twin_missing()
+    if missing is None:
+        return "twin"
+    total = total_memory_or_none()
+    if total is None:
+        return "twin"  # the twin's refusal names both ways
+    say(
+        f"tune: target gpu (no --target given): the CPU twin cannot run here ({missing[0]} is "
+        f"not installed) and NVML sees a {gib(total)} GPU"
+    )
+    return "gpu"
+
+
 @dataclass
 class TwinRestarter:
     """The twin: the running twin stops (reverse start order); the verification's own
@@ -118,12 +163,11 @@ class TwinRestarter:
 
     def problems(self) -> list[str]:
         from harness.stack import state
-        from harness.stack.factory import twin_capability
 
         out = []
-        why = twin_capability()
+        why = twin_refusal()
         if why:
-            out.append(f"the CPU twin cannot run here: {why}")
+            out.append(why)
         doc = state.load()
         if doc is not None and doc.get("target") != "twin":
             out.append(
@@ -215,6 +259,13 @@ class GpuRestarter:
             self._stackctl("up")
 
     def verify(self, pytest_args: Sequence[str]) -> Any:
+        """The main job attached to the restarted production stack; --harness-xai (search-routed
+        chats reach the paid xAI API) only when the owner put it in --pytest-args."""
+        if "--harness-xai" not in pytest_args:
+            print(
+                "tune: the run sends no search-routed chat (production's router forwards them "
+                "to the paid xAI API); --pytest-args=--harness-xai to include them"
+            )
         return run_job("attach", ["--harness-compose", str(self.compose), *pytest_args])
 
     def restore(self) -> None:
@@ -237,10 +288,11 @@ def cmd_tune(ns: argparse.Namespace) -> int:
     settings = load_settings(ns.config, overrides)
     edits = [parse_flag_edit(t) for t in ns.changes] + [parse_env_edit(t) for t in ns.env]
     proposal = propose(ns.compose, edits)
+    target = choose_target(ns.target)
     # The twin is sized from the configured card; the GPU stack from the card NVML sees.
-    nvml_total = None if ns.target == "twin" or ns.gpu_memory else total_memory_or_none()
+    nvml_total = None if target == "twin" or ns.gpu_memory else total_memory_or_none()
     restarter: TwinRestarter | GpuRestarter
-    if ns.target == "twin":
+    if target == "twin":
         restarter = TwinRestarter(ns.compose, ns.config)
     else:
         engines = {s.name for s in load_stack(ns.compose).engines}
@@ -252,8 +304,8 @@ def cmd_tune(ns: argparse.Namespace) -> int:
             from harness.report.finalize import finalize_run
 
             # The fallback rate joins the comparison, as in a nightly run.
-            target = "twin" if ns.target == "twin" else "attach"
-            print(add_sessions(v.run_dir, target, ns.compose, ns.config, run_only=True))
+            ran = "twin" if target == "twin" else "attach"
+            print(add_sessions(v.run_dir, ran, ns.compose, ns.config, run_only=True))
             finalize_run(v.run_dir)
         return judge(v, ns.baseline, settings)
 
@@ -466,8 +518,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help="on a failed run or a regression, restore the previous file and restart again",
     )  # fmt: skip
     tune.add_argument(
-        "--target", default="twin", choices=("twin", "gpu"),
-        help="twin (default): the CPU twin; gpu: the production stack via infra/stackctl.sh",
+        "--target", default=None, choices=("twin", "gpu"),
+        help="twin: the CPU twin; gpu: the production stack via infra/stackctl.sh, verified on "
+        "attach (search-routed chats only with --pytest-args=--harness-xai, paid). Default: "
+        "twin, or gpu where the twin cannot run and NVML sees a GPU",
     )  # fmt: skip
     tune.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
     tune.add_argument("--baseline", default=None, metavar="PATH|last-green")

@@ -112,7 +112,8 @@ def profile_settings(
     max_model_len: int | None = None,
 ) -> LoadSettings:
     """What the profile's users need from the stack, the same for a run's own locust and for a
-    worker that joins it from another machine."""
+    worker that joins it from another machine. A stack whose search route may not be used
+    (`Stack.search_allowed`) gets chat users that send only `local` prompts."""
     primary = stack.spec.primary.engine
     assert primary is not None
     max_model_len = max_model_len or primary.max_model_len or 32768
@@ -138,6 +139,7 @@ def profile_settings(
         pace_s=0.0,
         seed=seed,
         min_requests=min_requests_for(profile, primary.max_num_seqs),
+        search_allowed=stack.search_allowed,
     )
 
 
@@ -185,6 +187,11 @@ def run_profile(
     from harness.progress import load_ticker
 
     ticker = load_ticker(profile, duration_s, sampler, settings.records, stack.primary.name)
+    if not settings.search_allowed:
+        from harness.progress import current
+        from harness.stack.base import PAID_SEARCH_REFUSED
+
+        current().line(f"{profile}: chat users send only local prompts: {PAID_SEARCH_REFUSED}")
     with sampler, watch, ticker:
         run_locust(
             lf,
@@ -222,6 +229,7 @@ def run_profile(
         "chars_per_token": round(settings.chars_per_token, 3),
         "processes": dist.processes,
         "remote_workers": dist.remote,
+        "search_allowed": settings.search_allowed,
     }
     (out / "stats.json").write_text(json.dumps(summary, indent=2, default=str))
     windows = {e: (sampler.first[e], sampler.last[e]) for e in sampler.first if e in sampler.last}

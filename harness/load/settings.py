@@ -30,6 +30,9 @@ class LoadSettings:
     direct_model: str = ""
     min_requests: int = 0  # the shape runs past its duration until this many were sent
     worker: str = ""  # set in a locust worker: the name its records carry (they go to the master)
+    # False: send no chat the router would forward to xAI (an attached production stack whose
+    # search route is paid, without --harness-xai): chat users draw only `local` prompts.
+    search_allowed: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LoadSettings:
@@ -58,6 +61,7 @@ class LoadSettings:
             direct_model=e.get("HARNESS_LOAD_DIRECT_MODEL", ""),
             min_requests=int(e.get("HARNESS_LOAD_MIN_REQUESTS", "0")),
             worker=e.get("HARNESS_LOAD_WORKER", ""),
+            search_allowed=e.get("HARNESS_LOAD_SEARCH_ALLOWED", "1") != "0",
         )
 
     def to_env(self) -> dict[str, str]:
@@ -76,6 +80,7 @@ class LoadSettings:
             "HARNESS_LOAD_DIRECT_URL": self.direct_url,
             "HARNESS_LOAD_DIRECT_MODEL": self.direct_model,
             "HARNESS_LOAD_MIN_REQUESTS": str(self.min_requests),
+            "HARNESS_LOAD_SEARCH_ALLOWED": "1" if self.search_allowed else "0",
         }
         if self.worker:
             env["HARNESS_LOAD_WORKER"] = self.worker

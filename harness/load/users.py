@@ -1,7 +1,8 @@
 """Locust users. Imported only inside the locust subprocess: gevent's monkey-patching must never
 reach the pytest process.
 
-- ChatUser: streaming chats of both routes through the ai-router, labelled by X-Route.
+- ChatUser: streaming chats of both routes through the ai-router, labelled by X-Route; only
+  `local` prompts when SETTINGS.search_allowed is false (a paid search route without consent).
 - LongContextUser: prompts of a fraction of max-model-len, unique from the first token.
 - ClassifierUser: the classification request, straight to the classifier engine.
 Each writes one RequestRecord per request and fires locust's request event with the route as
@@ -23,7 +24,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from harness.load.http import HTTPParseError, StreamClient
-from harness.load.prompts import chat_prompts, filler_sentences, long_prompt
+from harness.load.prompts import chat_prompts, chat_user_prompts, filler_sentences, long_prompt
 from harness.load.records import RecordWriter, RequestRecord, record_line
 from harness.load.settings import LoadSettings
 from harness.load.sse import measure_stream
@@ -197,9 +198,9 @@ class _StreamingUser(User):
 
 
 class ChatUser(_StreamingUser):
-    """Short chats of both routes through the ai-router."""
+    """Short chats of both routes through the ai-router (`local` only without search)."""
 
-    prompts = chat_prompts()
+    prompts = chat_user_prompts(SETTINGS.search_allowed)
 
     def body(self) -> dict[str, Any]:
         return {

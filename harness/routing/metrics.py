@@ -81,6 +81,9 @@ def summarize(outcomes: Iterable[Outcome], routes: Sequence[str]) -> RoutingRepo
     )
 
 
+SHOWN_MISSES = 5  # misrouted items a failure names; the record holds up to 50
+
+
 def acceptance_problems(report: RoutingReport, floor: float) -> list[str]:
     """Why the routing acceptance check fails, or [] when it passes: any fallback (the router
     answered without a classification), accuracy under the floor, a route never chosen."""
@@ -91,9 +94,27 @@ def acceptance_problems(report: RoutingReport, floor: float) -> list[str]:
             "back instead of being classified"
         )
     if report.accuracy < floor:
-        misses = ", ".join(f"{o.id} expected {o.expected} got {o.got}" for o in report.misses[:10])
+        shown = report.misses[:SHOWN_MISSES]
+        misses = ", ".join(f"{o.id} expected {o.expected} got {o.got}" for o in shown)
+        more = len(report.misses) - len(shown)
         problems.append(
-            f"routing accuracy {report.accuracy:.3f} is below the floor {floor}: {misses}"
+            f"routing accuracy {report.accuracy:.3f} ({report.correct} of {report.scored} "
+            f"items) is below the floor {floor}; misrouted: {misses}"
+            + (f" and {more} more" if more else "")
         )
     problems += [f"the router never routes {r!r}" for r in report.routes if report.recall(r) == 0]
     return problems
+
+
+def below_floor_advice(target: str, accuracy: float) -> str:
+    """What to change when a real classifier (gpu, attach) measures under the target's floor:
+    the prompt it classifies with, or the floor, which was set before it was measured."""
+    env = f"HARNESS_TARGETS_{target.upper().replace('-', '_')}_ROUTING_ACCURACY_FLOOR"
+    return (
+        f"to raise the accuracy, change the classifier prompt (CLASSIFY_SYSTEM_PROMPT in "
+        f"infra/ai-router/ai_router/classify_prompt.py; then rebuild the ai-router image, and "
+        f"`harness twin build`, whose classifier learns that prompt) and rerun; "
+        f"to accept the measured {accuracy:.3f} as this classifier's level, lower "
+        f"[targets.{target}] routing_accuracy_floor in harness.toml (or {env}); "
+        f"every miss is in the run record's acceptance.routing"
+    )

@@ -8,6 +8,10 @@
 The router's key comes from HARNESS_ROUTER_API_KEY (never from a file in the repo).
 Nothing is started or stopped.
 
+Production's ai-router forwards search-routed chats to the real xAI API, which costs money: a run
+without `real_xai` (`--harness-xai`) sends none (`Stack.search_allowed`), unless the router is
+the twin `harness up` started, whose xAI is the fake.
+
 Where an engine runs on this machine, its handle carries the container (the compose project's,
 by its labels) or the process (the one listening on its port) behind it, so that NVML's GPU
 processes can be told apart per engine; the stack's notes say what was found.
@@ -23,7 +27,7 @@ from harness.config import Settings
 from harness.errors import ConfigError
 from harness.spec import StackSpec
 from harness.stack import state
-from harness.stack.base import ServiceHandle, Stack
+from harness.stack.base import PAID_SEARCH_REFUSED, ServiceHandle, Stack
 from harness.stack.discover import discover, docker_or_none
 from harness.stack.health import wait_healthy
 
@@ -34,6 +38,7 @@ class AttachBackend:
     settings: Settings
     run_dir: Path
     target: str = "attach"
+    real_xai: bool = False  # search-routed chats may reach the paid xAI API (--harness-xai)
 
     def up(self) -> Stack:
         key = os.environ.get("HARNESS_ROUTER_API_KEY", "")
@@ -54,6 +59,9 @@ class AttachBackend:
             # The router is the twin's that `harness up` started: its logs are on this machine.
             stack.router.log_path = session.with_name(f"{stack.router.name}.log")
             stack.notes.append(f"attach: the router is the twin `harness up` started: {session}")
+        stack.search_allowed = self.real_xai or session is not None
+        if not stack.search_allowed:
+            stack.notes.append(f"attach: no search-routed chat is sent: {PAID_SEARCH_REFUSED}")
         return stack
 
     def down(self) -> None:

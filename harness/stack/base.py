@@ -10,6 +10,12 @@ from harness.spec import StackSpec
 from harness.stack.engine_memory import MemoryBreakdown
 from harness.stack.kv_line import KvLine
 
+# Why a run sends no search-routed chat; skips and load runs on such a stack say it.
+PAID_SEARCH_REFUSED = (
+    "the attached ai-router forwards search-routed chats to the paid xAI API; "
+    "pass --harness-xai to send them (costs money)"
+)
+
 
 @dataclass
 class ServiceHandle:
@@ -50,6 +56,9 @@ class Stack:
     # run masks them.
     secrets: list[str] = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list)
+    # Whether a chat the router would forward to xAI may be sent. False on attach without
+    # --harness-xai: production's ai-router forwards search-routed chats to the paid xAI API.
+    search_allowed: bool = True
 
     def by_role(self, role: str) -> ServiceHandle:
         for s in self.services.values():

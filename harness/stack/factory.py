@@ -16,14 +16,24 @@ from harness.stack.process import ProcessBackend, TwinModelDirs
 from harness.vram.check import run_check
 
 
-def twin_capability() -> str | None:
-    """Why the twin cannot run here, or None when it can."""
+def twin_missing() -> tuple[str, str] | None:
+    """The first module the twin needs that is not installed, and the install that brings it
+    (an extra of `make install`), or None when the twin can run."""
     import importlib.util
 
     for module, extra in (("vllm", "twin"), ("gunicorn", "twin"), ("ai_router", "infra/ai-router")):
         if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed (make install, extra '{extra}')"
+            return module, extra
     return None
+
+
+def twin_capability() -> str | None:
+    """Why the twin cannot run here, or None when it can."""
+    missing = twin_missing()
+    if missing is None:
+        return None
+    module, extra = missing
+    return f"{module} is not installed (make install, extra '{extra}')"
 
 
 def twin_models(progress: Callable[[str], None] = print) -> TwinModelDirs:
@@ -58,11 +68,13 @@ def make_backend(
     """The backend for a target. `replace_running` and `keep_stack` concern the containers
     backend: stop a running production stack for the run (and restore it afterwards unless
     `keep_stack`), and leave the run's containers up (no Ryuk) when `keep_stack`. The ai-router
-    talks to the fake xAI on every target unless `real_xai` (paid calls, `--harness-xai`)."""
+    talks to the fake xAI on every target unless `real_xai` (paid calls, `--harness-xai`); an
+    attached stack's router cannot be changed, so without `real_xai` the run sends it no
+    search-routed chat."""
     if target == "attach":
         from harness.spec import load_stack
 
-        return AttachBackend(load_stack(compose), settings, run_dir)
+        return AttachBackend(load_stack(compose), settings, run_dir, real_xai=real_xai)
     if target == "twin":
         why = twin_capability()
         if why:

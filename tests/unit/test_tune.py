@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import report_fixtures as fixtures
@@ -25,6 +26,7 @@ from harness.tune import (
     propose,
     side_by_side,
 )
+from harness.units import GIB
 from harness.vram.check import CheckResult
 
 SETTINGS = Settings(path=None, environ={})
@@ -287,3 +289,82 @@ def test_the_kept_twin_is_recorded_when_it_is_up_and_again_at_the_end(
     )  # fmt: skip
     result.assert_outcomes(passed=2)
     assert saved == ["the twin", "the twin"]
+
+
+# -- the target: gpu on a GPU box that cannot run the twin ------------------------------------
+
+
+@pytest.fixture
+def box(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """This machine as the tune sees it: whether the twin's modules are installed, and the GPU
+    memory NVML reports (None: no GPU)."""
+    from harness.stack import factory
+    from harness.telemetry import nvml
+
+    monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("HARNESS_ROUTER_API_KEY", raising=False)
+
+    def make_box(twin: bool, gpu_bytes: int | None) -> None:
+        monkeypatch.setattr(factory, "twin_missing", lambda: None if twin else ("vllm", "twin"))
+        monkeypatch.setattr(nvml, "total_memory_or_none", lambda index=0: gpu_bytes)
+
+    return make_box
+
+
+def tune_cli(compose: Path, *argv: str) -> int:
+    from harness.cli import main
+
+    return main(["tune", "vllm-primary.--max-num-seqs=4", "--compose", str(compose), *argv])
+
+
+def test_without_target_a_gpu_box_that_cannot_run_the_twin_tunes_the_gpu(
+    box: Any, compose: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box(twin=False, gpu_bytes=96 * GIB)
+    original = compose.read_bytes()
+    # The gpu path's own refusal (no router key) shows which restarter was chosen.
+    assert tune_cli(compose) == 1
+    out = capsys.readouterr().out
+    assert "tune: target gpu (no --target given)" in out
+    assert "vllm is not installed" in out and "NVML sees a 96.00 GiB GPU" in out
+    assert "HARNESS_ROUTER_API_KEY is not set" in out
+    assert "make install" not in out
+    assert compose.read_bytes() == original
+
+
+def test_without_target_the_twin_where_it_can_run_even_beside_a_gpu(box: Any) -> None:
+    from harness.cli.tune import choose_target
+
+    said: list[str] = []
+    box(twin=True, gpu_bytes=96 * GIB)
+    assert choose_target(None, said.append) == "twin" and said == []
+    box(twin=False, gpu_bytes=None)
+    assert choose_target(None, said.append) == "twin" and said == []
+    box(twin=False, gpu_bytes=96 * GIB)
+    assert choose_target("twin", said.append) == "twin" and said == []
+    assert choose_target(None, said.append) == "gpu" and len(said) == 1
+
+
+def test_no_twin_and_no_gpu_the_refusal_names_both_ways(
+    box: Any, compose: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box(twin=False, gpu_bytes=None)
+    original = compose.read_bytes()
+    assert tune_cli(compose, "--gpu-memory", "96GiB") == 1
+    out = capsys.readouterr().out
+    assert "refused before touching anything: the CPU twin cannot run here" in out
+    assert "make install, extra 'twin'" in out and "--target gpu" in out
+    assert "tune: target gpu" not in out
+    assert compose.read_bytes() == original
+
+
+def test_target_twin_on_a_gpu_box_without_the_twin_names_target_gpu(
+    box: Any, compose: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box(twin=False, gpu_bytes=80 * GIB)
+    assert tune_cli(compose, "--target", "twin", "--gpu-memory", "96GiB") == 1
+    out = capsys.readouterr().out
+    assert "the CPU twin cannot run here (vllm is not installed)" in out
+    assert "use --target gpu" in out
+    # The twin's install does not work on the GPU box: it is not suggested there.
+    assert "make install" not in out
