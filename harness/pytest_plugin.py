@@ -336,10 +336,9 @@ def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: st
     from harness.report.environment import environment
     from harness.report.record import RunRecord
     from harness.report.run_dir import new_run_dir
-    from harness.report.stack_facts import stack_facts
+    from harness.report.stack_facts import preflight_section, stack_section
     from harness.spec.services import secret_values
     from harness.stack.factory import make_backend
-    from harness.vram.check import run_check
 
     compose = _compose(pytestconfig)
     run_dir = new_run_dir(harness_target)
@@ -348,7 +347,8 @@ def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: st
     pytestconfig.stash[_RECORD] = record
     record.put("environment", "facts", environment(Path(pytestconfig.rootpath)))
     try:
-        record.set_section("preflight", run_check(compose, harness_settings).to_dict())
+        preflight = preflight_section(compose, harness_settings, harness_target)
+        record.set_section("preflight", preflight)
         backend = make_backend(
             harness_target, compose, harness_settings, run_dir,
             replace_running=pytestconfig.getoption("--harness-replace-running"),
@@ -370,15 +370,8 @@ def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: st
     for secret in [up.api_key, *up.secrets]:
         record.add_secret(secret)
     record.put("timings", "bring_up_s", round(time.monotonic() - started, 2))
-    record.put("stack", "compose_sha256", up.spec.sha256)
-    record.put(
-        "stack",
-        "engine_args",
-        {e.name: e.engine.to_argv() for e in up.spec.engines if e.engine is not None},
-    )
-    record.put("stack", "images", {n: s.image for n, s in up.spec.services.items()})
-    record.put("stack", "services", stack_facts(up))
-    record.put("stack", "notes", list(up.notes))
+    for key, value in stack_section(up).items():
+        record.put("stack", key, value)
     from harness.progress import use
 
     try:

@@ -37,6 +37,7 @@ from harness.report.run_dir import reports_root
 OK = "ok"
 REGRESSION = "regression"
 NOT_COMPARED = "not compared"
+CHANGED = "changed"  # what ran differs (an engine's vLLM version, an image): not a regression
 
 
 # The comparison's tolerances are the [compare] settings: one schema, one set of defaults
@@ -309,6 +310,24 @@ def _session_rows(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances) ->
     )
 
 
+def _stack_rows(base: dict[str, Any], cur: dict[str, Any]) -> Iterator[Row]:
+    """What ran, side by side: each engine's vLLM version (GET /version) and each container's
+    image ID. A difference is shown as changed; the metrics say whether it mattered."""
+    b, c = summary.what_ran(base), summary.what_ran(cur)
+    for name in dict.fromkeys([*b, *c]):
+        for key, what in (("version", "vllm_version"), ("image", "image_id")):
+            bv, cv = b.get(name, {}).get(key), c.get(name, {}).get(key)
+            metric = f"stack.{name}.{what}"
+            if bv is None and cv is None:
+                continue
+            if bv is None or cv is None:
+                yield _missing(metric, bv, cv)
+            elif bv == cv:
+                yield Row(metric, bv, cv, None, "", OK)
+            else:
+                yield Row(metric, bv, cv, None, "", CHANGED)
+
+
 def _f(v: int | None) -> float | None:
     return None if v is None else float(v)
 
@@ -330,6 +349,7 @@ def compare(
     rows += _acceptance_rows(baseline, current, tol)
     rows += _load_rows(baseline, current, tol, run_dirs)
     rows += _session_rows(baseline, current, tol)
+    rows += _stack_rows(baseline, current)
     return Comparison(current["run_id"], baseline["run_id"], tuple(rows))
 
 
@@ -367,6 +387,9 @@ def verdict_line(c: Comparison) -> str:
     compared = sum(r.verdict != NOT_COMPARED for r in c.rows)
     skipped = len(c.rows) - compared
     tail = f"{compared} metrics compared, {skipped} not compared"
+    changed = [r.metric for r in c.rows if r.verdict == CHANGED]
+    if changed:
+        tail += f"; changed: {', '.join(changed)}"
     if not c.regression:
         return f"no regression against {c.baseline_id}: {tail}"
     names = ", ".join(r.metric for r in c.regressions)

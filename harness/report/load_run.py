@@ -14,7 +14,7 @@ from harness.config import Settings
 from harness.report.environment import environment
 from harness.report.finalize import finalize_run
 from harness.report.record import RunRecord
-from harness.report.stack_facts import stack_facts
+from harness.report.stack_facts import preflight_section, stack_section
 from harness.spec.services import secret_values
 from harness.stack.base import Stack
 
@@ -29,11 +29,9 @@ class LoadRunRecord:
     @classmethod
     def start(cls, run_dir: Path, target: str, compose: Path, settings: Settings) -> LoadRunRecord:
         """Written before bring-up, so that a failed bring-up still leaves a record."""
-        from harness.vram.check import run_check
-
         record = RunRecord(run_dir, target, secrets=secret_values(os.environ))
         record.put("environment", "facts", environment(ROOT))
-        record.set_section("preflight", run_check(compose, settings).to_dict())
+        record.set_section("preflight", preflight_section(compose, settings, target))
         return cls(record)
 
     def stack_up(self, stack: Stack) -> None:
@@ -41,15 +39,8 @@ class LoadRunRecord:
         for secret in [stack.api_key, *stack.secrets]:
             self.record.add_secret(secret)
         self.record.put("timings", "bring_up_s", round(time.monotonic() - self.started, 2))
-        self.record.put("stack", "compose_sha256", stack.spec.sha256)
-        self.record.put(
-            "stack",
-            "engine_args",
-            {e.name: e.engine.to_argv() for e in stack.spec.engines if e.engine is not None},
-        )
-        self.record.put("stack", "images", {n: s.image for n, s in stack.spec.services.items()})
-        self.record.put("stack", "services", stack_facts(stack))
-        self.record.put("stack", "notes", list(stack.notes))
+        for key, value in stack_section(stack).items():
+            self.record.put("stack", key, value)
 
     def finish(self, profile: str, summary: dict[str, Any] | None, passed: bool) -> list[Path]:
         """Put the profile's summary, set the status and render report.md and report.html

@@ -39,6 +39,21 @@ def header(doc: dict[str, Any]) -> list[str]:
     return [f"# Run {doc['run_id']}: {str(doc['status']).upper()}", "", " · ".join(bits), ""]
 
 
+def what_ran(doc: dict[str, Any]) -> list[str]:
+    """One line: the vLLM version each engine reported and the image ID of each container."""
+    bits = []
+    for name, facts in summary.what_ran(doc).items():
+        parts = []
+        if "version" in facts:
+            parts.append(f"vLLM {facts['version']}")
+        elif "version_error" in facts:
+            parts.append(f"vLLM unknown ({facts['version_error']})")
+        if "image" in facts:
+            parts.append(f"image {facts['image']}")
+        bits.append(f"`{name}` {', '.join(parts)}")
+    return [f"Ran: {'; '.join(bits)}", ""] if bits else []
+
+
 def acceptance(doc: dict[str, Any]) -> list[str]:
     out: list[str] = []
     r = summary.routing(doc)
@@ -208,7 +223,7 @@ def sessions(doc: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(doc: dict[str, Any], comparison_: Comparison | None = None) -> str:
-    parts = header(doc)
+    parts = header(doc) + what_ran(doc)
     if comparison_ is not None:
         parts += comparison(comparison_)
     results = acceptance(doc) + load(doc) + sessions(doc)

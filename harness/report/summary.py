@@ -155,6 +155,32 @@ def fallbacks(doc: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+def short_image_id(image_id: str) -> str:
+    """`sha256:0123456789ab...` as `docker images` shows it: its first 12 hex digits."""
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def what_ran(doc: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Per service, in start order: the vLLM version its engine reported ("version", or
+    "version_error" when GET /version failed) and the container's short image ID ("image")."""
+    stack = doc.get("stack", {})
+    versions = stack.get("versions") or {}
+    ids = stack.get("image_ids") or {}
+    out: dict[str, dict[str, str]] = {}
+    for name in dict.fromkeys([*(stack.get("services") or {}), *versions, *ids]):
+        facts: dict[str, str] = {}
+        v = versions.get(name)
+        if v is not None and v.get("version"):
+            facts["version"] = str(v["version"])
+        elif v is not None:
+            facts["version_error"] = str(v.get("error"))
+        if ids.get(name):
+            facts["image"] = short_image_id(str(ids[name]))
+        if facts:
+            out[name] = facts
+    return out
+
+
 def history_line(doc: dict[str, Any], run_dir: str | None = None) -> dict[str, Any]:
     """The one line `reports/history.jsonl` keeps for a run."""
     r = routing(doc)

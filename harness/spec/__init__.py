@@ -2,10 +2,11 @@
 
 from harness.spec.compose import load_stack, parse_stack
 from harness.spec.engine_args import EngineArgs, parse_engine_args
-from harness.spec.services import HealthCheck, PortMapping, ServiceSpec
+from harness.spec.services import DeviceReservation, HealthCheck, PortMapping, ServiceSpec
 from harness.spec.stack import StackSpec
 
 __all__ = [
+    "DeviceReservation",
     "EngineArgs",
     "HealthCheck",
     "PortMapping",

@@ -17,6 +17,7 @@ from harness.spec.engine_args import parse_engine_args
 from harness.spec.order import start_order
 from harness.spec.services import (
     MASK,
+    DeviceReservation,
     HealthCheck,
     PortMapping,
     ServiceSpec,
@@ -109,7 +110,7 @@ def _service(name: str, body: dict[str, Any], where: str) -> tuple[ServiceSpec, 
         for f in env_file
     ):
         raise SpecError(f"{where}: `env_file:` must be a path or a list of paths")
-    deploy_gpu = _wants_gpu(body, where)
+    devices = _devices(body, where)
     spec = ServiceSpec(
         name=name,
         image=image,
@@ -123,7 +124,8 @@ def _service(name: str, body: dict[str, Any], where: str) -> tuple[ServiceSpec, 
         networks=_networks(body.get("networks"), where),
         depends_on=_depends_on(body.get("depends_on"), where),
         healthcheck=_healthcheck(body.get("healthcheck"), where),
-        gpu=deploy_gpu,
+        gpu=any(d.is_gpu for d in devices),
+        devices=devices,
         ipc=body.get("ipc"),
         shm_size=None if body.get("shm_size") is None else str(body.get("shm_size")),
         engine=engine,
@@ -270,10 +272,43 @@ def _volume(value: Any) -> str:
     return str(value)
 
 
-def _wants_gpu(body: dict[str, Any], where: str) -> bool:
+def _devices(body: dict[str, Any], where: str) -> tuple[DeviceReservation, ...]:
+    """`deploy.resources.reservations.devices`, read as compose reads it: `count` is a number
+    or `all`, and without it (and without `device_ids`) every matching device is reserved."""
     try:
         devices = body.get("deploy", {}).get("resources", {}).get("reservations", {})
         devices = devices.get("devices", []) or []
     except AttributeError:
         raise SpecError(f"{where}: `deploy.resources.reservations` must be mappings") from None
-    return any("gpu" in str(d.get("capabilities", "")) for d in devices if isinstance(d, dict))
+    if not isinstance(devices, list):
+        raise SpecError(f"{where}: `deploy.resources.reservations.devices` must be a list")
+    at = f"{where}: deploy.resources.reservations.devices"
+    return tuple(_device(d, f"{at}[{i}]") for i, d in enumerate(devices))
+
+
+def _device(entry: Any, where: str) -> DeviceReservation:
+    if not isinstance(entry, dict):
+        raise SpecError(f"{where}: must be a mapping")
+    caps = entry.get("capabilities") or []
+    ids = entry.get("device_ids") or []
+    options = entry.get("options") or {}
+    if not isinstance(caps, list) or not isinstance(ids, list) or not isinstance(options, dict):
+        raise SpecError(f"{where}: capabilities and device_ids are lists, options a mapping")
+    count = entry.get("count")
+    if count is not None and ids:
+        raise SpecError(f"{where}: `count` and `device_ids` exclude each other")
+    if ids:
+        n = 0
+    elif count is None or str(count).lower() == "all":
+        n = -1
+    elif not isinstance(count, bool) and str(count).isdigit() and int(count) > 0:
+        n = int(count)
+    else:
+        raise SpecError(f"{where}: `count` must be a positive number or `all`, got {count!r}")
+    return DeviceReservation(
+        capabilities=tuple(str(c) for c in caps),
+        driver=str(entry.get("driver") or ""),
+        count=n,
+        device_ids=tuple(str(i) for i in ids),
+        options=tuple((str(k), str(v)) for k, v in options.items()),
+    )

@@ -51,6 +51,30 @@ class PortMapping:
 
 
 @dataclass(frozen=True)
+class DeviceReservation:
+    """One `deploy.resources.reservations.devices` entry: the devices Docker hands the
+    container, as `docker compose up` asks for them."""
+
+    capabilities: tuple[str, ...]
+    driver: str = ""
+    # Docker's DeviceRequest count: -1 is every matching device (compose `count: all`, or no
+    # count and no device_ids); 0 with device_ids, which then name the devices.
+    count: int = -1
+    device_ids: tuple[str, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_gpu(self) -> bool:
+        return "gpu" in self.capabilities
+
+    def docker_gpus(self) -> str:
+        """The `docker run --gpus` value that asks for the same devices."""
+        if self.device_ids:
+            return f"device={','.join(self.device_ids)}"
+        return "all" if self.count < 0 else str(self.count)
+
+
+@dataclass(frozen=True)
 class HealthCheck:
     """A compose healthcheck, with durations in seconds and the URL it polls, if any."""
 
@@ -93,6 +117,8 @@ class ServiceSpec:
     depends_on: dict[str, str] = field(default_factory=dict)
     healthcheck: HealthCheck | None = None
     gpu: bool = False
+    # deploy.resources.reservations.devices, in order: the gpu target requests exactly these.
+    devices: tuple[DeviceReservation, ...] = ()
     ipc: str | None = None
     shm_size: str | None = None
     engine: EngineArgs | None = None

@@ -28,6 +28,7 @@ class ServiceHandle:
     log_path: Path | None = None
     pid: int | None = None
     container_id: str | None = None
+    image_id: str | None = None  # the image the container runs (docker's sha256:... ID)
     model_name: str | None = None
     started_at: float | None = None  # time.time() when started
     healthy_at: float | None = None

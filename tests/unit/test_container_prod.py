@@ -13,6 +13,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -119,9 +120,21 @@ class FakeContainers:
         raise docker_errors.NotFound(f"No such container: {cid}")
 
 
+class FakeImages:
+    """docker-py's `client.images`: every build answers a new image ID and says so in `log`."""
+
+    def __init__(self, log: list[str] | None) -> None:
+        self.log = log if log is not None else []
+
+    def build(self, path: str, tag: str, rm: bool = True) -> tuple[Any, list[Any]]:
+        self.log.append(f"build {tag}")
+        return SimpleNamespace(id=f"sha256:{len(self.log):064x}"), []
+
+
 class FakeClient:
-    def __init__(self, items: list[FakeContainer]) -> None:
+    def __init__(self, items: list[FakeContainer], log: list[str] | None = None) -> None:
         self.containers = FakeContainers(items)
+        self.images = FakeImages(log)
 
 
 @pytest.fixture
@@ -349,7 +362,7 @@ def test_a_failed_stop_during_bring_up_restores_what_was_stopped(
     prod = production(log)
     prod["vllm-primary"].stop_error = docker_errors.APIError("cannot stop")
     prod["vllm-router"].on_stop = lambda: pytest.fail("stopped after a failure")
-    client = FakeClient(list(prod.values()))
+    client = FakeClient(list(prod.values()), log)
     monkeypatch.setattr(containers, "docker_client", lambda: client)
     monkeypatch.setattr(containers, "configure_ryuk", lambda client, wanted: False)
     # Images and weights are here (prefetched): what is tested is the stop and the restore.
@@ -359,7 +372,13 @@ def test_a_failed_stop_during_bring_up_restores_what_was_stopped(
     )
     with pytest.raises(StackError, match="vllm-primary"):
         backend.up()
-    assert log == ["stop ai-router", "start vllm-primary", "start ai-router"]
+    # The ai-router image is built from its files, once, before production stops.
+    assert log == [
+        "build ai-router:local",
+        "stop ai-router",
+        "start vllm-primary",
+        "start ai-router",
+    ]
     assert backend.stopped_production == []
     assert prod_marker.read() is None
 

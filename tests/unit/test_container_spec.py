@@ -102,7 +102,9 @@ def test_engines_get_one_gpu_device_request_list_and_host_ipc(
         reqs = kw["device_requests"]
         assert isinstance(reqs, list) and len(reqs) == 1
         assert isinstance(reqs[0], DeviceRequest)
-        assert reqs[0]["Count"] == -1 and reqs[0]["Capabilities"] == [["gpu"]]
+        # As the compose file reserves it: one nvidia GPU, not every GPU of the box.
+        assert reqs[0]["Count"] == 1 and reqs[0]["Capabilities"] == [["gpu"]]
+        assert reqs[0]["Driver"] == "nvidia"
         assert kw["ipc_mode"] == "host"
     router_kw = docker_kwargs(plans["ai-router"])
     assert "device_requests" not in router_kw and "ipc_mode" not in router_kw

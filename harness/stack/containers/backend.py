@@ -126,6 +126,8 @@ class ContainersBackend:
     _followers: dict[str, LogFollower] = field(default_factory=dict, init=False, repr=False)
     _plans: dict[str, ContainerPlan] = field(default_factory=dict, init=False, repr=False)
     _volumes: list[str] = field(default_factory=list, init=False)
+    # Image ID by tag of each compose `build:` image built by this run (once per run).
+    _built: dict[str, str] = field(default_factory=dict, init=False)
     _ryuk: bool = field(default=False, init=False)
 
     # -- public -------------------------------------------------------------------------------
@@ -163,7 +165,7 @@ class ContainersBackend:
             for line in describe(self.substitutions):
                 self.progress(line)
                 stack.notes.append(line)
-            self._prepare_gpu()
+            self._prepare_gpu(plans)
             self._create_network()
             for plan in plans:
                 self._ensure_image(plan)
@@ -219,12 +221,16 @@ class ContainersBackend:
         if missing:
             raise StackError("; ".join(missing))
 
-    def _prepare_gpu(self) -> None:
+    def _prepare_gpu(self, plans: list[ContainerPlan]) -> None:
         found = running_production(self._client, self.spec, self.include_edge)
         if found and not self.replace_running:
             raise refusal(self.spec, found)
         if self.target == "gpu":  # before production stops: a missing image stops nothing
             self._check_prefetched()
+            # The ai-router as its files are now, not whatever compose last built for
+            # production; a failed build stops nothing either.
+            for plan in plans:
+                self._build_image(plan)
         if found:
             stop_production(
                 self._client, self.spec, found, self.progress, self.stopped_production,
@@ -255,25 +261,39 @@ class ContainersBackend:
                 self._volumes.append(name)
 
     def _ensure_image(self, plan: ContainerPlan) -> None:
-        """Build a compose `build:` image that is not here yet, as `compose up` would; pull any
-        other with per-layer progress (prefetch has normally done so already)."""
-        from docker.errors import APIError, BuildError, ImageNotFound
+        """Have the plan's image here: a compose `build:` image built by this run is; another
+        one that is absent is built, as `compose up` would; any other is pulled with per-layer
+        progress (prefetch has normally done so already)."""
+        from docker.errors import ImageNotFound
 
         from harness.stack.containers.prefetch import pull_image
 
+        if plan.image in self._built:
+            return
         try:
             self._client.images.get(plan.image)
             return
         except ImageNotFound:
             pass
         if plan.build_context:
-            self.progress(f"building {plan.image} from {plan.build_context}")
-            try:
-                self._client.images.build(path=plan.build_context, tag=plan.image, rm=True)
-            except (BuildError, APIError) as exc:
-                raise StackError(f"{plan.service}: building {plan.image} failed: {exc}") from None
+            self._build_image(plan)
         else:
             pull_image(self._client, plan.image, self.progress)
+
+    def _build_image(self, plan: ContainerPlan) -> None:
+        """Build a compose `build:` image, once per run (the gpu target builds each one before
+        production stops; Docker's layer cache makes an unchanged build take seconds)."""
+        from docker.errors import APIError, BuildError
+
+        if not plan.build_context or plan.image in self._built:
+            return
+        self.progress(f"building {plan.image} from {plan.build_context}")
+        try:
+            image, _ = self._client.images.build(path=plan.build_context, tag=plan.image, rm=True)
+        except (BuildError, APIError) as exc:
+            raise StackError(f"{plan.service}: building {plan.image} failed: {exc}") from None
+        self._built[plan.image] = str(image.id)
+        self.progress(f"built {plan.image}: {image.id}")
 
     def _timeout(self, plan: ContainerPlan) -> float:
         cap = self.startup_timeout_s
@@ -326,6 +346,7 @@ class ContainersBackend:
             health_path=plan.health_path,
             log_path=log,
             container_id=wrapped.id,
+            image_id=wrapped.attrs.get("Image"),
             model_name=plan.model_name,
             started_at=started_at(wrapped),
             command=tuple(mask_text(a, plan.secret_values) for a in plan.command),

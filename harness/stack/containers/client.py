@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from harness.errors import CapabilityError
+from harness.spec import DeviceReservation
 from harness.stack.containers.plan import (
     LABEL,
     ORDER_LABEL,
@@ -19,7 +20,6 @@ from harness.stack.containers.plan import (
 )
 
 RYUK_ENV = "TESTCONTAINERS_RYUK_DISABLED"
-VLLM_IMAGE = "vllm/vllm-openai"
 PREFETCH_HINT = "run `make prefetch` (or `harness prefetch`) first"
 
 
@@ -50,10 +50,12 @@ def docker_client(timeout_s: int = 60) -> Any:
     return client
 
 
-def container_capability(gpu: bool, image: str | None = None) -> str | None:
+def container_capability(
+    gpu: bool, image: str | None = None, devices: tuple[DeviceReservation, ...] = ()
+) -> str | None:
     """Why containers (on the GPU, with `gpu`) cannot run here, or None when they can. The GPU
-    probe runs `nvidia-smi -L` in `image` (the compose file's vLLM image; else any local
-    vllm/vllm-openai image) with the DeviceRequest the run uses."""
+    probe runs `nvidia-smi -L` in `image`, the compose file's vLLM image, with the DeviceRequest
+    the run makes of `devices`: an older local vLLM image could pass where the pinned one fails."""
     try:
         import testcontainers  # noqa: F401
     except ImportError:
@@ -64,7 +66,9 @@ def container_capability(gpu: bool, image: str | None = None) -> str | None:
         return str(exc)
     if not gpu:
         return None
-    why = gpu_probe(client, image)
+    if not image:
+        return "no vLLM image to probe the GPU with: the compose file names none"
+    why = gpu_probe(client, image, devices)
     if why:
         return why
     from harness.telemetry.nvml import nvml_device_count
@@ -75,19 +79,23 @@ def container_capability(gpu: bool, image: str | None = None) -> str | None:
     return None
 
 
-def gpu_probe(client: Any, image: str | None = None, timeout_s: float = 120.0) -> str | None:
-    """Why a container from `image` cannot use the GPU, or None. A registered `nvidia` runtime
-    is not required: moby serves DeviceRequests through nvidia-container-runtime-hook alone, and
-    the probe also catches a driver too old for the image's CUDA."""
-    image = image or _local_vllm_image(client)
-    if image is None:
-        return f"no {VLLM_IMAGE} image is here to probe the GPU with: {PREFETCH_HINT}"
+def gpu_probe(
+    client: Any,
+    image: str,
+    devices: tuple[DeviceReservation, ...] = (),
+    timeout_s: float = 120.0,
+) -> str | None:
+    """Why a container from `image` cannot use the GPU, or None. Only `image` itself is probed,
+    never another tag. A registered `nvidia` runtime is not required: moby serves DeviceRequests
+    through nvidia-container-runtime-hook alone, and the probe also catches a driver too old for
+    the image's CUDA."""
     if not image_present(client, image):
         return f"image {image} is not here to probe the GPU with: {PREFETCH_HINT}"
     # The plans' own DeviceRequest, so the probe asks Docker exactly what the run will.
     probe = ContainerPlan(
-        service="gpu-probe", role="probe", name="", image=image, command=(), gpu=True
-    )
+        service="gpu-probe", role="probe", name="", image=image, command=(), gpu=True,
+        devices=devices,
+    )  # fmt: skip
     try:
         code, out = run_throwaway(
             client, image, ["-L"], entrypoint="nvidia-smi",
@@ -122,17 +130,6 @@ def image_present(client: Any, image: str) -> bool:
     except DockerException:  # ImageNotFound, or an engine that cannot tell
         return False
     return True
-
-
-def _local_vllm_image(client: Any) -> str | None:
-    from docker.errors import DockerException
-
-    try:
-        found = client.images.list(name=VLLM_IMAGE)
-    except DockerException:
-        return None
-    tags = [t for img in found for t in (img.tags or [])]
-    return tags[0] if tags else None
 
 
 def run_throwaway(

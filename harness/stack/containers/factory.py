@@ -9,6 +9,7 @@ from pathlib import Path
 
 from harness.config import Settings
 from harness.errors import CapabilityError
+from harness.spec import load_stack
 from harness.stack.containers.backend import ContainersBackend, container_capability
 from harness.stack.containers.emulate import Emulation
 from harness.telemetry.recorded_card import recorded_card
@@ -31,7 +32,11 @@ def make_containers_backend(
     real_xai: bool = False,
 ) -> ContainersBackend:
     gpu = target == "gpu"
-    why = container_capability(gpu=gpu)
+    # gpu: the probe runs the compose file's own vLLM image with the engines' device request.
+    engine = load_stack(compose).primary if gpu else None
+    why = container_capability(
+        gpu=gpu, image=engine.image if engine else None, devices=engine.devices if engine else ()
+    )
     if why:
         raise CapabilityError(f"the {target} target cannot run: {why}")
     common = {

@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 import yaml
 
 from harness.errors import ConfigError
-from harness.spec import ServiceSpec, StackSpec
+from harness.spec import DeviceReservation, ServiceSpec, StackSpec
 from harness.spec.env_file import service_env_files
 from harness.spec.services import MASK, is_secret_name
 
@@ -86,6 +86,8 @@ class ContainerPlan:
     aliases: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     gpu: bool = False
+    # The compose file's device reservations; none: every GPU (a plan made outside a compose).
+    devices: tuple[DeviceReservation, ...] = ()
     ipc_mode: str | None = None
     shm_size: str | None = None
     working_dir: str | None = None
@@ -114,7 +116,7 @@ class ContainerPlan:
         if self.shm_size:
             parts.append(f"--shm-size {self.shm_size}")
         if self.gpu:
-            parts.append("--gpus all")
+            parts += [f"--gpus {d.docker_gpus()}" for d in self.devices] or ["--gpus all"]
         if self.working_dir:
             parts.append(f"-w {self.working_dir}")
         if self.entrypoint:
@@ -294,6 +296,7 @@ def gpu_plan(
         aliases=tuple(dict.fromkeys(a for a in (svc.name, svc.container_name) if a)),
         labels=labels,
         gpu=svc.gpu,
+        devices=svc.devices,
         ipc_mode=svc.ipc,
         shm_size=svc.shm_size,
         model_name=svc.engine.name if svc.engine else None,
@@ -381,11 +384,28 @@ def docker_kwargs(plan: ContainerPlan) -> dict[str, Any]:
     if plan.entrypoint:
         kw["entrypoint"] = list(plan.entrypoint)
     if plan.gpu:
-        from docker.types import DeviceRequest
-
-        # A list: docker-py rejects a single request.
-        kw["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        kw["device_requests"] = device_requests(plan.devices)
     return kw
+
+
+def device_requests(devices: tuple[DeviceReservation, ...]) -> list[Any]:
+    """The DeviceRequests `docker compose up` makes of the reservations (driver, count or
+    device_ids, capabilities, options); with none, every GPU. A list: docker-py rejects a
+    single request."""
+    from docker.types import DeviceRequest
+
+    if not devices:
+        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    return [
+        DeviceRequest(
+            driver=d.driver,
+            count=d.count,
+            device_ids=list(d.device_ids),
+            capabilities=[list(d.capabilities)],
+            options=dict(d.options),
+        )
+        for d in devices
+    ]
 
 
 def port_bindings(plan: ContainerPlan, fixed: Mapping[int, int] | None = None) -> dict[str, Any]:
