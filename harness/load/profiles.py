@@ -7,6 +7,8 @@ from harness.load.settings import LoadSettings
 
 DEFAULT_DURATION_S = 60.0
 PROFILES = ("steady", "saturate", "kv-pressure", "ramp", "soak")
+# Profiles whose users are ChatUsers: labelled prompts of both routes, judged on routing too.
+CHAT_PROFILES = ("steady", "saturate", "ramp", "soak")
 # Profiles that also watch the router's and the harness's memory and open files.
 WATCHED = ("soak",)
 

@@ -18,6 +18,12 @@ def chat_prompts(route: str | None = None) -> list[str]:
     return [it.question for it in items if len(it.messages) == 1 and (route in (None, it.route))]
 
 
+def prompt_routes() -> dict[str, str]:
+    """Each single-turn question of the routing corpus and the route it is labelled with."""
+    items = load_routing(ROUTING_TRAIN)
+    return {it.question: it.route for it in items if len(it.messages) == 1}
+
+
 def chat_user_prompts(search_allowed: bool) -> list[str]:
     """The chat users' prompts: both routes, or only `local` ones when no chat may be sent that
     the router would forward to xAI (an attached stack's paid search without --harness-xai)."""

@@ -30,6 +30,8 @@ class RequestRecord:
     error: str | None = None
     request_id: str | None = None  # sent as X-Harness-Request, for pairing with server logs
     worker: str | None = None  # the locust worker that sent it, in a distributed run
+    # The route the routing corpus labels the prompt with; None for an unlabelled prompt.
+    expected_route: str | None = None
 
     @property
     def label(self) -> str:

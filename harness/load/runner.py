@@ -21,6 +21,7 @@ from harness.load.profiles import PROFILES, WATCHED, min_requests_for, users_for
 from harness.load.reconcile import reconcile
 from harness.load.records import RequestRecord, read_records
 from harness.load.resources import ResourceWatch, descendants, group_pids
+from harness.load.routing import routing_under_load
 from harness.load.settings import LoadSettings
 from harness.load.slo import SloTable
 from harness.load.stats import (
@@ -282,4 +283,5 @@ def summarize(
         "reconciliation": {primary: reconcile_engine(records, sampler, primary)},
         "scrape_errors": sampler.errors,
         "route_reasons": route_reasons(records),
+        "routing": routing_under_load(records),
     }

@@ -17,6 +17,8 @@ An unknown key, profile or variable is a ConfigError that names the nearest know
 
 Keys per profile (on the primary engine unless said otherwise):
 - max_error_rate: failed / sent requests.
+- max_fallback_rate: requests through the router whose X-Route-Reason is fallback:* / those
+  whose answer carried a reason.
 - max_preemptions: vllm:num_preemptions_total over the run.
 - min_kv_peak: the highest vllm:kv_cache_usage_perc sampled.
 - min_waiting_capacity: most requests waiting with reason="capacity" at once. vLLM counts every
@@ -31,7 +33,9 @@ Keys per route: p95_ttft_s, p95_itl_s, p95_e2e_s.
 
 A key that needs engine samples breaches when there are none ("no samples"): missing
 telemetry never passes. Beyond the keys, every run fails when each request through the router
-fell back to the default route, or when it sent fewer requests than its profile needs.
+fell back to the default route, or when it sent fewer requests than its profile needs; a chat
+profile (steady, saturate, ramp, soak) fails when its routing accuracy under load, overall or
+of any expected route, is below the target's routing_accuracy_floor (harness.load.routing).
 """
 
 from __future__ import annotations
@@ -45,10 +49,12 @@ from harness.config import Settings, env_name
 from harness.config_schema import TARGET_NAMES as TARGETS
 from harness.errors import ConfigError
 from harness.load.kvmodel import kv_model_problem
-from harness.load.profiles import PROFILES
+from harness.load.profiles import CHAT_PROFILES, PROFILES
+from harness.load.routing import routing_problem
 
 PROFILE_KEYS = (
     "max_error_rate",
+    "max_fallback_rate",
     "max_preemptions",
     "min_kv_peak",
     "min_waiting_capacity",
@@ -79,6 +85,12 @@ class SloTable:
     target: str | None
     keys: dict[str, float] = field(default_factory=dict)
     routes: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Each key's table, e.g. "slo.steady.twin": where a breach says the limit is set.
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def where(self, key: str) -> str:
+        origin = self.origins.get(key, f"slo.{self.profile}")
+        return f"[{origin}] in harness.toml, or {env_name(f'{origin}.{key}')}"
 
 
 def _nearest(word: str, known: Iterable[str]) -> str:
@@ -264,9 +276,12 @@ def slo_table(
     """The objectives of `profile` on `target`: the profile's, then the target's on top."""
     table = slo_tree(settings, routes).get(profile, {})
     keys: dict[str, float] = {}
+    origins: dict[str, str] = {}
     route_limits: dict[str, dict[str, float]] = {}
-    layers = [table] + ([table[target]] if target and target in table else [])
-    for layer in layers:
+    layers = [(f"slo.{profile}", table)]
+    if target and target in table:
+        layers.append((f"slo.{profile}.{target}", table[target]))
+    for origin, layer in layers:
         for key, value in layer.items():
             if key in TARGETS:
                 continue
@@ -274,16 +289,19 @@ def slo_table(
                 route_limits.setdefault(key, {}).update(value)
             else:
                 keys[key] = float(value)
-    return SloTable(profile, target, keys, route_limits)
+                origins[key] = origin
+    return SloTable(profile, target, keys, route_limits, origins)
 
 
 def check_slos(settings: Settings, summary: dict[str, Any], primary: str) -> list[str]:
     """Every violated objective as a sentence; [] when the run meets them all. The target comes
     from the summary (run_profile records it); without one only the profile's defaults apply."""
-    table = slo_table(
-        settings, summary["profile"], summary.get("target"), summary.get("latency", {})
-    )
-    return evaluate(table, summary, primary)
+    target = summary.get("target")
+    table = slo_table(settings, summary["profile"], target, summary.get("latency", {}))
+    floor = settings.typed.target(target or "").routing_accuracy_floor
+    name = f"targets.{target or '<target>'}.routing_accuracy_floor"
+    where = f"[targets.{target or '<target>'}] routing_accuracy_floor in harness.toml, or "
+    return evaluate(table, summary, primary, routing_floor=(floor, where + env_name(name)))
 
 
 def fallback_problem(summary: Mapping[str, Any]) -> str | None:
@@ -301,6 +319,29 @@ def fallback_problem(summary: Mapping[str, Any]) -> str | None:
     )
 
 
+def fallback_share(reasons: Mapping[str, int]) -> tuple[int, int]:
+    """(requests that fell back, requests whose answer carried an X-Route-Reason)."""
+    answered = sum(n for r, n in reasons.items() if r != "none")
+    return sum(n for r, n in reasons.items() if r.startswith("fallback")), answered
+
+
+def fallback_rate_problem(table: SloTable, summary: Mapping[str, Any]) -> str | None:
+    """A sentence when the share of requests that fell back exceeds max_fallback_rate."""
+    if "max_fallback_rate" not in table.keys:
+        return None
+    limit = table.keys["max_fallback_rate"]
+    reasons: Mapping[str, int] = summary.get("route_reasons") or {}
+    fell, answered = fallback_share(reasons)
+    if not answered or fell / answered <= limit:
+        return None
+    seen = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()) if r.startswith("fallback"))
+    return (
+        f"{fell} of {answered} requests through the router fell back to the default route "
+        f"(fallback rate {fell / answered:.1%}: {seen}), above max_fallback_rate {limit:g} set "
+        f"in {table.where('max_fallback_rate')}"
+    )
+
+
 def _scrape_note(summary: Mapping[str, Any]) -> str:
     errors = int(summary.get("scrape_errors") or 0)
     return f"; {errors} /metrics scrapes failed" if errors else ""
@@ -315,8 +356,14 @@ def _search_note(summary: Mapping[str, Any], primary: str) -> str:
     )
 
 
-def evaluate(table: SloTable, summary: dict[str, Any], primary: str) -> list[str]:
-    """The objectives of `table` against one load summary."""
+def evaluate(
+    table: SloTable,
+    summary: dict[str, Any],
+    primary: str,
+    routing_floor: tuple[float, str] | None = None,
+) -> list[str]:
+    """The objectives of `table` against one load summary. `routing_floor`: the target's
+    routing accuracy floor and where it is set, judged on a chat profile's routing under load."""
     profile = table.profile + (f" on {table.target}" if table.target else "")
     k = table.keys
     bad = []
@@ -394,6 +441,13 @@ def evaluate(table: SloTable, summary: dict[str, Any], primary: str) -> list[str
     fell_back = fallback_problem(summary)
     if fell_back:
         bad.append(f"{profile}: {fell_back}")
+    fell_back = fallback_rate_problem(table, summary)
+    if fell_back:
+        bad.append(f"{profile}: {fell_back}")
+    if routing_floor is not None and table.profile in CHAT_PROFILES:
+        misrouted = routing_problem(summary.get("routing"), *routing_floor)
+        if misrouted:
+            bad.append(f"{profile}: {misrouted}")
     need = int((summary.get("settings") or {}).get("min_requests") or 0)
     if summary["requests"] < need:
         bad.append(

@@ -6,7 +6,9 @@ reach the pytest process.
 - LongContextUser: prompts of a fraction of max-model-len, unique from the first token.
 - ClassifierUser: the classification request, straight to the classifier engine.
 Each writes one RequestRecord per request and fires locust's request event with the route as
-the name, so locust's own CSV and JSON are per route too.
+the name, so locust's own CSV and JSON are per route too. A record of a chat or classifier
+request carries its prompt's label from the routing corpus (expected_route); a long context
+carries none (harness.load.routing says why).
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from harness.load.http import HTTPParseError, StreamClient
-from harness.load.prompts import chat_prompts, chat_user_prompts, filler_sentences, long_prompt
+from harness.load.prompts import (
+    chat_prompts,
+    chat_user_prompts,
+    filler_sentences,
+    long_prompt,
+    prompt_routes,
+)
 from harness.load.records import RecordWriter, RequestRecord, record_line
 from harness.load.settings import LoadSettings
 from harness.load.sse import measure_stream
@@ -97,6 +105,8 @@ class _StreamingUser(User):
     abstract = True
     wait_time = constant(0)
     target = "router"
+    # The route the prompt of the request being built is labelled with; body() sets it.
+    expected: str | None = None
 
     def on_start(self) -> None:
         parts = urlsplit(self.url())
@@ -148,7 +158,9 @@ class _StreamingUser(User):
         headers = {**self.headers(), "X-Harness-Request": rec.request_id}
         # Encoded before the clock starts: a 50k-token prompt takes milliseconds to serialise,
         # which is the client's work, not the server's latency.
+        self.expected = None
         payload = json.dumps(self.body()).encode()
+        rec.expected_route = self.expected
         exc: Exception | None = None
         rec.actual_start, start = time.time(), self.started()
         try:
@@ -201,11 +213,14 @@ class ChatUser(_StreamingUser):
     """Short chats of both routes through the ai-router (`local` only without search)."""
 
     prompts = chat_user_prompts(SETTINGS.search_allowed)
+    routes = prompt_routes()
 
     def body(self) -> dict[str, Any]:
+        question = self.rng.choice(self.prompts)
+        self.expected = self.routes.get(question)
         return {
             "model": "ai-router",
-            "messages": [{"role": "user", "content": self.rng.choice(self.prompts)}],
+            "messages": [{"role": "user", "content": question}],
             "max_tokens": SETTINGS.max_tokens,
             "stream": True,
             "stream_options": {"include_usage": True},
@@ -237,6 +252,7 @@ class ClassifierUser(_StreamingUser):
 
     target = "classifier"
     prompts = chat_prompts()
+    routes = prompt_routes()
 
     def url(self) -> str:
         return SETTINGS.classifier_url.rstrip("/") + "/v1/chat/completions"
@@ -247,7 +263,9 @@ class ClassifierUser(_StreamingUser):
     def body(self) -> dict[str, Any]:
         from ai_router.classify_prompt import ROUTES, classification_messages
 
-        msgs = [{"role": "user", "content": self.rng.choice(self.prompts)}]
+        question = self.rng.choice(self.prompts)
+        self.expected = self.routes.get(question)
+        msgs = [{"role": "user", "content": question}]
         return {
             "model": SETTINGS.classifier_model,
             "messages": classification_messages(msgs),

@@ -54,7 +54,9 @@ def soak_summary(rss_growth: float, fd_growth: int) -> dict:
         }
     }  # fmt: skip
     return {"profile": "soak", "error_rate": 0.0, "failed": 0, "requests": 100, "errors": [],
-            "engines": {}, "latency": {}, "resources": resources}  # fmt: skip
+            "engines": {}, "latency": {}, "resources": resources,
+            "routing": {"labelled": 100, "correct": 100, "accuracy": 1.0, "confusion": {},
+                        "per_route": {}, "by_in_flight": {}}}  # fmt: skip
 
 
 def test_soak_bounds_flag_memory_and_descriptor_growth() -> None:

@@ -1,11 +1,13 @@
 """SLOs: every key breaches, unknown keys and variables stop the run, per-target tables and the
 environment override the profile's, missing telemetry never passes, kv-pressure's KV model on
-the card, and the all-fallback check; the KV pool advice in the record and both reports."""
+the card, the all-fallback check and the fallback rate, routing accuracy under load against the
+target's floor; the KV pool advice in the record and both reports."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -26,7 +28,9 @@ from harness.load.kvmodel import (
     users_for_kv_pressure,
 )
 from harness.load.profiles import min_requests_for
-from harness.load.records import RequestRecord
+from harness.load.prompts import chat_prompts
+from harness.load.records import RequestRecord, read_records, record_line
+from harness.load.routing import in_flight_at_send, routing_under_load
 from harness.load.slo import check_slos, fallback_problem, slo_table, slo_tree
 from harness.load.stats import kv_pool, route_reasons
 from harness.report.render_html import render_html
@@ -50,6 +54,25 @@ def settings(
 
 def pct(p95: float) -> dict[str, float]:
     return {"p50": p95 / 2, "p90": p95 * 0.9, "p95": p95, "p99": p95, "mean": p95 / 2, "n": 10.0}
+
+
+def chat_records(
+    local: int = 4, search: int = 4, search_went_local: int = 0, users: int = 4
+) -> list[RequestRecord]:
+    """Chats through the router sent every 0.1 s, each in flight for `users` intervals, local
+    and search prompts alternating; the last `search_went_local` search requests went local."""
+    both = min(local, search)
+    order = ["local", "search"] * both
+    order += ["local"] * (local - both) + ["search"] * (search - both)
+    misrouted = {i for i, e in enumerate(order) if e == "search"}
+    misrouted = set(sorted(misrouted)[len(misrouted) - search_went_local :])
+    out = []
+    for i, expected in enumerate(order):
+        got = "local" if i in misrouted else expected
+        rec = RequestRecord("ChatUser", "router", i * 0.1, i * 0.1, 200, True, got, "classified")
+        rec.e2e_s, rec.expected_route = users * 0.1 - 0.01, expected
+        out.append(rec)
+    return out
 
 
 def good_summary(profile: str = "steady", target: str | None = "gpu") -> dict[str, Any]:
@@ -100,7 +123,8 @@ def good_summary(profile: str = "steady", target: str | None = "gpu") -> dict[st
                 "to_s": 600.0,
             }
         },
-        "route_reasons": {"classified": 7, "fallback:timeout": 1},
+        "route_reasons": {"classified": 8},
+        "routing": routing_under_load(chat_records()),
         "scrape_errors": 0,
         "settings": {"min_requests": 6},
     }
@@ -253,6 +277,166 @@ def test_fallback_is_read_from_each_requests_route_reason() -> None:
     # Straight to an engine no route is chosen, so nothing can fall back.
     direct = route_reasons([rec(None, target="classifier")])
     assert direct == {} and fallback_problem({"route_reasons": direct}) is None
+
+
+def shipped_settings(environ: dict[str, str] | None = None) -> Settings:
+    data = tomllib.loads((ROOT / "harness.toml").read_text())
+    return Settings(path=ROOT / "harness.toml", data=data, environ=environ or {})
+
+
+def chat_summary(target: str, records: list[RequestRecord], reasons: dict[str, int]) -> dict:
+    """A steady run of `records` that meets the shipped latency limits of `target`."""
+    s = good_summary("steady", target)
+    s["latency"]["search"] = {"ttft_s": pct(0.5), "itl_s": pct(0.001), "e2e_s": pct(0.5)}
+    s.update(requests=len(records), route_reasons=reasons, routing=routing_under_load(records))
+    return s
+
+
+def test_one_fallback_in_a_hundred_fails_the_twins_limit_of_zero() -> None:
+    cfg = shipped_settings()
+    records = chat_records(50, 50)
+    assert check_slos(cfg, chat_summary("twin", records, {"classified": 100}), PRIMARY) == []
+    one = {"classified": 99, "fallback:timeout": 1}
+    assert check_slos(cfg, chat_summary("twin", records, one), PRIMARY) == [
+        "steady on twin: 1 of 100 requests through the router fell back to the default route "
+        "(fallback rate 1.0%: fallback:timeout 1), above max_fallback_rate 0 set in "
+        "[slo.steady] in harness.toml, or HARNESS_SLO_STEADY_MAX_FALLBACK_RATE"
+    ]
+    # A request with no answer is the error rate's; the share is of the answers with a reason.
+    assert (
+        check_slos(cfg, chat_summary("twin", records, {"classified": 99, "none": 1}), PRIMARY) == []
+    )
+    # The card's limit, set in its own table, lets one classifier timeout in a hundred pass.
+    found = check_slos(
+        cfg, chat_summary("gpu", records, {"classified": 98, "fallback:timeout": 2}), PRIMARY
+    )
+    assert found and "above max_fallback_rate 0.01 set in [slo.steady.gpu]" in found[0], found
+    env = {"HARNESS_SLO_STEADY_GPU_MAX_FALLBACK_RATE": "0.02"}
+    assert (
+        check_slos(
+            shipped_settings(env),
+            chat_summary("gpu", records, {"classified": 98, "fallback:timeout": 2}),
+            PRIMARY,
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize("profile", ["steady", "saturate", "ramp", "soak", "kv-pressure"])
+def test_harness_toml_allows_no_fallback_on_the_twins_and_few_on_the_card(profile: str) -> None:
+    cfg = shipped_settings()
+    for target in ("twin", "twin-docker"):
+        assert slo_table(cfg, profile, target).keys["max_fallback_rate"] == 0, target
+    for target in ("gpu", "attach"):
+        assert 0 < slo_table(cfg, profile, target).keys["max_fallback_rate"] <= 0.02, target
+
+
+def test_a_sixth_of_search_going_local_fails_routing_accuracy_under_load() -> None:
+    cfg = settings({"steady": {"max_error_rate": 0.0}})
+    s = good_summary()
+    s["routing"] = routing_under_load(chat_records(60, 60))
+    assert check_slos(cfg, s, PRIMARY) == []
+    s["routing"] = routing = routing_under_load(chat_records(60, 60, search_went_local=10))
+    # Overall the run clears the floor (110 of 120); the search route alone does not.
+    assert routing["accuracy"] == 0.9167 and routing["per_route"]["search"]["accuracy"] == 0.8333
+    assert routing["confusion"] == {"local": {"local": 60}, "search": {"local": 10, "search": 50}}
+    (found,) = check_slos(cfg, s, PRIMARY)
+    assert found.startswith(
+        "steady on gpu: routing accuracy under load 0.833 for search (50 of 60 search-labelled "
+        "requests; 10 went local) is below the floor 0.9 ([targets.gpu] routing_accuracy_floor "
+        "in harness.toml, or HARNESS_TARGETS_GPU_ROUTING_ACCURACY_FLOOR); accuracy by requests "
+        "in flight at send time {0: 1.000 of 1, 1: 1.000 of 1, 2: 1.000 of 1, 3: 0.914 of 117}"
+    ), found
+    # The floor is the target's: lowered, the same run passes.
+    floor = {"gpu": {"routing_accuracy_floor": 0.8}}
+    low = Settings(path=None, environ={}, data={"slo": {"steady": {}}, "targets": floor})
+    assert check_slos(low, s, PRIMARY) == []
+    # kv-pressure's documents are unlabelled: routing under load is a chat profile's check.
+    s["profile"] = "kv-pressure"
+    assert check_slos(settings({}), s, PRIMARY) == []
+
+
+def test_a_chat_run_without_labelled_routes_cannot_pass() -> None:
+    s = good_summary()
+    unlabelled = chat_records()
+    for r in unlabelled:
+        r.expected_route = None
+    s["routing"] = routing_under_load(unlabelled)
+    (found,) = check_slos(settings({}), s, PRIMARY)
+    assert "no request carried both its prompt's expected route and a route header" in found
+    s.pop("routing")
+    (found,) = check_slos(settings({}), s, PRIMARY)
+    assert "cannot be judged against the floor 0.9" in found
+
+
+def test_routing_under_load_by_requests_in_flight() -> None:
+    records = chat_records(3, 3, users=3)
+    records[3].route = "local"  # a search request sent with 2 others in flight
+    records[5].route, records[5].ok = None, False  # no answer: no route to judge
+    long_doc = RequestRecord(
+        "LongContextUser", "router", 0.05, 0.05, 200, True, "local", "classified"
+    )
+    long_doc.e2e_s = 0.1
+    direct = RequestRecord("ClassifierUser", "classifier", 0.0, 0.0, 200, True)
+    direct.expected_route, direct.e2e_s = "local", 10.0
+    records += [long_doc, direct]
+    # Each chat is in flight for 0.29 s and sent every 0.1 s; the unlabelled long document
+    # counts in flight for the chat sent at 0.1; a request straight to an engine never does.
+    assert in_flight_at_send(records) == [0, 2, 2, 2, 2, 2, 1, 0]
+    routing = routing_under_load(records)
+    assert routing == {
+        "labelled": 5,
+        "correct": 4,
+        "accuracy": 0.8,
+        "unrouted": 1,
+        "confusion": {"local": {"local": 3}, "search": {"local": 1, "search": 1}},
+        "per_route": {
+            "local": {"requests": 3, "correct": 3, "accuracy": 1.0},
+            "search": {"requests": 2, "correct": 1, "accuracy": 0.5},
+        },
+        "by_in_flight": {
+            "0": {"requests": 1, "correct": 1, "accuracy": 1.0},
+            "2": {"requests": 4, "correct": 3, "accuracy": 0.75},
+        },
+    }
+
+
+def test_chat_records_carry_the_label_of_their_prompt(tmp_path: Path) -> None:
+    """The users module as the locust subprocess imports it (gevent must not reach this one)."""
+    code = (
+        "import json, random, types, harness.load.users as u\n"
+        "out = []\n"
+        "for cls in (u.ChatUser, u.ClassifierUser, u.LongContextUser):\n"
+        "    me = types.SimpleNamespace(rng=random.Random(7), expected=None,\n"
+        "        prompts=getattr(cls, 'prompts', []), routes=getattr(cls, 'routes', {}),\n"
+        "        sentences=['Filler.'])\n"
+        "    for _ in range(30):\n"
+        "        body = cls.body(me)\n"
+        "        out.append([cls.__name__, body['messages'][-1]['content'], me.expected])\n"
+        "print(json.dumps(out))\n"
+    )
+    env = {**os.environ, "HARNESS_LOAD_MAX_MODEL_LEN": "64"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
+    )
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    labels = {
+        **{q: "local" for q in chat_prompts("local")},
+        **{q: "search" for q in chat_prompts("search")},
+    }
+    chats = [(text, got) for user, text, got in rows if user == "ChatUser"]
+    assert chats and all(got == labels[text] for text, got in chats), chats[:3]
+    assert {got for _, got in chats} == {"local", "search"}
+    classifier = [got for user, _, got in rows if user == "ClassifierUser"]
+    assert classifier and set(classifier) <= {"local", "search"}
+    assert {got for user, _, got in rows if user == "LongContextUser"} == {None}
+    # The label travels in requests.jsonl; a record written before it reads back unlabelled.
+    rec = RequestRecord("ChatUser", "router", 0.0, 0.0, 200, True, "local", "classified")
+    rec.expected_route = "search"
+    path = tmp_path / "requests.jsonl"
+    old = {k: v for k, v in json.loads(record_line(rec)).items() if k != "expected_route"}
+    path.write_text(record_line(rec) + "\n" + json.dumps(old) + "\n")
+    assert [r.expected_route for r in read_records(path)] == ["search", None]
 
 
 def test_too_few_requests_for_the_profile() -> None:
