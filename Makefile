@@ -12,7 +12,8 @@ INSTALL_HASH := $(shell cat pyproject.toml infra/ai-router/pyproject.toml 2>/dev
 GPU_STAMP := $(VENV)/.installed-gpu-$(INSTALL_HASH)
 TWIN_STAMP := $(VENV)/.installed-twin-$(INSTALL_HASH)
 
-.PHONY: install install-gpu run test check up down restart-gpu gpu prefetch nightly twin lint
+.PHONY: install install-gpu gpu-host run test check up down restart-gpu gpu prefetch nightly twin
+.PHONY: lint
 
 # The GPU box: the harness core and the reference router (the acceptance suite imports both).
 # -qq: errors only. Without it, the editable builds print about 60 lines of setuptools notices
@@ -54,7 +55,13 @@ TEST_ARGS := $(if $(filter 1,$(HARNESS_PLANT_SECRETS)),--capture=tee-sys -o juni
 # The twin's models build in the background (niced, log in $(TWIN_BUILD_LOG)) while apt, dockerd
 # and the unit tests run; the session's first twin test waits on the build's lock and reuses it.
 TWIN_BUILD_LOG := reports/.twin-build.log
-test: install
+# The emulated GPU (tests/docker) runs its session from a second virtualenv shaped like the GPU
+# box's: the core install only, so that a need only the twin's install meets fails here.
+GPU_HOST_VENV := .venv-gpu-host
+gpu-host:
+	@$(MAKE) --no-print-directory install-gpu VENV=$(GPU_HOST_VENV)
+
+test: install gpu-host
 	@mkdir -p reports
 	@echo "make: building the twin's models in the background (log: $(TWIN_BUILD_LOG))"
 	@nice -n 10 $(HARNESS) twin build >$(TWIN_BUILD_LOG) 2>&1 & build=$$!; \

@@ -169,7 +169,9 @@ def check_toolkit(info: dict[str, Any] | None, which: Which = shutil.which) -> C
     )
 
 
-def check_gpu_probe(client: Any, images: list[str], driver_ok: bool) -> Check:
+def check_gpu_probe(
+    client: Any, images: list[str], driver_ok: bool, devices: tuple[Any, ...] = ()
+) -> Check:
     """`nvidia-smi -L` in each compose vLLM image with the run's DeviceRequest, the probe that
     `make gpu` runs first; it also fails where the driver is too old for the image's CUDA."""
     name = "gpu-probe"
@@ -180,7 +182,7 @@ def check_gpu_probe(client: Any, images: list[str], driver_ok: bool) -> Check:
     for image in images:
         if not image_present(client, image):
             return skipped(name, f"image {image} is not here to probe with: {PREFETCH_HINT}")
-        why = container_capability(gpu=True, image=image)
+        why = container_capability(gpu=True, image=image, devices=devices)
         if why:
             return failed(name, why)
     return passed(name, f"a container of {', '.join(images)} sees the GPU")
@@ -336,7 +338,8 @@ def run_checks(compose: Path) -> list[Check]:
     if spec is None:
         rest = ("gpu-probe", "prefetch", "disk", "secrets", "production")
         return checks + [skipped(n, "needs the compose file (see compose)") for n in rest]
-    probe = bounded("gpu-probe", lambda: check_gpu_probe(client, images, driver.ok))
+    devices = spec.primary.devices
+    probe = bounded("gpu-probe", lambda: check_gpu_probe(client, images, driver.ok, devices))
     fetched = bounded("prefetch", lambda: check_prefetch(client, spec))
     prefetched = None if fetched.status == "SKIP" else fetched.ok
     return [

@@ -291,6 +291,7 @@ def test_just_over_the_limit_is_flagged_never_classified(
 def test_the_band_matches_harness_check(
     stack: Any,
     router_http: httpx.Client,
+    tok: Tokenizer,
     primary_tok: Tokenizer,
     cues: dict[str, str],
     filler: str,

@@ -176,17 +176,18 @@ def test_toolkit_found_by_runtime_cdi_or_hook_else_fail(tmp_path: Path) -> None:
 
 
 def test_gpu_probe_runs_the_compose_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    asked: list[str | None] = []
+    asked: list[tuple[str | None, tuple[Any, ...]]] = []
 
-    def capability(gpu: bool, image: str | None = None) -> str | None:
-        asked.append(image)
-        return None
+    def capability(gpu: bool, image: str | None = None, devices: tuple[Any, ...] = ()) -> None:
+        asked.append((image, devices))
 
     monkeypatch.setattr(dc, "container_capability", capability)
     client = FakeClient(tmp_path, images=(VLLM,))
-    assert dc.check_gpu_probe(client, [VLLM], driver_ok=True).ok and asked == [VLLM]
+    one = ("one gpu",)  # the compose file's reservation, passed through as the run passes it
+    assert dc.check_gpu_probe(client, [VLLM], driver_ok=True, devices=one).ok
+    assert asked == [(VLLM, one)]
     too_old = "the NVIDIA driver is too old for the CUDA version of the vLLM image"
-    monkeypatch.setattr(dc, "container_capability", lambda gpu, image=None: too_old)
+    monkeypatch.setattr(dc, "container_capability", lambda gpu, image=None, devices=(): too_old)
     assert dc.check_gpu_probe(client, [VLLM], driver_ok=True) == dc.failed("gpu-probe", too_old)
 
 
@@ -295,7 +296,7 @@ def _ready_box(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, compose: Path) -
     client = FakeClient(tmp_path, images=(VLLM,), runtimes=("runc", "nvidia"))
     monkeypatch.setattr(dc, "nvml_library", lambda: FakeNvml())
     monkeypatch.setattr(dc, "docker_client", lambda timeout_s: client)
-    monkeypatch.setattr(dc, "container_capability", lambda gpu, image=None: None)
+    monkeypatch.setattr(dc, "container_capability", lambda gpu, image=None, devices=(): None)
     monkeypatch.setattr(shutil, "disk_usage", _free(500 * GIB))
     monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
 

@@ -212,12 +212,16 @@ class ContainersBackend:
 
     # -- bring-up -----------------------------------------------------------------------------
 
-    def _check_prefetched(self) -> None:
+    def _check_prefetched(self, images: bool = True) -> None:
         """Images and weights are fetched by `harness prefetch`, never inside a health budget:
         a 10 GB pull or a 34 GB download would be charged to the first engine's startup."""
         from harness.stack.containers.prefetch import missing_for_bringup
 
-        missing = missing_for_bringup(self._client, self.spec, include_edge=self.include_edge)
+        reader = self.emulation.image if self.emulation is not None else None
+        missing = missing_for_bringup(
+            self._client, self.spec, include_edge=self.include_edge, images=images,
+            reader_image=reader,
+        )  # fmt: skip
         if missing:
             raise StackError("; ".join(missing))
 
@@ -231,6 +235,10 @@ class ContainersBackend:
             # production; a failed build stops nothing either.
             for plan in plans:
                 self._build_image(plan)
+        elif self.emulation is not None and self.emulation.weights_in_volume:
+            # The emulated GPU from a GPU-box install: the weights check reads the real volume;
+            # the images are the base image (a named substitution).
+            self._check_prefetched(images=False)
         if found:
             stop_production(
                 self._client, self.spec, found, self.progress, self.stopped_production,

@@ -159,7 +159,8 @@ def emulate(
             after = f"{emu.image} running {rt.python}"
             subs.append(Substitution("image", plan.service, plan.image, after))
         if plan.gpu:
-            subs.append(Substitution("gpu-device", plan.service, "all GPUs", "none"))
+            asked = ", ".join(f"--gpus {d.docker_gpus()}" for d in plan.devices) or "--gpus all"
+            subs.append(Substitution("gpu-device", plan.service, asked, "none"))
         out.append(
             replace(
                 plan,

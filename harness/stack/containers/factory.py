@@ -10,8 +10,12 @@ from pathlib import Path
 from harness.config import Settings
 from harness.errors import CapabilityError
 from harness.spec import load_stack
-from harness.stack.containers.backend import ContainersBackend, container_capability
-from harness.stack.containers.emulate import Emulation
+from harness.stack.containers.backend import (
+    ContainersBackend,
+    container_capability,
+    docker_client,
+)
+from harness.stack.containers.emulate import Emulation, Runtime
 from harness.telemetry.recorded_card import recorded_card
 from harness.twin.engines import TwinModelDirs
 from harness.vram.check import run_check
@@ -54,23 +58,40 @@ def make_containers_backend(
         # The live preflight compares with the card as it is: budgets from its real total.
         result = run_check(compose, settings, nvml_total=total_memory_or_none())
         return ContainersBackend(spec=result.spec, vram_plan=result.plan, **common)  # type: ignore[arg-type]
+    from harness.stack.containers.twin_weights import (
+        runtime_from_env,
+        volume_archs,
+        volume_models,
+    )
     from harness.stack.factory import twin_capability, twin_router_env
-    from harness.twin.build import build_twin
 
-    why = twin_capability()
-    if why:
-        raise CapabilityError(f"the twin-docker target cannot run: {why}")
     # As for `twin`: the KV capacity comes from the configured card's VRAM model, and the
     # recorded card the preflight reads has that size.
     result = run_check(compose, settings)
     total = result.plan.assumptions.total_bytes
-    models = build_twin(progress=progress)
+    runtime = runtime_from_env()
+    if runtime is not None:
+        # A GPU-box install: the twin's runtime comes from elsewhere, its models from the volume.
+        models, in_volume = volume_models(result.spec), True
+        archs = volume_archs(docker_client(), result.spec)
+    else:
+        from harness.twin.build import build_twin
+
+        why = twin_capability()
+        if why:
+            raise CapabilityError(f"the twin-docker target cannot run: {why}")
+        built = build_twin(progress=progress)
+        models, in_volume = TwinModelDirs(built.classifier_dir, built.primary_dir), False
+        runtime, archs = Runtime.current(), {}
     emulation = Emulation(
         plan=result.plan,
-        models=TwinModelDirs(models.classifier_dir, models.primary_dir),
+        models=models,
         kv_overrides=dict(kv_overrides or {}),
         router_env=twin_router_env(settings, router_env),
         startup_timeout_s=settings.typed.twin.startup_timeout_s,
+        runtime=runtime,
+        weights_in_volume=in_volume,
+        archs=archs,
     )
     return ContainersBackend(
         spec=result.spec,
