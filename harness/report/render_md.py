@@ -167,6 +167,7 @@ def load(doc: dict[str, Any]) -> list[str]:
         out += [*_table([*lat_head, "failed"], lat_rows), ""]
     if eng_rows:
         out += [*_table([*eng_head, "preemptions"], eng_rows), ""]
+    out += _routing_under_load(profiles)
     out += [f"- {line}" for line in summary.client_engine(doc)]
     out += [f"- {pool.sentence()}" for pool in summary.kv_pools(doc)]
     reasons = summary.route_reasons_line(doc)
@@ -181,6 +182,35 @@ def load(doc: dict[str, Any]) -> list[str]:
     files = ", ".join(f"{name} ({what})" for name, what in summary.RAW_FILES)
     out.append(f"- Raw data in `load/<profile>/`: {files}")
     return [*out, ""]
+
+
+def _routing_under_load(profiles: dict[str, dict[str, Any]]) -> list[str]:
+    """Each profile's confusion matrix of its labelled requests (expected x got), and its
+    routing accuracy by requests in flight at send time."""
+    runs = {
+        n: s["routing"] for n, s in profiles.items() if (s.get("routing") or {}).get("labelled")
+    }
+    if not runs:
+        return []
+    got = sorted({g for r in runs.values() for row in r["confusion"].values() for g in row})
+    rows = []
+    for name, r in runs.items():
+        for expected, row in r["confusion"].items():
+            share = r.get("per_route", {}).get(expected, {}).get("accuracy")
+            rows.append([name, expected, *(str(row.get(g, 0)) for g in got), _s(share, 3)])
+    out = ["Routing under load (expected route by the route taken):", ""]
+    out += [*_table(["profile", "expected", *(f"got {g}" for g in got), "accuracy"], rows), ""]
+    flights = [
+        f"{name} "
+        + ", ".join(
+            f"{n}: {v['accuracy']:.3f} of {v['requests']}" for n, v in r["by_in_flight"].items()
+        )
+        for name, r in runs.items()
+        if r.get("by_in_flight")
+    ]
+    if flights:
+        out.append(f"- Routing accuracy by requests in flight at send time: {' · '.join(flights)}")
+    return out
 
 
 def comparison(c: Comparison) -> list[str]:

@@ -748,3 +748,18 @@ def test_record_rejects_a_kv_pool_share_above_one(tmp_path: Path) -> None:
     doc["load"]["steady"]["kv_pool"]["unused_at_max_num_seqs"] = 1.5
     with pytest.raises(InputError, match="unused_at_max_num_seqs"):
         validate_record(doc, str(tmp_path / "record.json"))
+
+
+def test_routing_under_load_in_record_and_report(tmp_path: Path) -> None:
+    doc = fixtures.record()
+    doc["load"]["steady"]["routing"] = routing_under_load(chat_records(6, 6, search_went_local=1))
+    validate_record(json.loads(json.dumps(doc)), str(tmp_path / "record.json"))
+    md = render_markdown(doc)
+    assert "| profile | expected | got local | got search | accuracy |" in md
+    assert (
+        "| steady | local | 6 | 0 | 1.000 |" in md and "| steady | search | 1 | 5 | 0.833 |" in md
+    )
+    assert "- Routing accuracy by requests in flight at send time: steady 0: 1.000 of 1, " in md
+    doc["load"]["steady"]["routing"]["by_in_flight"] = {"two": {"requests": 1, "correct": 1}}
+    with pytest.raises(InputError, match="by_in_flight"):
+        validate_record(doc, str(tmp_path / "record.json"))
