@@ -30,6 +30,8 @@ CATALOGUE: dict[str, str] = {
     "prefetch": "the bring-up's check that images and weights were fetched beforehand (harness "
     "prefetch): the weights are checked in the compose volume when the twin's models are placed "
     "there (HARNESS_TWIN_RUNTIME), else skipped; the images are the local base image",
+    "gpu-probe": "no NVIDIA GPU: the gpu target's probe (nvidia-smi -L in the compose file's "
+    "vLLM image, with its device request) cannot run",
     "nvml": "no NVML: the preflight reads a recorded idle card of the configured size",
     "env-files": "the owner's env files are absent here; the services start without them",
     "compile": "vLLM's torch.compile warm-up (inductor) costs 20-45 s of every engine start on "

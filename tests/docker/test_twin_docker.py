@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -200,12 +201,27 @@ def test_the_emulated_gpu_from_a_gpu_box_install_replaces_and_restores_productio
         assert "PASSED tests/acceptance/test_long_context.py::test_the_band" in out
         assert leftovers(docker_ready, None) == [], "the session left harness containers behind"
         check_production_restored(standins, before, out, state)
+        check_the_record_says_what_ran(tmp_path / "reports", docker_ready)
     finally:
         for c in standins.values():
             with contextlib.suppress(Exception):
                 c.remove(force=True)
         with contextlib.suppress(Exception):
             docker_ready.volumes.get(f"{spec.project}_hf-cache").remove(force=True)
+
+
+def check_the_record_says_what_ran(reports: Path, client: Any) -> None:
+    """Each engine's vLLM version (its own /version) and each container's image ID."""
+    records = sorted(reports.glob("runs/*/record.json"))
+    assert len(records) == 1, f"expected one run record under {reports}: {records}"
+    stack = json.loads(records[0].read_text())["stack"]
+    from vllm.version import __version__  # the twin's runtime is the engines' interpreter
+
+    for engine in ("vllm-router", "vllm-primary"):
+        assert stack["versions"][engine] == {"version": __version__, "error": None}
+    base_id = client.images.get(BASE_IMAGE).id
+    assert set(stack["image_ids"]) == set(ORDER)
+    assert set(stack["image_ids"].values()) == {base_id}, stack["image_ids"]
 
 
 def check_production_restored(

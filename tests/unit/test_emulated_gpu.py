@@ -253,5 +253,8 @@ def test_from_a_gpu_box_install_the_containers_run_the_named_runtime_and_volume_
     assert engine.environment["PATH"].startswith("/opt/twin/bin:")
     made = {(s.name, s.service): s for s in be.substitutions}
     assert "weights checked in the compose volume" in made[("prefetch", "bring-up")].after
+    probe = made[("gpu-probe", "bring-up")]
+    assert probe.before == "nvidia-smi -L in vllm/vllm-openai:v0.33.0 (--gpus 1)"
+    assert made[("gpu-device", "vllm-router")].before == "--gpus 1"
     budget = made[("health-budget", "vllm-primary")]
     assert budget.before == "1245 s" and budget.after == "300 s"

@@ -10,6 +10,7 @@ only what harness/twin/substitutions.py names, and returns each change it made:
 - `model`: the twin's models, bind-mounted from the host, or (`weights_in_volume`) placed where
   the owner's weights are, in the compose project's HF cache volume (twin_weights.py);
 - `health-budget`: each compose startup budget, capped for CPU engines;
+- `prefetch`, `gpu-probe`: the bring-up checks that need the real images or a GPU;
 - `model`, `gpu-flags`, `kv-dtype`, `kv-capacity`: the engine command (harness/twin/engines.py);
 - `gpu-device`: the device request is dropped;
 - `classifier-timeout`: the ai-router's classifier timeout, for CPU prefills.
@@ -113,6 +114,11 @@ def host_environment(runtime: Runtime | None = None) -> dict[str, str]:
     return out
 
 
+def _gpus(plan: ContainerPlan) -> str:
+    """The `docker run --gpus` the plan asks for, as compose declares it."""
+    return ", ".join(f"--gpus {d.docker_gpus()}" for d in plan.devices) or "--gpus all"
+
+
 def emulate(
     spec: StackSpec, plans: list[ContainerPlan], emu: Emulation, run_dir: Path
 ) -> tuple[list[ContainerPlan], list[Substitution]]:
@@ -159,8 +165,7 @@ def emulate(
             after = f"{emu.image} running {rt.python}"
             subs.append(Substitution("image", plan.service, plan.image, after))
         if plan.gpu:
-            asked = ", ".join(f"--gpus {d.docker_gpus()}" for d in plan.devices) or "--gpus all"
-            subs.append(Substitution("gpu-device", plan.service, asked, "none"))
+            subs.append(Substitution("gpu-device", plan.service, _gpus(plan), "none"))
         out.append(
             replace(
                 plan,
@@ -183,4 +188,8 @@ def emulate(
     else:
         before, after = "images and weights checked before bring-up", "skipped: models bind-mounted"
     subs.append(Substitution("prefetch", "bring-up", before, after))
+    probed = next((p for p in plans if p.gpu), None)
+    if probed is not None:
+        before = f"nvidia-smi -L in {probed.image} ({_gpus(probed)})"
+        subs.append(Substitution("gpu-probe", "bring-up", before, "skipped: no GPU"))
     return out, subs
