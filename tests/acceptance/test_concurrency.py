@@ -128,6 +128,12 @@ async def test_streams_do_not_mix(burst: Burst) -> None:
 
 
 async def test_running_never_exceeds_max_num_seqs(burst: Burst, stack: Any) -> None:
+    # The streams themselves, which no sampling interval can miss: never more than
+    # max-num-seqs of them produce tokens at once on the loaded engine.
+    assert burst.overlap() <= burst.max_num_seqs, (
+        f"{burst.loaded}: {burst.overlap()} streams via {burst.path} produced tokens at once, "
+        f"above max-num-seqs {burst.max_num_seqs}"
+    )
     for role, svc in engines(stack).items():
         g = burst.gauges[svc.name]
         limit = max_num_seqs(stack, role)

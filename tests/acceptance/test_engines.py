@@ -62,8 +62,15 @@ def twin_sizing(notes: list[str], service: str) -> tuple[int, int] | None:
     return found
 
 
+def kv_overrides_of(backend: Any) -> dict[str, int]:
+    """The what-if KV capacities (--kv-tokens) the twin was started with, by service or role."""
+    emulation = getattr(backend, "emulation", None)
+    source = emulation if emulation is not None else backend
+    return dict(getattr(source, "kv_overrides", None) or {})
+
+
 def test_kv_capacity_holds_full_contexts(
-    stack: Any, run_record: Any, harness_settings: Any, harness_target: str
+    stack: Any, stack_backend: Any, run_record: Any, harness_settings: Any, harness_target: str
 ) -> None:
     from harness.telemetry.nvml import total_memory_or_none
     from harness.vram.check import run_check
@@ -140,7 +147,13 @@ def test_kv_capacity_holds_full_contexts(
             requested, block = sizing
             entry["prediction_check"] = "exact" if requested == predicted else "override"
             if requested != predicted:
-                # A what-if override (--kv-tokens) sized this engine, not the VRAM model.
+                # Only a what-if override (--kv-tokens) may size a twin engine otherwise than
+                # the VRAM model: anything else is a twin sized from the wrong number.
+                overrides = kv_overrides_of(stack_backend)
+                assert svc.name in overrides or svc.role in overrides, (
+                    f"{svc.name}: the twin was sized at {requested:,} tokens, not the VRAM "
+                    f"model's {predicted:,}, and no --kv-tokens override names it ({overrides})"
+                )
                 continue
             # The twin asks for the predicted tokens in whole blocks (--num-gpu-blocks-override).
             if not 0 <= tokens - predicted < block:

@@ -109,7 +109,9 @@ def test_classification_up_to_max_model_len(
     # What the router decides for the cue alone: context length must not change it. Whether
     # that short-context route is right is the routing-accuracy test's question.
     short = classify(router_http, [{"role": "user", "content": cues[route]}])
-    expected = short.headers.get("X-Route", route)
+    assert short.status_code == 200, f"the cue alone: HTTP {short.status_code} {short.text[:200]}"
+    assert "X-Route" in short.headers, "the cue alone: the router sent no X-Route header"
+    expected = short.headers["X-Route"]
     problems: list[str] = []
     misroutes: list[str] = []  # the route changed with history length; see the setting below
     if expected != route:
@@ -123,6 +125,9 @@ def test_classification_up_to_max_model_len(
             target_tokens=target,
             filler=filler,
         )
+        # The padding reaches its target to within a few tokens: a matrix of short
+        # conversations would prove nothing about max-model-len.
+        assert conv.tokens >= target - 8, f"built {conv.tokens:,} tokens for {target:,}"
         before = scrape(stack.classifier.url, engine_http).value(PROMPT_TOKENS)
         r = classify(router_http, conv.messages)
         seen = scrape(stack.classifier.url, engine_http).value(PROMPT_TOKENS) - before

@@ -16,18 +16,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+# Core dependencies: plain imports, so that a broken docker SDK fails this module, never skips it.
+import docker.errors as docker_errors
 import pytest
+import requests.exceptions as requests_exceptions
 from test_plugin_gpu_run import dead_terminal, terminal_progress
 
-docker_errors = pytest.importorskip("docker.errors")
-requests_exceptions = pytest.importorskip("requests.exceptions")
-
-from harness.cli import main as harness_main  # noqa: E402
-from harness.errors import StackError  # noqa: E402
-from harness.spec import StackSpec, load_stack  # noqa: E402
-from harness.stack.containers import prod_marker  # noqa: E402
-from harness.stack.containers.plan import LABEL  # noqa: E402
-from harness.stack.containers.production import (  # noqa: E402
+from harness.cli import main as harness_main
+from harness.errors import StackError
+from harness.spec import StackSpec, load_stack
+from harness.stack.containers import prod_marker
+from harness.stack.containers.plan import LABEL
+from harness.stack.containers.production import (
     ProdContainer,
     restore_production,
     running_production,

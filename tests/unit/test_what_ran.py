@@ -10,32 +10,31 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import docker.errors as docker_errors
 import httpx
 import pytest
 import report_fixtures as fixtures
+from docker.types import DeviceRequest
 
-docker_errors = pytest.importorskip("docker.errors")
-from docker.types import DeviceRequest  # noqa: E402
-
-from harness.config import Settings  # noqa: E402
-from harness.errors import CapabilityError, HarnessError, SpecError  # noqa: E402
-from harness.report import stack_facts  # noqa: E402
-from harness.report.compare import CHANGED, OK, compare, verdict_line  # noqa: E402
-from harness.report.record import RunRecord  # noqa: E402
-from harness.report.render_md import render_markdown  # noqa: E402
-from harness.report.schema import load_record  # noqa: E402
-from harness.report.stack_facts import (  # noqa: E402
+from harness.config import Settings
+from harness.errors import CapabilityError, HarnessError, SpecError
+from harness.report import stack_facts
+from harness.report.compare import CHANGED, OK, compare, verdict_line
+from harness.report.record import RunRecord
+from harness.report.render_md import render_markdown
+from harness.report.schema import load_record
+from harness.report.stack_facts import (
     VERSION_TIMEOUT_S,
     engine_version,
     preflight_section,
     stack_section,
 )
-from harness.spec import StackSpec, load_stack, parse_stack  # noqa: E402
-from harness.stack.base import ServiceHandle, Stack  # noqa: E402
-from harness.stack.containers import backend as containers  # noqa: E402
-from harness.stack.containers import factory as containers_factory  # noqa: E402
-from harness.stack.containers.client import container_capability, gpu_probe  # noqa: E402
-from harness.stack.containers.plan import ContainerPlan, docker_kwargs, gpu_plans  # noqa: E402
+from harness.spec import StackSpec, load_stack, parse_stack
+from harness.stack.base import ServiceHandle, Stack
+from harness.stack.containers import backend as containers
+from harness.stack.containers import factory as containers_factory
+from harness.stack.containers.client import container_capability, gpu_probe
+from harness.stack.containers.plan import ContainerPlan, docker_kwargs, gpu_plans
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "infra" / "docker-compose.yml"
@@ -142,7 +141,8 @@ def test_a_stack_without_containers_has_no_image_ids(tmp_path: Path) -> None:
 def test_a_container_start_records_the_image_the_container_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tc = pytest.importorskip("testcontainers.core.container")
+    import testcontainers.core.container as tc
+
     wrapped = SimpleNamespace(
         id="cid-1",
         attrs={
