@@ -18,12 +18,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from harness.stack.engine_memory import parse_memory_breakdown
-
-if TYPE_CHECKING:  # base.py imports KvLine from here
-    from harness.stack.base import ServiceHandle
+from harness.stack.engine_memory import MemoryBreakdown, parse_memory_breakdown
 
 _SIZE = re.compile(r"\b(?P<device>[A-Za-z]+(?: \+ host)?) KV cache size: (?P<tokens>[\d,]+) tokens")
 _CONCURRENCY = re.compile(
@@ -135,7 +132,20 @@ def kv_line_from_log(path: Path) -> KvLine | None:
     return parse_kv_line(text) if text is not None else None
 
 
-def healthy_line(handle: ServiceHandle, log: Path) -> str:
+class EngineHandle(Protocol):
+    """What `healthy_line` reads and fills: base.ServiceHandle, named by shape because base.py
+    imports KvLine from here."""
+
+    name: str
+    role: str
+    kv: KvLine | None
+    memory: MemoryBreakdown | None
+
+    @property
+    def time_to_healthy_s(self) -> float | None: ...
+
+
+def healthy_line(handle: EngineHandle, log: Path) -> str:
     """Read an engine's KV line and memory breakdown into `handle`; the progress line that says
     it is healthy. Without a readable log both stay None and callers use /metrics instead."""
     line = f"{handle.name}: healthy in {handle.time_to_healthy_s or 0:.1f} s"

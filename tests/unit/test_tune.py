@@ -298,14 +298,19 @@ def test_the_kept_twin_is_recorded_when_it_is_up_and_again_at_the_end(
 def box(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """This machine as the tune sees it: whether the twin's modules are installed, and the GPU
     memory NVML reports (None: no GPU)."""
-    from harness.stack import factory
+    from harness.stack import factory, twin_host
     from harness.telemetry import nvml
 
     monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("HARNESS_ROUTER_API_KEY", raising=False)
 
     def make_box(twin: bool, gpu_bytes: int | None) -> None:
-        monkeypatch.setattr(factory, "twin_missing", lambda: None if twin else ("vllm", "twin"))
+        def missing() -> tuple[str, str] | None:
+            return None if twin else ("vllm", "twin")
+
+        # Where the check lives (its own capability line reads it) and where the CLI reads it.
+        monkeypatch.setattr(twin_host, "twin_missing", missing)
+        monkeypatch.setattr(factory, "twin_missing", missing)
         monkeypatch.setattr(nvml, "total_memory_or_none", lambda index=0: gpu_bytes)
 
     return make_box

@@ -16,6 +16,7 @@ from harness.stack.containers.backend import (
     docker_client,
 )
 from harness.stack.containers.emulate import Emulation, Runtime
+from harness.stack.twin_host import twin_capability, twin_router_env
 from harness.telemetry.recorded_card import recorded_card
 from harness.twin.engines import TwinModelDirs
 from harness.vram.check import run_check
@@ -63,7 +64,6 @@ def make_containers_backend(
         volume_archs,
         volume_models,
     )
-    from harness.stack.factory import twin_capability, twin_router_env
 
     # As for `twin`: the KV capacity comes from the configured card's VRAM model, and the
     # recorded card the preflight reads has that size.
