@@ -32,6 +32,7 @@ _BACKEND = pytest.StashKey[Any]()
 _PLANTED = pytest.StashKey[Any]()  # planted_secrets.PlantedSession
 _BASETEMP = pytest.StashKey[Path]()
 _SESSION_PROBLEMS = pytest.StashKey[list[str]]()
+_FAILED_TESTS = pytest.StashKey[list[dict[str, str]]]()
 
 MARKERS = {
     "gpu": "runs against the stack under test: `-m gpu` selects every such test and implies "
@@ -141,14 +142,48 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Each failed test, by node id with the first lines of its message, for the record's
+    why-failed block."""
+    report = yield
+    if report.failed:
+        from harness.report.verdict import failed_test
+
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = getattr(crash, "message", None) or str(report.longrepr or "")
+        failures = item.config.stash.setdefault(_FAILED_TESTS, [])
+        failures.append(failed_test(report.nodeid, report.when or "call", message))
+    return report
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     record = session.config.stash.get(_RECORD, None)
     if record is None:
         return
     failed = session.testsfailed or exitstatus not in (0, 5)
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-    record.finish("interrupted" if interrupted else "failed" if failed else "passed")
+    _judge_load(record)
+    record.finish(
+        "interrupted" if interrupted else "failed" if failed else "passed",
+        session.config.stash.get(_FAILED_TESTS, []),
+    )
     _render_report(session.config, record.path.parent)
+
+
+def _judge_load(record: Any) -> None:
+    """The SLO rows of each load summary the tests put in the record, for the reports."""
+    from harness.config import load_settings
+    from harness.report.verdict import attach_slo_checks
+
+    if not record.doc.get("load"):
+        return
+    try:
+        attach_slo_checks(record.doc, load_settings(), None)
+    except HarnessError:  # the tests that judged the SLOs have reported this already
+        return
 
 
 def _render_report(config: pytest.Config, run_dir: Path) -> None:
@@ -252,7 +287,25 @@ def pytest_sessionfinish_checks(
             say(f"harness: {problem}")
         if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    record = config.stash.get(_RECORD, None)
+    if record is not None and record.doc.get("why_failed"):
+        say(_verdict(record, len(problems)))
     return result
+
+
+def _verdict(record: Any, problems: int) -> str:
+    """The session's last line: the record's verdict, with the session checks that failed
+    after the record was finished."""
+    from harness.report.verdict import verdict
+
+    block = record.doc["why_failed"]
+    if not problems:
+        return str(block["verdict"])
+    checks = f"{problems} session check" + ("" if problems == 1 else "s")
+    status = "failed" if record.doc["status"] == "passed" else record.doc["status"]
+    line = verdict(status, block, record.path.with_name("report.md"))
+    head, _, rest = line.partition(": ")
+    return f"{head}: {checks}, {rest}"
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the gpu mark is added here

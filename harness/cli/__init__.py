@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import __version__
+from harness.cli.common import DEFAULT_COMPOSE, add_config_option, config_line
 from harness.cli.exit_codes import BAD_INPUT, CANNOT_RUN, EPILOG, INTERRUPTED
 from harness.errors import CapabilityError, HarnessError, InputError
 
@@ -98,9 +99,12 @@ def _explain(sub: argparse._SubParsersAction) -> None:
                 action.help = next((COMMON_HELP[k] for k in keys if k in COMMON_HELP), None)
                 if action.help is None and isinstance(action, argparse._SubParsersAction):
                     action.help = "one of: " + ", ".join(action.choices or ())
-        for child in parser._actions:
-            if isinstance(child, argparse._SubParsersAction):
-                _explain(child)
+        children = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        for child in children:
+            _explain(child)
+        if not children and "--config" not in parser._option_string_actions:
+            # `harness COMMAND --config FILE` as well as `harness --config FILE COMMAND`.
+            add_config_option(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,9 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check", help="preflight: VRAM math and rules, no GPU needed")
-    check.add_argument("--compose", type=Path, default=Path("infra/docker-compose.yml"))
-    # Also after the subcommand (`harness check --config FILE`); SUPPRESS keeps the top-level one.
-    check.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="harness.toml to use")
+    check.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
     check.add_argument("--gpu-memory", default=None, help="total GPU memory, e.g. 96GiB, 80GB")
     check.add_argument(
         "--against", default=None, metavar="REF",
@@ -130,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_check)
 
     order = sub.add_parser("order", help="start order with health timeouts, one service a line")
-    order.add_argument("--compose", type=Path, default=Path("infra/docker-compose.yml"))
+    order.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
     order.add_argument("--reverse", action="store_true", help="stop order")
     order.set_defaults(func=_cmd_order)
 
@@ -149,10 +151,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The subcommands that read harness.toml: each says which file is in force.
+READS_CONFIG = {"check", "up", "load", "run", "nightly", "compare", "tune", "sessions", "vram"}
+
+
+def _settle_config(ns: argparse.Namespace) -> None:
+    """The config file in force (--config, HARNESS_CONFIG, else the nearest harness.toml from
+    the current directory upwards), said in one line; the default compose file is
+    taken from beside it when the current directory has none (a run from a subdirectory)."""
+    from harness.config import find_config
+
+    path = ns.config or find_config()
+    if ns.command in READS_CONFIG:
+        # The output's first line; with --json, stdout is the document and the line goes to
+        # stderr.
+        print(config_line(path), file=sys.stderr if getattr(ns, "json", False) else sys.stdout)
+    compose = getattr(ns, "compose", None)
+    if path is not None and compose == DEFAULT_COMPOSE and not compose.exists():
+        beside = Path(path).resolve().parent / DEFAULT_COMPOSE
+        if beside.is_file():
+            ns.compose = beside
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
     try:
+        _settle_config(ns)
         return int(ns.func(ns))
     except InputError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)

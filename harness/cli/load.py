@@ -32,6 +32,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
     from harness.report.load_run import LoadRunRecord
     from harness.report.render_md import load as load_section
     from harness.report.run_dir import new_run_dir
+    from harness.report.verdict import verdict_line
     from harness.spec import load_stack
     from harness.stack.factory import make_backend, parse_kv_overrides
 
@@ -115,6 +116,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
     print(f"reports: {', '.join(str(p) for p in written)}; per-request data: {result.out_dir}")
     for v in violations:
         print(f"SLO: {v}")
+    print(verdict_line(run.record.doc, run_dir))
     return 1 if violations else 0
 
 

@@ -58,7 +58,20 @@ def cmd_run(ns: argparse.Namespace) -> int:
     print(f"\nrun {run_dir.name}: pytest exit code {code}, harness exit code {exit_code}")
     for path in files:
         print(f"  {path}")
+    print(run_verdict(run_dir))
     return exit_code
+
+
+def run_verdict(run_dir: Path) -> str:
+    """The run's one-line verdict from its record (PASSED, or FAILED: what, see report.md)."""
+    from harness.errors import InputError
+    from harness.report.schema import load_record
+    from harness.report.verdict import verdict_line
+
+    try:
+        return verdict_line(load_record(run_dir), run_dir)
+    except InputError as exc:
+        return f"FAILED: the run record cannot be read ({exc}), see {run_dir}"
 
 
 def cmd_nightly(ns: argparse.Namespace) -> int:

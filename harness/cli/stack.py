@@ -7,26 +7,12 @@ import json
 import signal
 import sys
 from pathlib import Path
-from types import FrameType
+from typing import Any
 
+from harness.cli.common import DEFAULT_COMPOSE, raise_interrupt
 from harness.config_schema import TARGET_NAMES
 from harness.errors import StackError
 from harness.progress import reporting
-
-DEFAULT_COMPOSE = Path("infra/docker-compose.yml")
-
-
-def _seconds(text: str) -> float:
-    from harness.spec.compose import parse_duration
-
-    try:
-        return parse_duration(text, where="--duration", key="duration")
-    except Exception:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 60s or 2m") from None
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def cmd_up(ns: argparse.Namespace) -> int:
@@ -46,7 +32,7 @@ def cmd_up(ns: argparse.Namespace) -> int:
     kv = parse_kv_overrides(ns.kv_tokens, load_stack(ns.compose))
     run_dir = new_run_dir(ns.target)
     # SIGTERM during bring-up tears down like Ctrl-C does.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     # A containers stack outlives this command: no Ryuk, and production stays stopped until
     # `make up` restores it.
     with reporting() as progress:
@@ -143,7 +129,56 @@ def _sweep(run_id: str | None) -> int:
     return 0
 
 
+def secrets_values(compose: str | Path | None) -> set[str]:
+    """Every value of the owner's env file beside the compose file (infra/.secrets), split at
+    commas: values `harness status --env` never prints."""
+    if not compose:
+        return set()
+    path = Path(compose).resolve().parent / ".secrets"
+    try:
+        text = path.read_text()
+    except OSError:
+        return set()
+    out: set[str] = set()
+    for line in text.splitlines():
+        _, eq, value = line.strip().partition("=")
+        if eq and not line.lstrip().startswith("#"):
+            out |= {v.strip().strip("'\"") for v in value.split(",") if v.strip()}
+    return out
+
+
+def env_lines(doc: dict[str, Any]) -> list[str]:
+    """Shell exports for talking to the stack by hand: each engine's and the router's URL, and
+    the router's key when the harness generated it for this stack. The key of an attached
+    stack is the owner's (HARNESS_ROUTER_API_KEY), and a value of infra/.secrets is never
+    printed: the line then points at the variable instead."""
+    import shlex
+
+    lines = [f"# the {doc.get('target')} stack `harness up` started (run dir {doc.get('run_dir')})"]
+    for svc in doc.get("services", []):
+        if svc.get("role") in ("router", "classifier", "primary"):
+            lines.append(f"export {svc['role'].upper()}_URL={shlex.quote(str(svc['url']))}")
+    key = str(doc.get("api_key") or "")
+    if doc.get("target") == "attach" or not key or key in secrets_values(doc.get("compose")):
+        lines.append('export ROUTER_KEY="$HARNESS_ROUTER_API_KEY"  # the owner\'s key, not shown')
+    else:
+        lines.append(f"export ROUTER_KEY={shlex.quote(key)}")
+    lines.append('# then: curl -s "$ROUTER_URL/v1/models" -H "Authorization: Bearer $ROUTER_KEY"')
+    return lines
+
+
 def cmd_status(ns: argparse.Namespace) -> int:
+    if getattr(ns, "env", False):
+        from harness.stack import state
+
+        doc = state.load()
+        if doc is None:
+            print("harness status --env: no stack recorded as up (`harness up` first)",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        # To this terminal only: nothing here is logged or written under reports/.
+        print("\n".join(env_lines(doc)))
+        return 0
     if ns.clear_production:
         from harness.stack.containers import prod_marker
 
@@ -208,7 +243,7 @@ def cmd_prefetch(ns: argparse.Namespace) -> int:
         return 0
     from harness.stack.containers.client import docker_client
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     # A long timeout: a pull or download stream can stay quiet for minutes between lines.
     run_prefetch(docker_client(timeout_s=1800), items)
     print("prefetch done: a bring-up now starts without pulls or downloads")
@@ -283,7 +318,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         action="store_true",
         help="forget that record (`make up` does, once every service is healthy)",
     )
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    form = status.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="machine-readable output")
+    form.add_argument(
+        "--env", action="store_true",
+        help="shell exports of the stack's URLs and router key, e.g. eval \"$(harness status "
+        "--env)\", then curl \"$ROUTER_URL/v1/models\" -H \"Authorization: Bearer $ROUTER_KEY\"",
+    )  # fmt: skip
     status.set_defaults(func=cmd_status)
 
     twin = sub.add_parser("twin", help="the CPU twin's tiny models")

@@ -16,10 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.cli.common import DEFAULT_COMPOSE
 from harness.errors import InputError, StackError
-
-DEFAULT_COMPOSE = Path("infra/docker-compose.yml")
-
 
 # -- harness check --against ------------------------------------------------------------------
 
@@ -59,7 +57,7 @@ def run_job(target: str, extra: Sequence[str], plugins: Sequence[object] = ()) -
     """The main job of `harness run` (acceptance, steady, kv-pressure) in one pytest session."""
     import pytest
 
-    from harness.cli.run import MAIN_FILTER, MAIN_JOB, newest_run
+    from harness.cli.common import MAIN_FILTER, MAIN_JOB, newest_run
     from harness.report.run_dir import reports_root
     from harness.tune import Verification
 
@@ -287,6 +285,7 @@ def cmd_tune(ns: argparse.Namespace) -> int:
     overrides = {"check.gpu_memory": ns.gpu_memory} if ns.gpu_memory else {}
     settings = load_settings(ns.config, overrides)
     edits = [parse_flag_edit(t) for t in ns.changes] + [parse_env_edit(t) for t in ns.env]
+    check_flag_names(edits, load_stack(ns.compose))
     proposal = propose(ns.compose, edits)
     target = choose_target(ns.target)
     # The twin is sized from the configured card; the GPU stack from the card NVML sees.
@@ -319,6 +318,62 @@ def cmd_tune(ns: argparse.Namespace) -> int:
         pytest_args=shlex.split(ns.pytest_args or ""),
     )
     return tune.run()
+
+
+# vLLM `serve` flags beyond those the compose parser types or the compose file already gives: a
+# name close to one of these but not one of them is a typo, not a change for human review.
+VLLM_SERVE_FLAGS = frozenset(
+    {
+        "--host", "--api-key", "--served-model-name", "--model", "--tokenizer", "--revision",
+        "--max-model-len", "--max-num-seqs", "--max-num-batched-tokens", "--max-seq-len-to-capture",
+        "--gpu-memory-utilization", "--kv-cache-dtype", "--kv-cache-memory-bytes", "--block-size",
+        "--swap-space", "--cpu-offload-gb", "--num-gpu-blocks-override", "--dtype",
+        "--quantization", "--tensor-parallel-size", "--pipeline-parallel-size", "--seed",
+        "--enforce-eager", "--enable-prefix-caching", "--no-enable-prefix-caching",
+        "--enable-chunked-prefill", "--no-enable-chunked-prefill", "--reasoning-parser",
+        "--tool-call-parser", "--enable-auto-tool-choice", "--chat-template", "--generation-config",
+        "--max-logprobs", "--disable-log-requests", "--enable-log-requests", "--disable-log-stats",
+        "--trust-remote-code", "--download-dir", "--load-format", "--port", "--uvicorn-log-level",
+        "--max-num-partial-prefills", "--long-prefill-token-threshold", "--scheduling-policy",
+        "--async-scheduling", "--compilation-config", "--speculative-config",
+        "--limit-mm-per-prompt",
+        "--override-generation-config", "--enable-prompt-tokens-details", "--middleware",
+        "--disable-fastapi-docs", "--disable-frontend-multiprocessing", "--headless",
+        "--hf-overrides", "--rope-scaling", "--max-cudagraph-capture-size",
+    }
+)  # fmt: skip
+
+
+def known_engine_flags(spec: Any) -> set[str]:
+    """The engine flags the harness knows: the parser's typed and shaped flags, the list above,
+    and every flag an engine of the compose file is given."""
+    from harness.spec import engine_args
+
+    known = set(VLLM_SERVE_FLAGS) | set(engine_args.BOOLEAN_FLAGS)
+    known |= set(engine_args.MULTI_VALUE_FLAGS) | set(engine_args._TYPED)
+    for svc in spec.engines:
+        if svc.engine is not None:
+            known |= {flag for flag, _ in svc.engine.extra}
+    return known
+
+
+def check_flag_names(edits: Sequence[Any], spec: Any) -> None:
+    """A flag edit of an engine whose name is not a known vLLM flag but close to one is a typo:
+    an InputError with the nearest names, before anything is judged or restarted."""
+    import difflib
+
+    engines = {s.name for s in spec.engines}
+    known = known_engine_flags(spec)
+    for edit in edits:
+        if edit.kind != "flag" or edit.service not in engines or edit.name in known:
+            continue
+        near = difflib.get_close_matches(edit.name, sorted(known), n=3, cutoff=0.8)
+        if near:
+            raise InputError(
+                f"{edit.service}.{edit.name}: unknown vLLM flag {edit.name}; did you mean "
+                + " or ".join(near)
+                + "?"
+            )
 
 
 # -- harness sessions -------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness.config import Settings, env_name
@@ -87,6 +88,10 @@ class SloTable:
     routes: dict[str, dict[str, float]] = field(default_factory=dict)
     # Each key's table, e.g. "slo.steady.twin": where a breach says the limit is set.
     origins: dict[str, str] = field(default_factory=dict)
+    # Where each limit's value came from, by key or "<route>.<key>": the file and table, the
+    # HARNESS_SLO_* variable, or the option, e.g. "[slo.steady.twin.local] p95_ttft_s in
+    # harness.toml".
+    sources: dict[str, str] = field(default_factory=dict)
 
     def where(self, key: str) -> str:
         origin = self.origins.get(key, f"slo.{self.profile}")
@@ -270,6 +275,26 @@ def check_slo_settings(settings: Settings) -> None:
     slo_tree(settings)
 
 
+def limit_source(settings: Settings, table: str, key: str) -> str:
+    """Where the value of `table`.`key` (e.g. "slo.steady.twin.local", "p95_ttft_s") came
+    from, by the precedence slo_tree applies: option, environment variable, file."""
+    dotted = f"{table}.{key}"
+    if settings.overrides.get(dotted) is not None:
+        return f"option {dotted}"
+    if env_name(dotted) in settings.environ:
+        return f"{env_name(dotted)} (environment)"
+    return f"[{table}] {key} in {_shown(settings.path)}"
+
+
+def _shown(path: Path | None) -> str:
+    if path is None:
+        return "harness.toml"
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def slo_table(
     settings: Settings, profile: str, target: str | None = None, routes: Iterable[str] = ()
 ) -> SloTable:
@@ -277,6 +302,7 @@ def slo_table(
     table = slo_tree(settings, routes).get(profile, {})
     keys: dict[str, float] = {}
     origins: dict[str, str] = {}
+    sources: dict[str, str] = {}
     route_limits: dict[str, dict[str, float]] = {}
     layers = [(f"slo.{profile}", table)]
     if target and target in table:
@@ -287,10 +313,15 @@ def slo_table(
                 continue
             if isinstance(value, dict):
                 route_limits.setdefault(key, {}).update(value)
+                for route_key in value:
+                    sources[f"{key}.{route_key}"] = limit_source(
+                        settings, f"{origin}.{key}", route_key
+                    )
             else:
                 keys[key] = float(value)
                 origins[key] = origin
-    return SloTable(profile, target, keys, route_limits, origins)
+                sources[key] = limit_source(settings, origin, key)
+    return SloTable(profile, target, keys, route_limits, origins, sources)
 
 
 def check_slos(settings: Settings, summary: dict[str, Any], primary: str) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 from harness.load.profiles import PROFILES
 from harness.load.records import read_records
 from harness.load.series import by_concurrency, over_time
-from harness.report import summary, svg
+from harness.report import summary, svg, verdict
 from harness.report.svg import esc, fmt, slug, table
 
 
@@ -54,6 +54,11 @@ def load(doc: dict[str, Any], run_dir: Path | None) -> str:
             for p, s in profiles.items()
             for label in summary.labels(s)
         ]
+        limits = [
+            summary.ms(verdict.route_limit(s, label, f"p95_{metric}"))
+            for s in profiles.values()
+            for label in summary.labels(s)
+        ]
         plots.append(
             svg.bar_chart(
                 f"plot-latency-{metric.removesuffix('_s')}",
@@ -61,6 +66,8 @@ def load(doc: dict[str, Any], run_dir: Path | None) -> str:
                 groups,
                 ["p50", "p95", "p99"],
                 unit="ms",
+                limits=limits,
+                limit_label="p95 SLO limit",
             )
         )
     out.append(f'<div class="plots">{"".join(plots)}</div>')

@@ -12,11 +12,12 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import harness
+from harness.report.verdict import why_failed
 
 SCHEMA_VERSION = 1
 SCRUBBED = "***"
@@ -35,6 +36,8 @@ class RunRecord:
             "started_at": _now(),
             "finished_at": None,
             "status": "running",
+            # Filled by finish(): the verdict, then what failed (harness.report.verdict).
+            "why_failed": None,
             "stack": {},
             "preflight": {},
             "startup": {},
@@ -61,10 +64,13 @@ class RunRecord:
             self.doc[section] = value
             self._write()
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: str, failed_tests: Iterable[Mapping[str, str]] = ()) -> None:
+        """Set the final status and the `why_failed` block (`failed_tests`: each failed
+        test's node id, phase and message, as harness.report.verdict.failed_test makes them)."""
         with self._lock:
             self.doc["status"] = status
             self.doc["finished_at"] = _now()
+            self.doc["why_failed"] = why_failed(self.doc, self.path.parent, failed_tests)
             self._write()
 
     def _write(self) -> None:

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.report import summary, svg
+from harness.report import summary, svg, verdict
 from harness.report.compare import Comparison, verdict_line
 from harness.report.html_load import load, trends
 from harness.report.svg import esc, fmt, table
@@ -26,6 +26,13 @@ OUTCOME_FILL = {
     summary.MISROUTED: "#fee08b",
     summary.ERROR: "#e66101",
     summary.UNFLAGGED: "#f4a582",
+}
+# A classified request that took the other route where the route is not judged (cue not last).
+OTHER_ROUTE = "other route, cue not last: not judged"
+OTHER_ROUTE_FILL = "#d9d9d9"
+LEGEND = {
+    summary.OK: "ok: right route",
+    summary.FLAGGED: "flagged: past max-model-len, the router said so (correct)",
 }
 BUDGET_FILLS = ("#99ddff", "#77aadd", "#44bb99")
 GIB = 2**30
@@ -44,12 +51,21 @@ text-align:left}th{background:#f5f5f5}td.n{text-align:right;font-variant-numeric
 .plots{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}svg.plot{max-width:100%;height:auto;
 border:1px solid #eee;border-radius:4px;background:#fff}
 .regression td{background:#fde0dd}code{font-size:12px}
+.why{border:2px solid #cc3311;border-radius:6px;background:#fff5f2;padding:6px 14px;margin:12px 0}
+.why h2{margin:6px 0;border:0;color:#cc3311}.why li{margin:3px 0}
+.why pre{margin:2px 0 0;white-space:pre-wrap;font-size:12px;color:#444}
+.card.red{border-color:#cc3311;background:#fff5f2}tr.breach td{background:#fde0dd}
 """
 
 
 def _card(label: str, value: str, good: bool | None = None) -> str:
     c = "" if good is None else (' class="good"' if good else ' class="bad"')
-    return f'<div class="card">{esc(label)}<b{c}>{esc(value)}</b></div>'
+    box = "card red" if good is False else "card"
+    return f'<div class="{box}">{esc(label)}<b{c}>{esc(value)}</b></div>'
+
+
+def _breached(doc: dict[str, Any], *keys: str) -> bool:
+    return any(c["key"] in keys for c in verdict.violated_slos(doc))
 
 
 def header(doc: dict[str, Any], c: Comparison | None) -> str:
@@ -62,9 +78,21 @@ def header(doc: dict[str, Any], c: Comparison | None) -> str:
     if sha:
         meta += f" · compose {str(sha)[:12]}"
     cards = [_card("status", status.upper(), status == "passed")]
+    block = doc.get("why_failed") or {}
+    slos = verdict.slo_rows(doc)
+    if slos:
+        met = sum(bool(c.get("passed")) for c in slos)
+        cards.append(_card("SLOs met", f"{met} / {len(slos)}", met == len(slos)))
+    if block.get("tests"):
+        cards.append(_card("tests failed", str(len(block["tests"])), False))
+    if block.get("bring_up"):
+        cards.append(_card("bring-up", "FAILED", False))
     r = summary.routing(doc)
     if r is not None:
-        cards.append(_card("routing accuracy", f"{r['accuracy']:.3f}"))
+        floor_breached = _breached(doc, "routing_accuracy_floor")
+        cards.append(
+            _card("routing accuracy", f"{r['accuracy']:.3f}", False if floor_breached else None)
+        )
     rows = summary.long_context(doc)
     if rows is not None:
         ok = sum(x.outcome in summary.PASSING for x in rows)
@@ -77,8 +105,24 @@ def header(doc: dict[str, Any], c: Comparison | None) -> str:
         engines = [e for s in profiles.values() for e in s.get("engines", {}).values()]
         pre = sum(e.get("preemptions", 0) for e in engines)
         err = max(s["error_rate"] for s in profiles.values())
-        cards.append(_card("worst error rate", f"{err:.1%}", err == 0))
-        cards.append(_card("preemptions", f"{pre:.0f}"))
+        cards.append(
+            _card(
+                "worst error rate", f"{err:.1%}", err == 0 and not _breached(doc, "max_error_rate")
+            )
+        )
+        cards.append(
+            _card("preemptions", f"{pre:.0f}", False if _breached(doc, "max_preemptions") else None)
+        )
+        latency = [c for c in verdict.violated_slos(doc) if str(c["key"]).startswith("p95_")]
+        if latency:
+            worst = min(latency, key=lambda c: c.get("margin") or 0.0)
+            cards.append(
+                _card(
+                    f"latency SLOs breached ({len(latency)})",
+                    f"{worst['key']} {verdict.slo_value(worst['key'], worst.get('value'))}",
+                    False,
+                )
+            )
     if c is not None:
         cards.append(
             _card(
@@ -90,6 +134,50 @@ def header(doc: dict[str, Any], c: Comparison | None) -> str:
         f'{esc(status)}</span></h1><div class="meta">{esc(meta)}</div>'
         f'<div class="cards">{"".join(cards)}</div>'
     )
+
+
+def why_failed(doc: dict[str, Any]) -> str:
+    """The first block of a red run (report.md's "Why it failed", as HTML)."""
+    block = doc.get("why_failed") or {}
+    if doc.get("status") == "passed" or not block:
+        return ""
+    items = [f"<li><b>SLO</b> {esc(verdict.slo_sentence(c))}</li>" for c in block["slos"]]
+    for t in block.get("tests") or []:
+        where = "" if t.get("phase") in (None, "call") else f" ({t['phase']})"
+        items.append(
+            f"<li><b>Test</b> <code>{esc(t['nodeid'])}</code>{esc(where)}"
+            f"<pre>{esc(t.get('message', ''))}</pre></li>"
+        )
+    for b in block.get("bring_up") or []:
+        logs = ", ".join(f"<code>{esc(p)}</code>" for p in b.get("logs") or []) or "none written"
+        items.append(f"<li><b>Bring-up</b> {esc(b['error'])} (logs: {logs})</li>")
+    head = esc(verdict.verdict(str(doc["status"]), block))
+    return (
+        f'<div class="why" id="why-failed"><h2>Why it failed</h2><p><b>{head}</b></p>'
+        f"<ul>{''.join(items)}</ul></div>"
+    )
+
+
+def slo_table(doc: dict[str, Any]) -> str:
+    rows = verdict.slo_rows(doc)
+    if not rows:
+        return ""
+    body = [
+        [
+            c["profile"],
+            c.get("route") or "-",
+            c["key"],
+            verdict.slo_value(c["key"], c.get("limit")),
+            verdict.slo_value(c["key"], c.get("value")),
+            verdict.slo_value(c["key"], c.get("margin")),
+            "ok" if c.get("passed") else "BREACH",
+            c.get("source", ""),
+        ]
+        for c in rows
+    ]
+    head = ["profile", "route", "SLO", "limit", "measured", "margin", "verdict", "set in"]
+    classes = ["" if c.get("passed") else "breach" for c in rows]
+    return f'<h2 id="slos">SLOs</h2>{table(head, body, classes)}'
 
 
 def comparison(c: Comparison) -> str:
@@ -163,6 +251,15 @@ def routing(doc: dict[str, Any]) -> str:
     )
 
 
+def long_context_cell(x: summary.LongContextRow) -> svg.Cell:
+    """A cell's text and colour: green only for a right route. A classified request that took
+    the other route with its cue not last is not judged (the classifier may read the earlier
+    cue), so it is not a failure, and it is not painted as a success either."""
+    if x.outcome == summary.OK and x.got != x.route:
+        return f"→ {x.got} (not judged)", OTHER_ROUTE_FILL
+    return (x.got if x.outcome == summary.OK else x.outcome), OUTCOME_FILL[x.outcome]
+
+
 def long_context(doc: dict[str, Any]) -> str:
     rows = summary.long_context(doc)
     if rows is None:
@@ -177,10 +274,14 @@ def long_context(doc: dict[str, Any]) -> str:
             for k, (_, members) in enumerate(cols)
             if x.tokens in members and (x.over_limit == cols[k][0].endswith("(over)"))
         )
-        text = x.got if x.outcome == summary.OK else x.outcome
-        if cells[i][j] is None or x.outcome not in summary.PASSING:
-            cells[i][j] = (text, OUTCOME_FILL[x.outcome])
-    legend = [(o, OUTCOME_FILL[o]) for o, n in summary.outcome_counts(rows).items() if n]
+        text, fill = long_context_cell(x)
+        if cells[i][j] is None or x.outcome not in summary.PASSING or fill == OTHER_ROUTE_FILL:
+            cells[i][j] = (text, fill)
+    legend = [
+        (LEGEND.get(o, o), OUTCOME_FILL[o]) for o, n in summary.outcome_counts(rows).items() if n
+    ]
+    if any(long_context_cell(x)[1] == OTHER_ROUTE_FILL for x in rows):
+        legend.append((OTHER_ROUTE, OTHER_ROUTE_FILL))
     plot = svg.grid(
         "plot-long-context",
         "Long-context classification (placement / route x tokens)",
@@ -326,7 +427,7 @@ def render_html(
     comparison_: Comparison | None = None,
 ) -> str:
     """The whole page. `run_dir` supplies the load timelines; `history` the trend plots."""
-    body = [header(doc, comparison_)]
+    body = [header(doc, comparison_), why_failed(doc), slo_table(doc)]
     if comparison_ is not None:
         body.append(comparison(comparison_))
     body += [routing(doc), long_context(doc), load(doc, run_dir), kv_and_vram(doc)]

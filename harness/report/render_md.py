@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.report import summary
+from harness.report import summary, verdict
 from harness.report.compare import Comparison, render_table, verdict_line
 
 
@@ -73,8 +73,15 @@ def acceptance(doc: dict[str, Any]) -> list[str]:
         counts = summary.outcome_counts(rows)
         passed = counts[summary.OK] + counts[summary.FLAGGED]
         bad = ", ".join(f"{n} {k}" for k, n in counts.items() if n and k not in summary.PASSING)
+        other = sum(x.outcome == summary.OK and x.got != x.route for x in rows)
         out.append(
-            f"- Long context: {passed} of {len(rows)} passed" + (f"; **{bad}**" if bad else "")
+            f"- Long context: {passed} of {len(rows)} passed"
+            + (f"; **{bad}**" if bad else "")
+            + (
+                f"; {other} took the other route with the cue not last (not judged)"
+                if other
+                else ""
+            )
         )
         for x in rows:
             if x.outcome not in summary.PASSING:
@@ -252,8 +259,50 @@ def sessions(doc: dict[str, Any]) -> list[str]:
     ]
 
 
+def why_failed(doc: dict[str, Any]) -> list[str]:
+    """The first block of a red run: the verdict, each violated SLO, each failed test with its
+    message, each bring-up error with the service logs to read."""
+    block = doc.get("why_failed") or {}
+    if doc.get("status") == "passed" or not block:
+        return []
+    out = ["## Why it failed", "", f"**{verdict.verdict(str(doc['status']), block)}**", ""]
+    for c in block.get("slos") or []:
+        out.append(f"- SLO {verdict.slo_sentence(c)}")
+    for t in block.get("tests") or []:
+        where = "" if t.get("phase") in (None, "call") else f" ({t['phase']})"
+        message = str(t.get("message") or "").splitlines() or [""]
+        out.append(f"- Test `{t['nodeid']}`{where}: {message[0]}")
+        out += [f"  {line}" for line in message[1:]]
+    for b in block.get("bring_up") or []:
+        logs = ", ".join(f"`{p}`" for p in b.get("logs") or []) or "no service log was written"
+        out.append(f"- Bring-up: {b['error']} (logs: {logs})")
+    return [*out, ""]
+
+
+def slo_table(doc: dict[str, Any]) -> list[str]:
+    """Every SLO the run was judged by: limit, measured, margin, verdict, where it is set."""
+    rows = verdict.slo_rows(doc)
+    if not rows:
+        return []
+    body = [
+        [
+            c["profile"],
+            c.get("route") or "-",
+            c["key"],
+            verdict.slo_value(c["key"], c.get("limit")),
+            verdict.slo_value(c["key"], c.get("value")),
+            verdict.slo_value(c["key"], c.get("margin")),
+            "ok" if c.get("passed") else "**BREACH**",
+            c.get("source", ""),
+        ]
+        for c in rows
+    ]
+    head = ["profile", "route", "SLO", "limit", "measured", "margin", "verdict", "set in"]
+    return ["## SLOs", "", *_table(head, body), ""]
+
+
 def render_markdown(doc: dict[str, Any], comparison_: Comparison | None = None) -> str:
-    parts = header(doc) + what_ran(doc)
+    parts = header(doc) + why_failed(doc) + slo_table(doc) + what_ran(doc)
     if comparison_ is not None:
         parts += comparison(comparison_)
     results = acceptance(doc) + load(doc) + sessions(doc)

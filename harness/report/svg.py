@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 PALETTE = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb")
 AXIS = "#555"
 GRID = "#e3e3e3"
+LIMIT = "#cc3311"  # SLO limit lines
 FONT = 'font-family="system-ui, sans-serif"'
 
 Point = tuple[float, float]
@@ -151,19 +152,26 @@ def bar_chart(
     unit: str = "",
     width: int | None = None,
     height: int = 300,
+    limits: Sequence[float | None] = (),
+    limit_label: str = "limit",
 ) -> str:
     """Grouped vertical bars: one group per label, one bar per series (e.g. p50, p95, p99).
 
     Labels like `steady/local` print `local` under the group and `steady` once under the run
-    of groups that share it."""
+    of groups that share it. `limits`, one per group: a dashed red line across the group at
+    that value (`limit_label` in the legend), e.g. the route's p95 SLO."""
     width = width or min(1140, max(560, 110 * len(groups)))
     left, right, top, bottom = 60, width - 12, 44, height - 46
     values = [v for _, vs in groups for v in vs if v is not None]
+    values += [v for v in limits if v is not None]
     ticks = nice_ticks(max(values, default=0.0))
     out = _open(plot_id, title, width, height)
     out += _y_axis(ticks, left, right, top, bottom, unit)
     colours = [(s, PALETTE[i % len(PALETTE)]) for i, s in enumerate(series)]
-    out.append(_legend(colours, left + 4, 34)[0])
+    if any(v is not None for v in limits):
+        colours.append((limit_label, LIMIT))
+    out.append(_legend(colours, left + 4, 34, dashed=(limit_label,))[0])
+    colours = colours[: len(series)]
     slot = (right - left) / max(1, len(groups))
     bar = min(36.0, slot * 0.8 / max(1, len(series)))
     outer: list[tuple[str, int, int]] = []  # (outer label, first group, last group)
@@ -182,6 +190,15 @@ def bar_chart(
             )
             if len(fmt(v)) * 5.4 <= bar + 2:
                 out.append(_text(x + bar / 2, bottom - h - 3, fmt(v), extra=' font-size="9"'))
+        limit = limits[g] if g < len(limits) else None
+        if limit is not None:
+            y = bottom - (bottom - top) * limit / (ticks[-1] or 1.0)
+            out.append(
+                f'<line class="limit" x1="{left + g * slot + 2:.1f}" y1="{y:.1f}" '
+                f'x2="{left + (g + 1) * slot - 2:.1f}" y2="{y:.1f}" stroke="{LIMIT}" '
+                f'stroke-width="2" stroke-dasharray="6 3"><title>'
+                f"{esc(f'{label} {limit_label}: {fmt(limit)} {unit}')}</title></line>"
+            )
         head, _, tail = label.rpartition("/")
         out.append(_text(left + (g + 0.5) * slot, bottom + 15, tail))
         if outer and outer[-1][0] == head:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
-from harness.stack.base import Stack
+from harness.spec import StackSpec
+from harness.stack.base import ServiceHandle, Stack
 
 
 def state_path() -> Path:
@@ -71,3 +73,43 @@ def twin_session_log(router_url: str, path: Path | None = None) -> Path | None:
         if svc.get("role") == "router" and str(svc.get("url", "")).rstrip("/") == want:
             return Path(doc["run_dir"]) / "logs" / f"{svc['name']}-session.jsonl"
     return None
+
+
+@dataclass
+class RecordedBackend:
+    """The stack `harness up` recorded, measured as it runs: nothing is started, nothing is
+    stopped (`harness down` does that). Each service must answer its health check first."""
+
+    doc: dict[str, Any]
+    spec: StackSpec
+    run_dir: Path
+    health_timeout_s: float = 10.0
+    target: str = ""
+
+    def __post_init__(self) -> None:
+        self.target = str(self.doc["target"])
+
+    def up(self) -> Stack:
+        from harness.stack.health import wait_healthy
+
+        stack = Stack(self.target, self.spec, self.run_dir, api_key=self.doc.get("api_key", ""))
+        for svc in self.doc["services"]:
+            handle = ServiceHandle(
+                svc["name"], svc["role"], svc["url"], pid=svc.get("pid"),
+                model_name=svc.get("model"),
+            )  # fmt: skip
+            log = Path(self.doc["run_dir"]) / "logs" / f"{handle.name}.log"
+            handle.log_path = log if log.is_file() else None
+            if svc["role"] in ("classifier", "primary", "router"):
+                handle.healthy_at = wait_healthy(
+                    handle.name, handle.url + handle.health_path, timeout_s=self.health_timeout_s
+                )
+            stack.services[handle.name] = handle
+        stack.notes.append(
+            f"the {self.target} stack `harness up` started (run dir {self.doc['run_dir']}): "
+            "measured as it runs, left up"
+        )
+        return stack
+
+    def down(self) -> None:
+        """The stack belongs to `harness up`: `harness down` stops it."""
