@@ -9,9 +9,18 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
-from harness.cli.stack import DEFAULT_COMPOSE, _raise_interrupt, _seconds
-from harness.errors import InputError
+from harness.cli.common import (
+    DEFAULT_COMPOSE,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    raise_interrupt,
+    recorded_misfit,
+    seconds,
+)
+from harness.errors import InputError, StackError
 from harness.load.profiles import PROFILES
 from harness.progress import reporting
 
@@ -34,7 +43,9 @@ def cmd_load(ns: argparse.Namespace) -> int:
     from harness.report.run_dir import new_run_dir
     from harness.report.verdict import verdict_line
     from harness.spec import load_stack
+    from harness.stack.base import Backend
     from harness.stack.factory import make_backend, parse_kv_overrides
+    from harness.stack.state import RecordedBackend
 
     if ns.worker:
         return cmd_load_worker(ns)
@@ -48,26 +59,33 @@ def cmd_load(ns: argparse.Namespace) -> int:
         )
     settings = load_settings(ns.config)
     check_slo_settings(settings)  # a typo in [slo.*] stops the run before the stack comes up
+    recorded = recorded_stack(ns)
+    target = ns.target or (recorded["target"] if recorded else "twin")
     knobs = settings.typed.load
     spec = load_stack(ns.compose)
     kv_items = list(ns.kv_tokens or [])
     max_tokens = knobs.max_tokens
     if ns.profile == "kv-pressure":
         max_tokens = knobs.kv_pressure_max_tokens
-        if ns.target == "twin" and not kv_items:
+        if target == "twin" and not kv_items and recorded is None:
             kv_items = [f"primary={knobs.twin_kv_pressure_capacity}"]
     duration = ns.duration or knobs.duration_s[ns.profile]
-    run_dir = new_run_dir(f"{ns.target}-load")
+    run_dir = new_run_dir(f"{target}-load")
     # The same record.json, report.md and report.html as a pytest run, failed runs included.
-    run = LoadRunRecord.start(run_dir, ns.target, ns.compose, settings)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    run = LoadRunRecord.start(run_dir, target, ns.compose, settings)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     # With --json, stdout carries the one document; progress goes to stderr as plain lines.
     with reporting(stream=sys.stderr if ns.json else None) as progress:
-        backend = make_backend(
-            ns.target, ns.compose, settings, run_dir,
-            kv_overrides=parse_kv_overrides(kv_items, spec), progress=progress,
-            real_xai=ns.harness_xai,
-        )  # fmt: skip
+        backend: Backend
+        if recorded is not None:
+            backend = RecordedBackend(recorded, spec, run_dir)
+            progress(f"using the {target} stack `harness up` started ({recorded['run_dir']})")
+        else:
+            backend = make_backend(
+                target, ns.compose, settings, run_dir,
+                kv_overrides=parse_kv_overrides(kv_items, spec), progress=progress,
+                real_xai=ns.harness_xai,
+            )  # fmt: skip
         result: LoadResult | None = None
         violations: list[str] = []
         try:
@@ -103,7 +121,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
         doc = {
             "run_dir": str(run_dir),
             "profile": ns.profile,
-            "target": ns.target,
+            "target": target,
             "exit_code": 1 if violations else 0,
             "slo_violations": violations,
             "summary": result.summary,
@@ -120,6 +138,26 @@ def cmd_load(ns: argparse.Namespace) -> int:
     return 1 if violations else 0
 
 
+def recorded_stack(ns: argparse.Namespace) -> dict[str, Any] | None:
+    """The stack `harness up` recorded, when this run is to measure it; None when none is up or
+    the run attaches to configured URLs. A stack up that does not fit the run refuses it: a
+    second stack is never started beside it."""
+    from harness.stack import state
+
+    doc = state.load()
+    if doc is None or ns.target == "attach":
+        return None
+    why = recorded_misfit(doc, ns.target, ns.compose, "load")
+    if why is None and ns.kv_tokens:
+        why = (
+            f"--kv-tokens sizes a fresh twin, and a {doc.get('target')} stack is up (run dir "
+            f"{doc.get('run_dir')}): `harness down` first, or `harness up --kv-tokens ...`"
+        )
+    if why:
+        raise StackError(why)
+    return doc
+
+
 def cmd_load_worker(ns: argparse.Namespace) -> int:
     """Run the profile's users for the master at --worker, against the attached stack; every
     record goes to the master. The master decides how many users and for how long."""
@@ -133,7 +171,7 @@ def cmd_load_worker(ns: argparse.Namespace) -> int:
         raise InputError(
             f"--worker joins a run on another machine and sends load to its stack: it needs "
             f"--target attach (the stack's URLs from harness.toml [targets.attach]), not "
-            f"--target {ns.target}"
+            f"--target {ns.target or 'twin'}"
         )
     if ns.processes != 1 or ns.workers or ns.master is not None:
         raise InputError("--worker runs one load process; --processes, --workers and --master "
@@ -142,7 +180,7 @@ def cmd_load_worker(ns: argparse.Namespace) -> int:
     knobs = settings.typed.load
     run_dir = new_run_dir("attach-load-worker")
     name = ns.worker_name or f"{socket.gethostname()}-{run_dir.name}"
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     with reporting() as progress:
         backend = make_backend(
             "attach", ns.compose, settings, run_dir, progress=progress, real_xai=ns.harness_xai
@@ -169,23 +207,29 @@ def cmd_load_worker(ns: argparse.Namespace) -> int:
 
 
 def add_load_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
-    load = sub.add_parser("load", help="run one load profile against a fresh stack")
+    load = sub.add_parser(
+        "load", help="run one load profile against the stack `harness up` started, else a fresh one"
+    )
     load.add_argument("profile", choices=PROFILES)
-    load.add_argument("--target", default="twin", choices=("twin", "attach", "gpu"))
+    load.add_argument(
+        "--target", default=None, choices=("twin", "attach", "gpu"),
+        help="where the stack comes from (default: the stack `harness up` started, else twin); "
+        "twin or gpu while `harness up` has another stack up is refused",
+    )  # fmt: skip
     load.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
-    load.add_argument("--duration", type=_seconds, default=None, help="e.g. 60s, 2m")
-    load.add_argument("--users", type=int, default=None)
+    load.add_argument("--duration", type=seconds, default=None, help="e.g. 60s, 2m")
+    load.add_argument("--users", type=positive_int, default=None)
     load.add_argument("--kv-tokens", action="append", metavar="ENGINE=TOKENS")
     load.add_argument(
         "--processes",
-        type=int,
+        type=positive_int,
         default=1,
         help="locust worker processes on this machine under one master (locust's distributed "
         "mode); each worker sends its records to the master, which writes requests.jsonl",
     )
     load.add_argument(
         "--workers",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="more workers that join from other machines (each runs `harness load PROFILE "
         "--target attach --worker HOST:PORT`); needs --master",
@@ -200,7 +244,7 @@ def add_load_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     load.add_argument(
         "--workers-wait",
-        type=float,
+        type=positive_float,
         default=120.0,
         metavar="SECONDS",
         help="how long the master waits for every worker to join before the run fails",

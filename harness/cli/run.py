@@ -6,26 +6,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
+from harness.cli.common import DEFAULT_COMPOSE, MAIN_FILTER, MAIN_JOB, newest_run, recorded_misfit
 from harness.cli.exit_codes import CANNOT_RUN, from_pytest
 from harness.config_schema import TARGET_NAMES
 from harness.report.run_dir import reports_root
 
-MAIN_JOB = ["tests/acceptance", "tests/load/test_profiles.py"]
-MAIN_FILTER = "not test_chat_profiles or steady"
-
-
-def newest_run(target: str, before: set[Path]) -> Path | None:
-    runs = sorted(p for p in (reports_root() / "runs").glob(f"*-{target}*") if p not in before)
-    return runs[-1] if runs else None
-
 
 def run_main_job(
-    target: str, extra: list[str] | None = None, *, select: str = MAIN_FILTER
+    target: str,
+    extra: list[str] | None = None,
+    *,
+    select: str = MAIN_FILTER,
+    config: Path | None = None,
 ) -> tuple[int, Path | None]:
     """One pytest session over the main job; `select` is a -k expression ("" for all)."""
     import pytest
+
+    if config is not None:
+        # The session's plugin reads the settings itself: --config reaches it this way.
+        os.environ["HARNESS_CONFIG"] = str(Path(config).resolve())
 
     before = set((reports_root() / "runs").glob("*"))
     args = [*MAIN_JOB, "--harness-target", target, "-p", "no:cacheprovider", *(extra or [])]
@@ -35,8 +37,27 @@ def run_main_job(
     return code, newest_run(target, before)
 
 
+def refuse_second_stack(target: str, command: str) -> None:
+    """A pytest session on twin, gpu or twin-docker brings up a stack of its own: refuse while
+    `harness up` has one up, naming both. attach starts nothing."""
+    from harness.errors import StackError
+    from harness.stack import state
+
+    doc = state.load()
+    if doc is None or target == "attach":
+        return
+    why = recorded_misfit(doc, target, DEFAULT_COMPOSE, command)
+    raise StackError(
+        why
+        or f"a {doc.get('target')} stack is up (run dir {doc.get('run_dir')}), and `harness "
+        f"{command} --target {target}` brings up its own: `harness down` first, or --target "
+        "attach to measure a running stack"
+    )
+
+
 def cmd_run(ns: argparse.Namespace) -> int:
-    code, run_dir = run_main_job(ns.target, ns.pytest_args)
+    refuse_second_stack(ns.target, "run")
+    code, run_dir = run_main_job(ns.target, ns.pytest_args, config=ns.config)
     exit_code = from_pytest(code) if run_dir is not None else (from_pytest(code) or CANNOT_RUN)
     files = [
         str(run_dir / name)
@@ -79,7 +100,8 @@ def cmd_nightly(ns: argparse.Namespace) -> int:
     from harness.cli.report import cmd_compare
     from harness.errors import InputError
 
-    code, run_dir = run_main_job(ns.target, ns.pytest_args, select="")
+    refuse_second_stack(ns.target, "nightly")
+    code, run_dir = run_main_job(ns.target, ns.pytest_args, select="", config=ns.config)
     if run_dir is None:
         print("nightly: no run directory was written (the stack never came up)")
         return from_pytest(code) or CANNOT_RUN
