@@ -1,4 +1,5 @@
-"""Memory sizes: parsing owner input and printing GiB the same way everywhere."""
+"""Units: memory sizes (parsing owner input, printing GiB the same way everywhere), and the
+shares and durations of the console's summary lines."""
 
 from __future__ import annotations
 
@@ -43,3 +44,13 @@ def parse_size(text: str, *, what: str = "size") -> int:
 def gib(n_bytes: float) -> str:
     """'12.34 GiB', the one format the table, the docs and the reports use."""
     return f"{n_bytes / GIB:.2f} GiB"
+
+
+def percent(fraction: float | None, digits: int = 2) -> str:
+    """'0.16 %' from 0.0016; 'n/a' for None: a share as the console's summary lines print it."""
+    return "n/a" if fraction is None else f"{fraction * 100:.{digits}f} %"
+
+
+def millis(value_ms: float | None, digits: int = 1) -> str:
+    """'37.1 ms' from 37.1297; 'n/a' for None."""
+    return "n/a" if value_ms is None else f"{value_ms:.{digits}f} ms"

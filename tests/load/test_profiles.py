@@ -24,12 +24,49 @@ import pytest
 
 from harness.load.runner import run_profile
 from harness.load.slo import check_slos, slo_table
+from harness.units import millis, percent
 
 pytestmark = [pytest.mark.load, pytest.mark.slow]
 
 
 def duration(settings: Any, profile: str) -> float:
     return settings.typed.load.test_duration_s[profile]
+
+
+def count(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:g}"
+
+
+def kv_pool_text(pool: dict[str, Any]) -> str:
+    if not pool.get("capacity_tokens"):
+        return "capacity unknown"
+    text = (
+        f"{pool['capacity_tokens']:,} tokens ({pool.get('pool_multiple') or 0:.1f}x max-model-len, "
+        f"{percent(pool.get('unused_at_max_num_seqs'), 1)} unused at max-num-seqs), measured "
+        f"peak {percent(pool.get('measured_peak'))}"
+    )
+    if "predicted_peak_low" in pool:
+        text += (
+            f", predicted {percent(pool['predicted_peak_low'])} to "
+            f"{percent(pool['predicted_peak_high'])}"
+        )
+    return text + f", routed local {pool.get('routed_local')} search {pool.get('routed_search')}"
+
+
+def summary_line(profile: str, s: dict[str, Any], primary: str) -> str:
+    """One console line per profile: rounded numbers with their units."""
+    eng = s["engines"].get(primary, {})
+    rec = s["reconciliation"].get(primary, {})
+    reasons = ", ".join(f"{r} {n}" for r, n in sorted(s["route_reasons"].items())) or "none"
+    problems = "; ".join(rec.get("problems") or []) or "none"
+    return (
+        f"{profile}: {s['requests']} requests, {s['failed']} failed; primary KV peak "
+        f"{percent(eng.get('kv_usage_peak'))}, waiting max {count(eng.get('waiting_max'))}, "
+        f"preemptions {count(eng.get('preemptions'))}; client - engine TTFT mean "
+        f"{millis(rec.get('ttft_mean_diff_ms'))}, reconciliation problems "
+        f"{problems}; route reasons {reasons}; /metrics scrape errors {s['scrape_errors']};"
+        f" KV pool {kv_pool_text(s.get('kv_pool') or {})}"
+    )
 
 
 def run(stack: Any, settings: Any, run_record: Any, profile: str, **kw: Any) -> dict[str, Any]:
@@ -46,16 +83,7 @@ def run(stack: Any, settings: Any, run_record: Any, profile: str, **kw: Any) -> 
     )
     run_record.put("load", profile, result.summary)
     s = result.summary
-    eng = s["engines"].get(stack.primary.name, {})
-    rec = s["reconciliation"].get(stack.primary.name, {})
-    print(
-        f"{profile}: {s['requests']} requests, {s['failed']} failed; primary KV peak "
-        f"{eng.get('kv_usage_peak')}, waiting max {eng.get('waiting_max')}, preemptions "
-        f"{eng.get('preemptions')}; client - engine TTFT mean {rec.get('ttft_mean_diff_ms')} ms, "
-        f"reconciliation problems {rec.get('problems')}; route reasons "
-        f"{s['route_reasons']}; /metrics scrape errors {s['scrape_errors']}; KV pool "
-        f"{s['kv_pool']}"
-    )
+    print(summary_line(profile, s, stack.primary.name))
     assert s["requests"] > 0, f"{profile}: no request completed in the run"
     violations = check_slos(settings, s, stack.primary.name)
     assert not violations, "; ".join(violations)
