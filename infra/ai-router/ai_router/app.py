@@ -25,7 +25,7 @@ from ai_router.health import check
 from ai_router.primary import Primary
 from ai_router.reply import JSON_CONTENT_TYPE, Reply
 from ai_router.request_body import parse_chat_request, parse_json_object, parse_messages
-from ai_router.session_log import SessionLog, SessionRecord
+from ai_router.session_log import SessionLog, SessionRecord, conversation_shape, session_salt
 from ai_router.sse import DONE, sse_data
 from ai_router.xai import RETRY_HEADER, XaiSearch
 
@@ -58,6 +58,7 @@ def create_app(
     primary = Primary(config, client)
     xai = XaiSearch(config, client)
     session_log = SessionLog(config.session_log)
+    salt = session_salt(config.session_salt)
     started_at = int(time.time())
 
     app = Flask(__name__)
@@ -87,6 +88,9 @@ def create_app(
     def chat_completions() -> Response:
         req = parse_chat_request(_read_body(config))
         g.record.stream = req.stream
+        shape = conversation_shape(req.messages, salt)
+        g.record.conversation, g.record.turn = shape.key, shape.turn
+        g.record.messages, g.record.history_chars = shape.messages, shape.chars
         decision = _decide(classifier, req.messages)
         service = xai if decision.route == "search" else primary
         reply = service.serve(req)
@@ -185,6 +189,7 @@ def _decide(classifier: Classifier, messages: list[dict[str, Any]]) -> Decision:
     g.record.route = decision.route
     g.record.reason = decision.reason
     g.record.classifier_ms = decision.classifier_ms
+    g.record.history_tokens = decision.history_tokens
     return decision
 
 

@@ -53,6 +53,15 @@ class Decision:
     route: str
     reason: str
     classifier_ms: int
+    # The primary's count of the conversation as sent, where the decision needed one.
+    history_tokens: int | None = None
+
+
+@dataclass
+class _Counted:
+    """What counting one request learned, for its session log line."""
+
+    history_tokens: int | None = None
 
 
 class _Fallback(Exception):
@@ -82,8 +91,9 @@ class Classifier:
 
     def classify(self, messages: list[dict[str, Any]]) -> Decision:
         start = time.monotonic()
+        facts = _Counted()
         try:
-            route, reason = self._route(messages)
+            route, reason = self._route(messages, facts)
         except _Fallback as fb:
             route, reason = self._config.default_route, f"fallback:{fb.cause}"
         ms = int((time.monotonic() - start) * 1000)
@@ -91,7 +101,7 @@ class Classifier:
             log.info("classified on trimmed history after %d ms; routing to %s", ms, route)
         elif reason != CLASSIFIED:
             log.warning("classifier %s after %d ms; routing to %s", reason, ms, route)
-        return Decision(route, reason, ms)
+        return Decision(route, reason, ms, facts.history_tokens)
 
     def max_tokens(self) -> int:
         """Room for the longest label plus one token, learned from the classifier's tokenizer.
@@ -120,7 +130,7 @@ class Classifier:
         self._context = count.context or self._context
         return count.tokens
 
-    def _route(self, messages: list[dict[str, Any]]) -> tuple[str, str]:
+    def _route(self, messages: list[dict[str, Any]], facts: _Counted) -> tuple[str, str]:
         budget = self.max_tokens()
         conv = classification_messages(messages)
         room = self._room(budget)
@@ -129,7 +139,7 @@ class Classifier:
         # conversations are counted exactly before they are sent.
         counted = room is not None and utf8_size(conv) > room // 2
         if counted:
-            self._check_primary(messages)
+            self._check_primary(messages, facts)
             if not self._fits(conv, budget):
                 return self._ask_trimmed(conv, budget)
         try:
@@ -140,7 +150,7 @@ class Classifier:
             # tells whether trimming can make it fit.
             if counted or self._fits(conv, budget):
                 raise
-            self._check_primary(messages)
+            self._check_primary(messages, facts)
             return self._ask_trimmed(conv, budget)
 
     def _room(self, budget: int) -> int | None:
@@ -172,13 +182,15 @@ class Classifier:
             raise _ContextTooLong()
         return self._ask(trimmed, budget), TRIMMED
 
-    def _check_primary(self, messages: list[dict[str, Any]]) -> None:
+    def _check_primary(self, messages: list[dict[str, Any]], facts: _Counted) -> None:
         """Raise context_too_long unless the primary holds the conversation with room for one
         output token, as it renders it (its own template, the client's system messages).
 
         A conversation past the primary's limit gets that one reason whether or not the
         classifier could hold it. An unknown count passes: the primary answers for itself."""
         count = self._primary.messages(messages)
+        if count is not None:
+            facts.history_tokens = count.tokens
         if count is None or count.context is None:
             log.warning("primary /tokenize gave no usable count; classifying regardless")
             return

@@ -37,6 +37,7 @@ ENV_NAMES: dict[str, str] = {
     "classifier_timeout_s": "ROUTER_CLASSIFIER_TIMEOUT_S",
     "upstream_timeout_s": "ROUTER_UPSTREAM_TIMEOUT_S",
     "session_log": "ROUTER_SESSION_LOG",
+    "session_salt": "ROUTER_SESSION_SALT",
 }
 
 _TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -65,6 +66,9 @@ class Config:
     classifier_timeout_s: float = 30.0
     upstream_timeout_s: float = 600.0
     session_log: str | None = None
+    # Keys the session log's conversation hashes. Unset: a random salt per process, so the
+    # keys group one process's requests and mean nothing outside it.
+    session_salt: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         # Validation lives here, not only in from_env, so configs built in code are held to the
@@ -145,6 +149,7 @@ class Config:
             if env.get(ENV_NAMES[name], "").strip():
                 kwargs[name] = _float(env, name)
         kwargs["session_log"] = env.get("ROUTER_SESSION_LOG", "").strip() or None
+        kwargs["session_salt"] = env.get("ROUTER_SESSION_SALT", "").strip()
         return cls(**kwargs)
 
 

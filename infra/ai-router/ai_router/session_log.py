@@ -1,19 +1,26 @@
 """The session log: one JSON line per request, for the harness to join with its own records.
 
 Lines carry routing facts and token counts only. Message text and keys never enter a record:
-the log is shipped with test reports, and prompts may be sensitive.
+the log is shipped with test reports, and prompts may be sensitive. A chat request's line carries
+the conversation's shape instead (`conversation_shape`): a salted key shared by its turns, the
+turn index, the message count and the history's size.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ai_router.classify_prompt import message_text
 from ai_router.config import ConfigError
 
 
@@ -34,12 +41,46 @@ class SessionRecord:
     upstream_retry: str | None = None
     error: str | None = None
     duration_ms: int | None = None
+    conversation: str | None = None
+    turn: int | None = None
+    messages: int | None = None
+    history_chars: int | None = None
+    history_tokens: int | None = None
 
     def as_json(self) -> str:
         data: dict[str, Any] = asdict(self)
         data.pop("started")
         # ts first: the line reads as a log entry and sorts by time with plain tools.
         return json.dumps({"ts": data.pop("ts"), **data}, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class ConversationShape:
+    key: str
+    turn: int  # user messages so far: 1 on a conversation's first turn
+    messages: int
+    chars: int
+
+
+def session_salt(configured: str) -> bytes:
+    """The configured salt, else a random one for this process."""
+    return configured.encode("utf-8") if configured else secrets.token_bytes(32)
+
+
+def conversation_shape(messages: Sequence[dict[str, Any]], salt: bytes) -> ConversationShape:
+    """What the log may say about a conversation. The key is an HMAC of what stays the same
+    across its turns (the system messages and the first user message), so every turn of one
+    conversation shares it; without the salt it cannot be matched to a guessed text."""
+    texts = [(m.get("role"), message_text(m.get("content"))) for m in messages]
+    first_user = next((t for role, t in texts if role == "user"), "")
+    anchor = [t for role, t in texts if role == "system"] + [first_user]
+    digest = hmac.new(salt, json.dumps(anchor).encode("utf-8"), hashlib.sha256).hexdigest()
+    return ConversationShape(
+        key=digest[:16],
+        turn=sum(role == "user" for role, _ in texts),
+        messages=len(messages),
+        chars=sum(len(t) for _, t in texts),
+    )
 
 
 class SessionLog:

@@ -40,7 +40,13 @@ FIELDS = {
     "upstream_retry",
     "error",
     "duration_ms",
+    "conversation",
+    "turn",
+    "messages",
+    "history_chars",
+    "history_tokens",
 }
+SHAPE = ("conversation", "turn", "messages", "history_chars", "history_tokens")
 
 
 def test_one_line_per_request(
@@ -59,7 +65,9 @@ def test_one_line_per_request(
         assert line["status"] == resp.status_code
         assert datetime.fromisoformat(line["ts"]).utcoffset().total_seconds() == 0
         assert isinstance(line["duration_ms"], int)
-    assert lines[0] | {"ts": None, "request_id": None, "classifier_ms": 0, "duration_ms": 0} == {
+    unset = {"ts": None, "request_id": None, "classifier_ms": 0, "duration_ms": 0}
+    assert len(lines[0]["conversation"]) == 16
+    assert lines[0] | unset | {"conversation": None} == {
         "ts": None,
         "request_id": None,
         "method": "POST",
@@ -74,7 +82,14 @@ def test_one_line_per_request(
         "upstream_retry": None,
         "error": None,
         "duration_ms": 0,
+        "conversation": None,
+        "turn": 1,
+        "messages": 1,
+        "history_chars": len(PROMPT),
+        "history_tokens": None,
     }
+    # /v1/route and the rest carry no conversation shape: only chats are conversations.
+    assert all(lines[i][k] is None for i in (2, 3) for k in SHAPE)
     assert (lines[1]["route"], lines[1]["prompt_tokens"], lines[1]["completion_tokens"]) == (
         "search",
         21,
@@ -184,3 +199,89 @@ def test_unwritable_path_is_a_config_error(
 ) -> None:
     with pytest.raises(ConfigError, match="ROUTER_SESSION_LOG"):
         make_client(session_log=str(tmp_path / "missing-dir" / "s.jsonl"))
+
+
+MARKER = "zq-marker-5d81c0"
+
+
+def conversation(turns: int, first: str = "Tell me about tides.") -> list[dict[str, str]]:
+    """A system message, then `turns` user turns with an assistant reply between them."""
+    msgs = [{"role": "system", "content": "Answer briefly."}]
+    for i in range(turns):
+        if i:
+            msgs.append({"role": "assistant", "content": f"Reply {i}."})
+        msgs.append({"role": "user", "content": first if i == 0 else f"And then {i}?"})
+    return msgs
+
+
+def test_turns_of_one_conversation_share_its_key(
+    client: FlaskClient, session_log_path: Path
+) -> None:
+    for n in (1, 2, 3):
+        client.post("/v1/chat/completions", json={"messages": conversation(n)}, headers=AUTH)
+    other = conversation(2, first="Something else entirely.")
+    client.post("/v1/chat/completions", json={"messages": other}, headers=AUTH)
+    lines = session_lines(session_log_path)
+    assert [line["turn"] for line in lines] == [1, 2, 3, 2]
+    assert [line["messages"] for line in lines] == [2, 4, 6, 4]
+    assert len({line["conversation"] for line in lines[:3]}) == 1
+    assert lines[3]["conversation"] != lines[0]["conversation"]
+    sizes = [sum(len(m["content"]) for m in conversation(n)) for n in (1, 2, 3)]
+    assert [line["history_chars"] for line in lines[:3]] == sizes
+
+
+def test_the_key_depends_on_the_salt(make_client: Callable[..., FlaskClient]) -> None:
+    """Two processes without a configured salt, or with different salts, give one conversation
+    different keys; the same configured salt gives the same key (a log that spans restarts)."""
+    from ai_router.session_log import conversation_shape, session_salt
+
+    msgs = conversation(2)
+    random_a = conversation_shape(msgs, session_salt("")).key
+    random_b = conversation_shape(msgs, session_salt("")).key
+    assert random_a != random_b
+    assert conversation_shape(msgs, session_salt("s1")).key == (
+        conversation_shape(msgs, session_salt("s1")).key
+    )
+    assert conversation_shape(msgs, session_salt("s1")).key != (
+        conversation_shape(msgs, session_salt("s2")).key
+    )
+
+
+def test_a_counted_conversation_logs_the_primarys_token_count(
+    make_client: Callable[..., FlaskClient], upstreams: Upstreams, session_log_path: Path
+) -> None:
+    from router_fakes import fake_token_count
+
+    # While the classifier's context is unknown nothing is counted: the size is known in
+    # characters only.
+    make_client().post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+    upstreams.context = {"classifier": 400, "primary": 400}
+    long = [{"role": "user", "content": " ".join(["w"] * 150)}]
+    make_client().post("/v1/chat/completions", json={"messages": long}, headers=AUTH)
+    short, counted = session_lines(session_log_path)
+    assert short["history_tokens"] is None and short["history_chars"] == len(PROMPT)
+    assert counted["history_tokens"] == fake_token_count(long)
+    assert counted["history_chars"] == len(long[0]["content"])
+
+
+def test_a_planted_marker_never_reaches_the_log(
+    client: FlaskClient, upstreams: Upstreams, session_log_path: Path
+) -> None:
+    """The marker in every place a conversation holds text: system, first and later user
+    turns, an assistant reply, content parts; streamed and not, both routes, and trimmed."""
+    msgs = [
+        {"role": "system", "content": f"You are {MARKER}."},
+        {"role": "user", "content": f"My name is {MARKER}."},
+        {"role": "assistant", "content": f"Hello {MARKER}."},
+        {"role": "user", "content": [{"type": "text", "text": f"Spell {MARKER}."}]},
+    ]
+    client.post("/v1/chat/completions", json={"messages": msgs}, headers=AUTH)
+    upstreams.label = "search"
+    client.post("/v1/chat/completions", json={"messages": msgs, "stream": True}, headers=AUTH)
+    upstreams.context = {"classifier": 120, "primary": 400}
+    long = [*msgs[:3], {"role": "assistant", "content": " ".join([MARKER] * 80)}, msgs[3]]
+    client.post("/v1/chat/completions", json={"messages": long}, headers=AUTH)
+    text = session_log_path.read_text()
+    lines = session_lines(session_log_path)
+    assert len(lines) == 3 and lines[2]["reason"] == "classified:trimmed-history"
+    assert MARKER not in text and "marker" not in text
