@@ -3,7 +3,9 @@ latency, conversation lengths against max-model-len, and errors.
 
 The log is JSON lines, one per request (`infra/ai-router/ai_router/session_log.py`): `ts` (the
 request's start, UTC), `path`, `route`, `reason` (`classified`, `classified:trimmed-history` or
-`fallback:<cause>`), `classifier_ms`, `status`, `prompt_tokens`, `completion_tokens`, `error`.
+`fallback:<cause>`), `classifier_ms`, `status`, `prompt_tokens`, `completion_tokens`, `error`,
+and a chat's conversation shape: `conversation` (a salted key its turns share), `turn` (user
+messages so far), `messages`, `history_chars`, `history_tokens` (where the router counted them).
 Health checks are logged too; they count as health checks, never as requests.
 
 Where a log comes from: a path, a twin run directory (`logs/ai-router-session.jsonl`), or the
@@ -17,7 +19,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -122,6 +124,7 @@ class SessionSummary:
     status: dict[str, int]
     errors: dict[str, int]
     since: str | None = None
+    shape: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fallback_rate(self) -> float | None:
@@ -148,6 +151,7 @@ class SessionSummary:
             "conversation": self.conversation,
             "status": self.status,
             "errors": self.errors,
+            "shape": self.shape,
         }
 
 
@@ -182,6 +186,56 @@ def conversation_lengths(
             f"{mark:g}": sum(s >= mark * max_model_len for s in sizes) for mark in LENGTH_MARKS
         }
     return out
+
+
+def _distribution(values: Sequence[int]) -> dict[str, Any]:
+    return {
+        "n": len(values),
+        **{f"p{p}": percentile([float(v) for v in values], p) for p in (50, 95)},
+        "max": max(values) if values else None,
+    }
+
+
+def _length(r: Mapping[str, Any]) -> tuple[str, int] | None:
+    """A request's history size and its unit: the router's token count, else the primary's
+    prompt tokens (route local), else characters."""
+    for unit, key in (("tokens", "history_tokens"), ("tokens", "prompt_tokens")):
+        n = _int(r.get(key))
+        if n is not None and (key == "history_tokens" or r.get("route") == "local"):
+            return unit, n
+    chars = _int(r.get("history_chars"))
+    return ("chars", chars) if chars is not None else None
+
+
+def conversation_shapes(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Conversations by the session log's salted keys: how many turns each reached (its
+    highest turn index), the turn indexes of the requests, and each conversation's length at
+    its last logged turn, in tokens where the router or the primary counted them and in
+    characters where only those are known (two distributions, never mixed)."""
+    keyed = [r for r in records if isinstance(r.get("conversation"), str)]
+    turns_by_conv: dict[str, int] = {}
+    last: dict[str, Mapping[str, Any]] = {}
+    for r in keyed:
+        key, turn = str(r["conversation"]), _int(r.get("turn")) or 0
+        if turn >= turns_by_conv.get(key, 0):
+            turns_by_conv[key], last[key] = turn, r
+    lengths: dict[str, list[int]] = {"tokens": [], "chars": []}
+    for r in last.values():
+        found = _length(r)
+        if found:
+            lengths[found[0]].append(found[1])
+    request_turns = [t for r in keyed if (t := _int(r.get("turn"))) is not None]
+    per_conv = list(turns_by_conv.values())
+    return {
+        "requests": len(keyed),
+        "conversations": len(turns_by_conv),
+        "turns_per_conversation": _distribution(per_conv),
+        "turns_per_conversation_counts": {str(n): per_conv.count(n) for n in sorted(set(per_conv))},
+        "request_turn_index": _distribution(request_turns),
+        "multi_turn_conversations": sum(n > 1 for n in per_conv),
+        "length_tokens": _distribution(lengths["tokens"]),
+        "length_chars": _distribution(lengths["chars"]),
+    }
 
 
 def summarize(
@@ -221,6 +275,7 @@ def summarize(
         conversation=conversation_lengths(requests, max_model_len),
         status=dict(sorted(status.items())),
         errors=_sorted(Counter(str(r["error"]) for r in requests if r.get("error"))),
+        shape=conversation_shapes(requests),
     )
 
 
@@ -267,9 +322,36 @@ def render_text(s: SessionSummary) -> str:
         + f"; classified on trimmed history {v['trimmed_history']:,}, too long for the stack "
         f"{v['too_long']:,}"
     )
+    lines.extend(_shape_lines(s.shape))
     errors = sum(s.errors.values())
     lines.append(f"errors: {errors:,} ({_counts(s.errors)}); status {_counts(s.status)}")
     return "\n".join(lines)
+
+
+def _dist(d: Mapping[str, Any]) -> str:
+    return f"p50 {_ms(d['p50'])}, p95 {_ms(d['p95'])}, max {_ms(d['max'])} (n={d['n']:,})"
+
+
+def _shape_lines(shape: Mapping[str, Any]) -> list[str]:
+    if not shape.get("conversations"):
+        return ["conversations: none keyed (a router that logs no conversation shape)"]
+    counts = ", ".join(
+        f"{n} turn{'s' if n != '1' else ''}: {c:,}"
+        for n, c in shape["turns_per_conversation_counts"].items()
+    )
+    out = [
+        f"conversations: {shape['conversations']:,} over {shape['requests']:,} requests, "
+        f"{shape['multi_turn_conversations']:,} multi-turn; turns per conversation "
+        f"{_dist(shape['turns_per_conversation'])} ({counts}); request turn index "
+        f"{_dist(shape['request_turn_index'])}"
+    ]
+    parts = [
+        f"{unit} {_dist(shape[f'length_{unit}'])}"
+        for unit in ("tokens", "chars")
+        if shape[f"length_{unit}"]["n"]
+    ]
+    out.append("conversation length at its last turn: " + ("; ".join(parts) or "unknown"))
+    return out
 
 
 # -- where the log is -------------------------------------------------------------------------
