@@ -44,7 +44,10 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     )
     baseline = load_record(base_path)
     dirs = run_dirs_of(current, run_dir, baseline, base_path)
-    result = compare(current, baseline, tolerances(load_settings(ns.config)), run_dirs=dirs)
+    result = compare(
+        current, baseline, tolerances(load_settings(ns.config)), run_dirs=dirs,
+        force=getattr(ns, "force", False),
+    )  # fmt: skip
     if ns.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -103,6 +106,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "(default: reports/baseline.json, else last-green)",
     )
     comp.add_argument("--json", action="store_true", help="rows as JSON")
+    comp.add_argument(
+        "--force", action="store_true",
+        help="compare a load profile that ran with other settings (duration, users, target, "
+        "shape) than the baseline's, instead of reporting it as not comparable",
+    )  # fmt: skip
     comp.set_defaults(func=cmd_compare)
 
     base = sub.add_parser("baseline", help="pin the run that compare measures against")

@@ -23,7 +23,7 @@ current run alone. A metric the other run lacks is "not compared": neither a pas
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,21 @@ OK = "ok"
 REGRESSION = "regression"
 NOT_COMPARED = "not compared"
 CHANGED = "changed"  # what ran differs (an engine's vLLM version, an image): not a regression
+# The profile ran with other settings (duration, users, shape) than the baseline's: its numbers
+# are not judged against each other, neither a pass nor a regression.
+NOT_COMPARABLE = "not comparable"
+
+# A load profile's settings (the summary's "settings") that make two runs of it alike, with how
+# a difference is named.
+LIKE_WITH_LIKE = (
+    ("duration_s", "duration", " s"),
+    ("users", "users", ""),
+    ("max_tokens", "max_tokens", ""),
+    ("context_fraction", "context_fraction", ""),
+    ("processes", "processes", ""),
+    ("remote_workers", "remote workers", ""),
+    ("search_allowed", "search routed", ""),
+)
 
 
 # The comparison's tolerances are the [compare] settings: one schema, one set of defaults
@@ -209,7 +224,51 @@ def _run_dir(doc: dict[str, Any], run_dirs: Mapping[str, Path] | None) -> Path |
     return path if path.is_dir() else None
 
 
+def _shown(value: Any, unit: str) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:g}{unit}" if isinstance(value, int | float) and unit else str(value)
+
+
+def unlike(
+    base: dict[str, Any], cur: dict[str, Any], bs: dict[str, Any], cs: dict[str, Any]
+) -> str:
+    """How one profile's two runs differ in what they ran, e.g. "duration 20 s vs 60 s"
+    (baseline first); "" when alike. A setting one record lacks (an older record) is not held
+    against it."""
+    parts = []
+    bt, ct = bs.get("target") or base.get("target"), cs.get("target") or cur.get("target")
+    if bt and ct and bt != ct:
+        parts.append(f"target {bt} vs {ct}")
+    bset, cset = bs.get("settings") or {}, cs.get("settings") or {}
+    for key, name, unit in LIKE_WITH_LIKE:
+        if key in bset and key in cset and bset[key] != cset[key]:
+            parts.append(f"{name} {_shown(bset[key], unit)} vs {_shown(cset[key], unit)}")
+    return ", ".join(parts)
+
+
 def _load_rows(
+    base: dict[str, Any],
+    cur: dict[str, Any],
+    tol: Tolerances,
+    run_dirs: Mapping[str, Path] | None = None,
+    force: bool = False,
+) -> Iterator[Row]:
+    bp, cp = summary.profiles(base), summary.profiles(cur)
+    for profile in sorted(set(bp) | set(cp)):
+        rows = _profile_rows(profile, base, cur, tol, run_dirs)
+        bs, cs = bp.get(profile), cp.get(profile)
+        why = unlike(base, cur, bs, cs) if bs is not None and cs is not None else ""
+        if not why:
+            yield from rows
+        elif force:
+            yield from (replace(r, note=f"{r.note}; forced: {why}".lstrip("; ")) for r in rows)
+        else:
+            yield from (replace(r, verdict=NOT_COMPARABLE, note=why) for r in rows)
+
+
+def _profile_rows(
+    profile: str,
     base: dict[str, Any],
     cur: dict[str, Any],
     tol: Tolerances,
@@ -217,26 +276,25 @@ def _load_rows(
 ) -> Iterator[Row]:
     bp, cp = summary.profiles(base), summary.profiles(cur)
     dirs = (_run_dir(base, run_dirs), _run_dir(cur, run_dirs))
-    for profile in sorted(set(bp) | set(cp)):
-        bs, cs = bp.get(profile), cp.get(profile)
+    bs, cs = bp.get(profile), cp.get(profile)
+    yield upper(
+        f"load.{profile}.error_rate",
+        _num(bs, "error_rate"),
+        _num(cs, "error_rate"),
+        tol.error_rate_increase,
+    )
+    yield from _latency_rows(profile, bs, cs, tol, dirs)
+    if profile not in tol.no_new_preemptions:
+        return
+    engines = set((bs or {}).get("engines", {})) | set((cs or {}).get("engines", {}))
+    for engine in sorted(engines):
         yield upper(
-            f"load.{profile}.error_rate",
-            _num(bs, "error_rate"),
-            _num(cs, "error_rate"),
-            tol.error_rate_increase,
+            f"load.{profile}.{engine}.preemptions",
+            _num((bs or {}).get("engines", {}).get(engine), "preemptions"),
+            _num((cs or {}).get("engines", {}).get(engine), "preemptions"),
+            0.0,
+            "no new preemption",
         )
-        yield from _latency_rows(profile, bs, cs, tol, dirs)
-        if profile not in tol.no_new_preemptions:
-            continue
-        engines = set((bs or {}).get("engines", {})) | set((cs or {}).get("engines", {}))
-        for engine in sorted(engines):
-            yield upper(
-                f"load.{profile}.{engine}.preemptions",
-                _num((bs or {}).get("engines", {}).get(engine), "preemptions"),
-                _num((cs or {}).get("engines", {}).get(engine), "preemptions"),
-                0.0,
-                "no new preemption",
-            )
 
 
 def _num(d: dict[str, Any] | None, key: str) -> float | None:
@@ -338,16 +396,19 @@ def compare(
     tol: Tolerances | None = None,
     *,
     run_dirs: Mapping[str, Path] | None = None,
+    force: bool = False,
 ) -> Comparison:
     """Every comparable metric of two validated records, as rows with a verdict each.
 
     Latency p95s are judged on the runs' per-request data (load/<profile>/requests.jsonl in
     each run's directory: `run_dirs` by run id, else `<reports root>/runs/<run id>`) where both
-    runs have it; else on the summaries' p95s alone."""
+    runs have it; else on the summaries' p95s alone. A profile that ran with other settings
+    than the baseline's (duration, users, target, shape) is "not comparable", its rows named
+    with the difference, unless `force`."""
     tol = tol or Tolerances()
     rows = [_status_row(baseline, current)]
     rows += _acceptance_rows(baseline, current, tol)
-    rows += _load_rows(baseline, current, tol, run_dirs)
+    rows += _load_rows(baseline, current, tol, run_dirs, force)
     rows += _session_rows(baseline, current, tol)
     rows += _stack_rows(baseline, current)
     return Comparison(current["run_id"], baseline["run_id"], tuple(rows))
@@ -371,7 +432,7 @@ def render_table(c: Comparison, *, only_interesting: bool = False) -> str:
     for r in rows:
         delta = "-" if r.delta is None else f"{r.delta:+.4g}"
         limit = "-" if r.limit is None else ("<= " if r.bound == "max" else ">= ") + _cell(r.limit)
-        verdict = r.verdict + (f" ({r.note})" if r.note and r.verdict != OK else "")
+        verdict = r.verdict + (f" ({_reason(r)})" if _reason(r) else "")
         body.append((r.metric, _cell(r.baseline), _cell(r.current), delta, limit, verdict))
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
     lines = [f"{c.current_id} against baseline {c.baseline_id}"]
@@ -383,10 +444,35 @@ def render_table(c: Comparison, *, only_interesting: bool = False) -> str:
     return "\n".join(lines)
 
 
+def past_limit(r: Row) -> bool:
+    """The current value lies beyond the row's limit (whatever the verdict)."""
+    if r.limit is None or not isinstance(r.current, int | float):
+        return False
+    if r.bound == "max":
+        return float(r.current) > r.limit + 1e-12
+    if r.bound == "min":
+        return float(r.current) < r.limit - 1e-12
+    return False
+
+
+def _reason(r: Row) -> str:
+    """What the text table says beside the verdict: the note of every row that is not plainly
+    ok, and of an ok row whose value is past its limit (judged within noise)."""
+    if r.verdict == OK and past_limit(r):
+        return f"within noise: {r.note}" if r.note else "past the limit, judged within noise"
+    return r.note if r.verdict != OK else ""
+
+
 def verdict_line(c: Comparison) -> str:
-    compared = sum(r.verdict != NOT_COMPARED for r in c.rows)
-    skipped = len(c.rows) - compared
+    compared = sum(r.verdict not in (NOT_COMPARED, NOT_COMPARABLE) for r in c.rows)
+    skipped = sum(r.verdict == NOT_COMPARED for r in c.rows)
     tail = f"{compared} metrics compared, {skipped} not compared"
+    unlike_rows = {r.metric.split(".")[1]: r.note for r in c.rows if r.verdict == NOT_COMPARABLE}
+    if unlike_rows:
+        tail += "; NOT COMPARABLE, other settings than the baseline's: " + "; ".join(
+            f"load.{p} ({why})" for p, why in unlike_rows.items()
+        )
+        tail += " (a baseline of the same kind of run, or --force)"
     changed = [r.metric for r in c.rows if r.verdict == CHANGED]
     if changed:
         tail += f"; changed: {', '.join(changed)}"
