@@ -78,6 +78,9 @@ class LoadSettings:
     twin_kv_pressure_max_tokens: int = 64
     twin_kv_pressure_max_model_len: int = 8192
     soak_warmup_s: float = 60.0
+    # A run whose client sent its requests later than this at p95 is invalid (harness.toml
+    # says why this value).
+    max_dispatch_delay_p95_s: float = 0.05
     duration_s: Mapping[str, float] = field(
         default_factory=lambda: {
             "steady": 60.0,

@@ -23,6 +23,9 @@ class RequestRecord:
     classifier_ms: float | None = None
     ttft_s: float | None = None  # from the actual start
     ttft_from_intended_s: float | None = None
+    # actual_start - intended_start: how late the client sent it (harness.load.users says
+    # when a request is meant to go out). None in records written before it was recorded.
+    dispatch_delay_s: float | None = None
     itl_s: list[float] = field(default_factory=list)
     e2e_s: float | None = None
     output_tokens: int | None = None

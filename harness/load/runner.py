@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from harness import config_schema
 from harness.errors import ConfigError
 from harness.load.goodput import goodput
 from harness.load.kvmodel import KvCapacity, capacity_from_cache_config, users_for_kv_pressure
@@ -25,7 +26,9 @@ from harness.load.routing import routing_under_load
 from harness.load.settings import LoadSettings
 from harness.load.slo import SloTable
 from harness.load.stats import (
+    client_behind,
     client_overhead_ms,
+    dispatch_summary,
     engine_stats,
     kv_pool,
     latency_stats,
@@ -35,6 +38,10 @@ from harness.load.stats import (
 from harness.stack.base import Stack
 from harness.telemetry.prom import Scrape, scrape
 from harness.telemetry.sampler import Sampler
+
+# [load] max_dispatch_delay_p95_s when the caller gives none: the schema's default, which
+# harness.toml ships.
+DEFAULT_MAX_DISPATCH_DELAY_P95_S = config_schema.LoadSettings().max_dispatch_delay_p95_s
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,7 @@ def run_profile(
     locustfile_path: Path | None = None,
     slo: SloTable | None = None,
     max_model_len: int | None = None,
+    max_dispatch_delay_p95_s: float = DEFAULT_MAX_DISPATCH_DELAY_P95_S,
 ) -> LoadResult:
     """`max_model_len`: the primary's, when it runs with another than the compose file's (a
     what-if restart); prompts are sized from it. `warmup_s`: for the watched profiles (soak),
@@ -168,7 +176,8 @@ def run_profile(
     locust's distributed mode, that many worker processes; `distributed` for workers from other
     machines too (see harness.load.processes). `locustfile_path`: another locustfile than the
     profile's (its shape and users), for tests that change how the client behaves. `slo`: the
-    profile's objectives on this target, for goodput."""
+    profile's objectives on this target, for goodput. `max_dispatch_delay_p95_s`: [load]
+    max_dispatch_delay_p95_s; a run whose client sent later than that (p95) is invalid."""
     root = HARNESS_ROOT
     lf = locustfile_path or locustfile(profile, root)
     out = out_root / profile
@@ -206,7 +215,10 @@ def run_profile(
     sampler.save(out / "timeline.jsonl")
     records = read_records(settings.records)
     seqs = {e.name: e.engine.max_num_seqs for e in stack.spec.engines if e.engine is not None}
-    summary = summarize(profile, records, sampler, seqs, stack.primary.name)
+    summary = summarize(
+        profile, records, sampler, seqs, stack.primary.name,
+        max_dispatch_delay_p95_s=max_dispatch_delay_p95_s,
+    )  # fmt: skip
     summary["target"] = stack.target
     summary["kv_pool"] = kv_pool(
         capacity,
@@ -268,10 +280,21 @@ def summarize(
     sampler: Sampler,
     max_num_seqs: int | Mapping[str, int],
     primary: str,
+    *,
+    max_dispatch_delay_p95_s: float = DEFAULT_MAX_DISPATCH_DELAY_P95_S,
 ) -> dict[str, Any]:
+    """The profile's summary. `valid` is false, with the reason in `invalid_reason`, when the
+    client fell behind its own schedule (harness.load.stats.client_behind): its numbers then
+    describe less load than the profile's, and the SLO check fails it."""
     failed = sum(not r.ok for r in records)
+    dispatch = dispatch_summary(records)
+    behind = client_behind(dispatch, max_dispatch_delay_p95_s)
     return {
         "profile": profile,
+        "valid": behind is None,
+        "invalid_reason": behind,
+        "dispatch_delay_s": dispatch,
+        "max_dispatch_delay_p95_s": max_dispatch_delay_p95_s,
         "requests": len(records),
         "failed": failed,
         "error_rate": failed / len(records) if records else 0.0,

@@ -32,7 +32,10 @@ Keys per profile (on the primary engine unless said otherwise):
 Keys per route: p95_ttft_s, p95_itl_s, p95_e2e_s.
 
 A key that needs engine samples breaches when there are none ("no samples"): missing
-telemetry never passes. Beyond the keys, every run fails when each request through the router
+telemetry never passes. Beyond the keys, every run fails when its client fell behind its own
+schedule (p95 dispatch delay above [load] max_dispatch_delay_p95_s: the run is invalid, its
+latencies describe less load than the profile's; harness.load.stats.client_behind), when each
+request through the router
 fell back to the default route, or when it sent fewer requests than its profile needs; a chat
 profile (steady, saturate, ramp, soak) fails when its routing accuracy under load, overall or
 of any expected route, is below the target's routing_accuracy_floor (harness.load.routing).
@@ -52,6 +55,7 @@ from harness.errors import ConfigError
 from harness.load.kvmodel import kv_model_problem
 from harness.load.profiles import CHAT_PROFILES, PROFILES
 from harness.load.routing import routing_problem
+from harness.load.stats import client_behind
 
 PROFILE_KEYS = (
     "max_error_rate",
@@ -332,7 +336,10 @@ def check_slos(settings: Settings, summary: dict[str, Any], primary: str) -> lis
     floor = settings.typed.target(target or "").routing_accuracy_floor
     name = f"targets.{target or '<target>'}.routing_accuracy_floor"
     where = f"[targets.{target or '<target>'}] routing_accuracy_floor in harness.toml, or "
-    return evaluate(table, summary, primary, routing_floor=(floor, where + env_name(name)))
+    return evaluate(
+        table, summary, primary, routing_floor=(floor, where + env_name(name)),
+        max_dispatch_delay_p95_s=settings.typed.load.max_dispatch_delay_p95_s,
+    )  # fmt: skip
 
 
 def fallback_problem(summary: Mapping[str, Any]) -> str | None:
@@ -392,12 +399,23 @@ def evaluate(
     summary: dict[str, Any],
     primary: str,
     routing_floor: tuple[float, str] | None = None,
+    max_dispatch_delay_p95_s: float | None = None,
 ) -> list[str]:
     """The objectives of `table` against one load summary. `routing_floor`: the target's
-    routing accuracy floor and where it is set, judged on a chat profile's routing under load."""
+    routing accuracy floor and where it is set, judged on a chat profile's routing under load.
+    `max_dispatch_delay_p95_s`: [load]'s limit on the client's lateness, else the one the
+    summary was made with; a summary without dispatch delays (an older record) is not judged
+    on it."""
     profile = table.profile + (f" on {table.target}" if table.target else "")
     k = table.keys
     bad = []
+    limit = max_dispatch_delay_p95_s
+    if limit is None:
+        limit = summary.get("max_dispatch_delay_p95_s")
+    dispatch = summary.get("dispatch_delay_s") or {}
+    behind = None if limit is None else client_behind(dispatch, float(limit))
+    if behind:
+        bad.append(f"{profile}: {behind}")
     eng = summary.get("engines", {}).get(primary, {})
     if "max_error_rate" in k and summary["error_rate"] > k["max_error_rate"]:
         bad.append(

@@ -106,6 +106,48 @@ def throughput(records: Sequence[RequestRecord]) -> dict[str, float | None]:
     return {"requests_per_s": len(ok) / window, "window_s": window}
 
 
+def dispatch_delays(records: Sequence[RequestRecord]) -> list[float]:
+    """How late the client sent each request, in seconds (harness.load.users defines when a
+    request is meant to go out). Failed requests count: a late send is the client's, whatever
+    the answer. A record without dispatch_delay_s gives actual_start - intended_start."""
+    return [
+        r.dispatch_delay_s if r.dispatch_delay_s is not None else r.actual_start - r.intended_start
+        for r in records
+    ]
+
+
+def dispatch_summary(records: Sequence[RequestRecord]) -> dict[str, float | None]:
+    """p50, p95, max and mean of the dispatch delay, and how many requests it covers."""
+    delays = dispatch_delays(records)
+    return {
+        "p50": percentile(delays, 50),
+        "p95": percentile(delays, 95),
+        "max": max(delays) if delays else None,
+        "mean": statistics.fmean(delays) if delays else None,
+        "n": float(len(delays)),
+    }
+
+
+def client_behind(dispatch: Mapping[str, Any], limit_s: float) -> str | None:
+    """A sentence when the client fell behind its own schedule: the p95 dispatch delay of a
+    dispatch_summary above `limit_s` ([load] max_dispatch_delay_p95_s). Such a run sent less
+    load than its profile says, so its latencies flatter the stack; None when it kept up or
+    sent nothing (the profile's own request count judges that)."""
+    p95 = dispatch.get("p95")
+    if p95 is None or p95 <= limit_s:
+        return None
+    worst = dispatch.get("max")
+    n = int(dispatch.get("n") or 0)
+    return (
+        f"the load client, not the stack, fell behind its own schedule: p95 dispatch delay "
+        f"{p95:.3f} s (max {worst:.3f} s, {n} requests) > max_dispatch_delay_p95_s {limit_s:g} "
+        f"([load] in harness.toml); requests went out late, so the stack got less load than the "
+        f"profile asks and its latencies look better than they are. The run is invalid, not "
+        f"green: run it with fewer users (harness load --users N), or spread the client over "
+        f"more processes (harness load --processes N here, --workers N on other machines)"
+    )
+
+
 def engine_stats(sampler: Sampler, max_num_seqs: int | Mapping[str, int]) -> dict[str, Any]:
     """KV peak and time above 90 %, most waiting at once, preemptions, from the timeline.
     `max_num_seqs`: each engine's own (by name), or one for all."""
