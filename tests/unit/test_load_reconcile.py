@@ -58,6 +58,15 @@ def test_a_late_client_clock_does_not_reconcile() -> None:
     assert [p for p in out["problems"] if "shorter than the engine's own" in p], out["problems"]
 
 
+def test_a_client_200_ms_above_the_engine_does_not_reconcile() -> None:
+    # The client's TTFT holds 200 ms the engine never saw (over the 150 ms bound): time lost in
+    # the client, the HTTP server or the router.
+    records = [rec(t + 0.200) for t in ENGINE]
+    out = reconcile(records, BEFORE, after(ENGINE))
+    assert [p for p in out["problems"] if "the client adds too much" in p], out["problems"]
+    assert 199.0 < out["ttft_mean_diff_ms"] < 201.0
+
+
 def test_missing_requests_and_tokens_are_named() -> None:
     records = [rec(t + 0.003) for t in ENGINE[:3]]
     records[0].output_tokens = 7
