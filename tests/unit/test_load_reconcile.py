@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.load.reconcile import TTFT, reconcile
 from harness.load.records import RequestRecord
-from harness.telemetry.prom import parse
+from harness.telemetry.prom import Scrape, parse
 
 BOUNDS = (0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, float("inf"))
 
@@ -30,7 +30,7 @@ ENGINE = [0.030, 0.050, 0.070, 0.090]
 BEFORE = parse(scrape([0.5], 100, 10, {"stop": 1}))
 
 
-def after(ttfts: list[float], reasons: dict[str, int] | None = None) -> object:
+def after(ttfts: list[float], reasons: dict[str, int] | None = None) -> Scrape:
     return parse(
         scrape([0.5, *ttfts], 100 + 30 * 4, 10 + 8 * 4, reasons or {"stop": 1, "length": 4})
     )
