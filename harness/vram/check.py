@@ -25,6 +25,8 @@ class Headroom(Protocol):
     @property
     def classifier(self) -> str: ...
     @property
+    def primary(self) -> str: ...
+    @property
     def band(self) -> tuple[int, int] | None: ...
     @property
     def caveat(self) -> str: ...
@@ -47,8 +49,10 @@ def headroom_findings(headroom: Headroom) -> tuple[Finding, ...]:
             f"conversations of {band[0]:,} to {band[1]:,} tokens (the primary's) fit the primary "
             "but not the classifier with its prompt and label; the reference router classifies "
             f"those on trimmed history (X-Route-Reason classified:trimmed-history){caveat}",
-            "accept it, or give the classifier a --max-model-len above the primary's by the "
-            "overhead so every conversation is classified whole",
+            # The fix every other rule accepts: the classifier is at its length already (and
+            # often at its model's), so the primary gives up the band.
+            f"accept it, or lower {headroom.primary} --max-model-len to {band[0]} so that "
+            "every conversation it serves is classified whole",
             headroom.classifier,
         ),
     )

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
+from harness.errors import SpecError
 from harness.spec import StackSpec
 from harness.units import gib
 from harness.vram.arch import ModelArch
@@ -71,17 +72,38 @@ def _utilization_sum(ctx: PreflightContext) -> Iterator[Finding]:
 
 @rule("max-model-len-equal")
 def _max_model_len_equal(ctx: PreflightContext) -> Iterator[Finding]:
+    """The classifier sees the whole conversation the primary serves: its --max-model-len may
+    not be shorter than the primary's. A longer one is what the classifier-headroom warning
+    asks for, so it is no error here."""
     lens = {e.service: e.max_model_len for e in ctx.plan.engines}
-    if len(set(lens.values())) > 1:
-        shown = ", ".join(f"{s}={n}" for s, n in lens.items())
-        yield Finding(
-            "max-model-len-equal",
-            Severity.ERROR,
-            f"engines have different --max-model-len ({shown}); the classifier sees the whole "
-            "conversation, so a shorter classifier fails on long conversations and the router "
-            "falls back",
-            f"give every engine the same --max-model-len ({max(lens.values())})",
+    try:
+        clf, pri = ctx.spec.role("classifier").name, ctx.spec.role("primary").name
+    except SpecError:
+        return
+    if clf not in lens or pri not in lens or lens[clf] >= lens[pri]:
+        return
+    shown = ", ".join(f"{s}={n}" for s, n in lens.items())
+    ceiling = ctx.archs[clf].max_position_embeddings if clf in ctx.archs else None
+    if ceiling and ceiling < lens[pri]:
+        # The classifier's model cannot reach the primary's length: only the primary can move.
+        fix = (
+            f"lower {pri} --max-model-len to {min(lens[clf], ceiling)} ({clf}'s model stops at "
+            f"{ceiling}), or give {clf} a model with a longer context"
         )
+    else:
+        fix = (
+            f"raise {clf} --max-model-len to {lens[pri]} (the primary's), or lower {pri} "
+            f"--max-model-len to {lens[clf]}"
+        )
+    yield Finding(
+        "max-model-len-equal",
+        Severity.ERROR,
+        f"the classifier is shorter than the primary ({shown}); the classifier sees the whole "
+        f"conversation, so conversations of {lens[clf]:,} to {lens[pri]:,} tokens fail to "
+        "classify and the router falls back",
+        fix,
+        clf,
+    )
 
 
 @rule("max-model-len-within-model")
