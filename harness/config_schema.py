@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 TARGET_NAMES = ("twin", "twin-docker", "gpu", "attach")
-PROFILES = ("steady", "saturate", "kv-pressure", "ramp", "soak")
+PROFILES = ("steady", "saturate", "kv-pressure", "ramp", "soak", "conversation")
 _FREE_TABLES = ("check.activation_reserve_by_service", "slo")
 # HARNESS_* variables that are not settings: paths, secrets, switches read where they are used,
 # and the load runner's variables for its locust child.
@@ -88,6 +88,7 @@ class LoadSettings:
             "kv-pressure": 90.0,
             "ramp": 60.0,
             "soak": 600.0,
+            "conversation": 120.0,
         }
     )
     test_duration_s: Mapping[str, float] = field(
@@ -97,6 +98,7 @@ class LoadSettings:
             "kv-pressure": 45.0,
             "ramp": 24.0,
             "soak": 600.0,
+            "conversation": 30.0,
         }
     )
 

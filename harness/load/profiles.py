@@ -6,17 +6,20 @@ from __future__ import annotations
 from harness.load.settings import LoadSettings
 
 DEFAULT_DURATION_S = 60.0
-PROFILES = ("steady", "saturate", "kv-pressure", "ramp", "soak")
+PROFILES = ("steady", "saturate", "kv-pressure", "ramp", "soak", "conversation")
 # Profiles whose users are ChatUsers: labelled prompts of both routes, judged on routing too.
 CHAT_PROFILES = ("steady", "saturate", "ramp", "soak")
+# Profiles whose users hold multi-turn conversations (harness.load.conversations).
+CONVERSATION_PROFILES = ("conversation",)
 # Profiles that also watch the router's and the harness's memory and open files.
 WATCHED = ("soak",)
 
 
 def users_for(profile: str, s: LoadSettings) -> int:
-    """The profile's peak user count: max-num-seqs, or twice it for saturate, ramp and soak
-    (saturate's load, held for long). kv-pressure's count comes from the runner, which knows
-    the primary's KV pool (harness.load.kvmodel.users_for_kv_pressure)."""
+    """The profile's peak user count: max-num-seqs (steady, conversation), or twice it for
+    saturate, ramp and soak (saturate's load, held for long). kv-pressure's count comes from
+    the runner, which knows the primary's KV pool (harness.load.kvmodel.users_for_kv_pressure).
+    """
     if s.users is not None:
         return s.users
     return 2 * s.max_num_seqs if profile in ("saturate", "ramp", "soak") else s.max_num_seqs

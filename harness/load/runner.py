@@ -15,10 +15,17 @@ import httpx
 
 from harness import config_schema
 from harness.errors import ConfigError
+from harness.load.conversations import TURN_LOG, conversation_report, read_turns
 from harness.load.goodput import goodput
 from harness.load.kvmodel import KvCapacity, capacity_from_cache_config, users_for_kv_pressure
 from harness.load.processes import Distributed, run_locust
-from harness.load.profiles import PROFILES, WATCHED, min_requests_for, users_for
+from harness.load.profiles import (
+    CONVERSATION_PROFILES,
+    PROFILES,
+    WATCHED,
+    min_requests_for,
+    users_for,
+)
 from harness.load.reconcile import reconcile
 from harness.load.records import RequestRecord, read_records
 from harness.load.resources import ResourceWatch, descendants, group_pids
@@ -229,6 +236,11 @@ def run_profile(
         max_tokens=max_tokens,
         predict=profile == "kv-pressure",
     )
+    if profile in CONVERSATION_PROFILES:
+        turns = read_turns(settings.records.with_name(TURN_LOG))
+        summary["conversation"] = conversation_report(
+            records, turns, sampler.first, sampler.last, max_model_len
+        )
     if slo is not None:
         summary["goodput"] = goodput(slo, records)
     if profile in WATCHED:

@@ -29,6 +29,8 @@ Keys per profile (on the primary engine unless said otherwise):
   relative tolerance, predicted from the requests routed local (only those reach the primary);
   when most were routed to search, the failure says so instead of a KV miss.
 - max_rss_growth_mib, max_fd_growth: each watched process group (soak).
+- min_trimmed_turns: requests through the router classified on trimmed history (X-Route-Reason
+  classified:trimmed-history), for the conversation profile's headroom band.
 Keys per route: p95_ttft_s, p95_itl_s, p95_e2e_s.
 
 A key that needs engine samples breaches when there are none ("no samples"): missing
@@ -67,6 +69,7 @@ PROFILE_KEYS = (
     "kv_peak_tolerance",
     "max_rss_growth_mib",
     "max_fd_growth",
+    "min_trimmed_turns",
 )
 ROUTE_KEYS = {"p95_ttft_s": "ttft_s", "p95_itl_s": "itl_s", "p95_e2e_s": "e2e_s"}
 # Keys judged from the primary's /metrics samples.
@@ -78,6 +81,7 @@ ENGINE_KEYS = (
     "kv_peak_tolerance",
 )
 ENV_PREFIX = "HARNESS_SLO_"
+TRIMMED_REASON = "classified:trimmed-history"
 # Routes an environment variable may name without the file naming them first.
 KNOWN_ROUTES = ("all", "local", "search")
 
@@ -394,6 +398,17 @@ def _search_note(summary: Mapping[str, Any], primary: str) -> str:
     )
 
 
+def trimmed_turns(summary: Mapping[str, Any]) -> int:
+    """Requests through the router classified on trimmed history."""
+    return int((summary.get("route_reasons") or {}).get(TRIMMED_REASON, 0))
+
+
+def trimmed_note(summary: Mapping[str, Any]) -> str:
+    conv = summary.get("conversation") or {}
+    keys = ("band_turns", "band_turns_trimmed", "history_tokens_max", "max_model_len")
+    return ", ".join(f"{k} {conv.get(k)}" for k in keys)
+
+
 def evaluate(
     table: SloTable,
     summary: dict[str, Any],
@@ -487,6 +502,14 @@ def evaluate(
                 p95 = lat[metric]["p95"]
                 if p95 is None or p95 > limits[key]:
                     bad.append(f"{profile}/{route}: p95 {metric} {p95} > {limits[key]:g}")
+    if "min_trimmed_turns" in k:
+        trimmed = trimmed_turns(summary)
+        if trimmed < k["min_trimmed_turns"]:
+            bad.append(
+                f"{profile}: {trimmed} turns were classified on trimmed history, expected >= "
+                f"{k['min_trimmed_turns']:g}: no conversation reached the classifier's headroom "
+                f"band (conversation figures: {trimmed_note(summary)})"
+            )
     fell_back = fallback_problem(summary)
     if fell_back:
         bad.append(f"{profile}: {fell_back}")

@@ -25,6 +25,7 @@ from harness.load.slo import (
     fallback_share,
     limit_source,
     slo_table,
+    trimmed_turns,
 )
 
 BUILT_IN = "built-in default"
@@ -129,6 +130,8 @@ def table_checks(
             row(key, None, note="no samples of process memory and open files")
         for group, res in resources.items():
             row(key, float(res[field]), route=group)
+    if "min_trimmed_turns" in k:
+        row("min_trimmed_turns", float(trimmed_turns(summary)))
     for route, limits in table.routes.items():
         lat = summary.get("latency", {}).get(route)
         for key, metric in ROUTE_KEYS.items():

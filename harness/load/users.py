@@ -5,6 +5,8 @@ reach the pytest process.
   `local` prompts when SETTINGS.search_allowed is false (a paid search route without consent).
 - LongContextUser: prompts of a fraction of max-model-len, unique from the first token.
 - ClassifierUser: the classification request, straight to the classifier engine.
+- ConversationUser: multi-turn conversations through the ai-router, each turn with the whole
+  history (harness.load.conversations).
 Each writes one RequestRecord per request and fires locust's request event with the route as
 the name, so locust's own CSV and JSON are per route too. A record of a chat or classifier
 request carries its prompt's label from the routing corpus (expected_route); a long context
@@ -28,17 +30,21 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
 import time
 import uuid
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import httpx
 from locust import User, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from harness.load.http import HTTPParseError, StreamClient
+from harness.load import conversations
+from harness.load.http import HTTPParseError, StreamClient, StreamResponse
 from harness.load.prompts import (
     chat_prompts,
     chat_user_prompts,
@@ -311,3 +317,176 @@ class DirectUser(_StreamingUser):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+
+
+class _TeeResponse:
+    """A streamed response whose body is also kept: the next turn carries the answer's text."""
+
+    def __init__(self, resp: StreamResponse, sink: bytearray) -> None:
+        self._resp, self._sink = resp, sink
+        self.status = resp.status
+
+    def header(self, name: str) -> str | None:
+        return self._resp.header(name)
+
+    def read_all(self, limit: int = 1 << 20) -> bytes:
+        return self._resp.read_all(limit)
+
+    def reads(self) -> Iterator[bytes]:
+        for piece in self._resp.reads():
+            self._sink += piece
+            yield piece
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+class _TeeClient:
+    """The user's StreamClient, keeping the last request's id and answer body."""
+
+    def __init__(self, inner: StreamClient) -> None:
+        self.inner = inner
+        self.sink = bytearray()
+        self.request_id: str | None = None
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> _TeeResponse:
+        self.sink.clear()
+        self.request_id = headers.get("X-Harness-Request")
+        return _TeeResponse(self.inner.post(path, body, headers), self.sink)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class ConversationUser(_StreamingUser):
+    """Multi-turn conversations through the ai-router (harness.load.conversations): each turn
+    sends the whole history with the assistant's actual replies, after a think time; one
+    conversation in LONG_EVERY grows into the classifier's headroom band. The next turn is built
+    (and a padded one fitted with the classifier's /tokenize) right after an answer, during the
+    think time, so its building is not counted as the client sending late."""
+
+    prompts: ClassVar[dict[str, list[str]]] = {
+        route: chat_prompts(route)
+        for route in (("local", "search") if SETTINGS.search_allowed else ("local",))
+    }
+    routes = prompt_routes()
+    sentences = filler_sentences()
+    # Shared by the process's users: the band is measured once, and the shape reads the count.
+    band: conversations.Band | None = None
+    band_turns_answered = 0
+    _numbers = itertools.count()
+    _turn_log: Any = None
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.tee = _TeeClient(self.http)
+        self.http = self.tee  # type: ignore[assignment]
+        self.tok = httpx.Client(base_url=SETTINGS.classifier_url.rstrip("/"), timeout=120.0)
+        cls = type(self)
+        if cls.band is None:
+            try:
+                cls.band = conversations.measure_band(
+                    self._tokenize, SETTINGS.classifier_model, SETTINGS.max_model_len
+                )
+            except (httpx.HTTPError, KeyError, ValueError):
+                # Then no conversation aims into the band; the run's trimmed count shows it.
+                cls.band = None
+        self.tag = f"{SETTINGS.worker or 'p'}{os.getpid()}"
+        self._new_conversation()
+        self._prepare()
+        self.due_at = time.time()
+
+    def on_stop(self) -> None:
+        super().on_stop()
+        self.tok.close()
+
+    def _tokenize(self, body: dict[str, Any]) -> dict[str, Any]:
+        r = self.tok.post("/tokenize", json=body)
+        r.raise_for_status()
+        out: dict[str, Any] = r.json()
+        return out
+
+    def _count(self, messages: list[dict[str, str]]) -> int:
+        body = {"model": SETTINGS.classifier_model, "messages": messages}
+        return int(self._tokenize({**body, "add_generation_prompt": True})["count"])
+
+    def _new_conversation(self) -> None:
+        number = next(self._numbers)
+        band = type(self).band
+        self.conversation = f"{self.tag}-{number}"
+        self.plan = conversations.plan(
+            self.rng, number, self.prompts, SETTINGS.max_model_len,
+            band.target() if band else None,
+        )  # fmt: skip
+        self.history: list[dict[str, str]] = []
+        self.index = 0
+
+    def _prepare(self) -> None:
+        """The next turn's messages and size."""
+        turn = self.plan[self.index]
+        content, tokens = turn.question, None
+        if turn.target_tokens is not None:
+            pad = conversations.notes(self.rng, self.sentences, turn.target_tokens * 6)
+            content, tokens = conversations.fit_padding(
+                self._count, self.history, turn.question, pad, turn.target_tokens
+            )
+        self.messages = [*self.history, {"role": "user", "content": content}]
+        if tokens is None:
+            try:
+                tokens = self._count(self.messages)
+            except (httpx.HTTPError, KeyError, ValueError):
+                tokens = None  # the turn goes out; its history length is unknown
+        self.tokens = tokens
+
+    def body(self) -> dict[str, Any]:
+        turn = self.plan[self.index]
+        self.expected = self.routes.get(turn.question, turn.route)
+        return {
+            "model": "ai-router",
+            "messages": self.messages,
+            "max_tokens": SETTINGS.max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+
+    def _log_turn(self, line: conversations.TurnLine) -> None:
+        cls = type(self)
+        if cls._turn_log is None:
+            path = SETTINGS.records.with_name(conversations.TURN_LOG)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cls._turn_log = path.open("a", buffering=1)
+        cls._turn_log.write(line.line() + "\n")
+
+    @task
+    def one(self) -> None:
+        turn = self.plan[self.index]
+        self.think_s = self.rng.uniform(*conversations.THINK_S)
+        self.send()
+        answered = self.tee.sink and self.tee.request_id is not None
+        reply = conversations.reply_text(bytes(self.tee.sink)) if answered else ""
+        self._log_turn(
+            conversations.TurnLine(
+                request_id=self.tee.request_id or "",
+                conversation=self.conversation,
+                turn=self.index + 1,
+                turns_planned=len(self.plan),
+                messages=len(self.messages),
+                history_tokens=self.tokens,
+                history_chars=sum(len(m["content"]) for m in self.messages),
+                padded=turn.target_tokens is not None,
+                band=turn.band,
+                expected_route=turn.route,
+            )
+        )
+        if turn.band or (turn.target_tokens and self.index == len(self.plan) - 1):
+            type(self).band_turns_answered += 1
+        self.index += 1
+        if not reply or self.index >= len(self.plan):
+            # An unanswered turn ends its conversation: a history without the reply is not
+            # what a client would send next.
+            self._new_conversation()
+        else:
+            self.history = [*self.messages, {"role": "assistant", "content": reply}]
+        self._prepare()
+        # A turn that took longer to build than the think time is due when it is built.
+        self.due_at = max(self.due_at, time.time())

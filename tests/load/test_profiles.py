@@ -97,6 +97,36 @@ def test_chat_profiles(stack: Any, harness_settings: Any, run_record: Any, profi
     assert {"local", "search"} & set(s["latency"]), "no request was labelled with its route"
 
 
+def test_conversation(stack: Any, harness_settings: Any, run_record: Any) -> None:
+    """Multi-turn conversations through the router: its SLOs (on the twins at least one turn
+    classified on trimmed history), and every figure its report promises."""
+    table = slo_table(harness_settings, "conversation", stack.target)
+    if stack.target in ("twin", "twin-docker"):
+        assert table.keys.get("min_trimmed_turns", 0) >= 1, (
+            f"[slo.conversation.{stack.target}] lacks min_trimmed_turns >= 1: on the twins the "
+            "conversation profile must reach the classifier's headroom band"
+        )
+    s = run(stack, harness_settings, run_record, "conversation")
+    conv = s["conversation"]
+    print(
+        f"conversation: {conv['requests']} turns in {conv['conversations']} conversations "
+        f"({conv['turns_per_conversation']}), trimmed {conv['trimmed']}, band turns "
+        f"{conv['band_turns']}, longest history {conv['history_tokens_max']} of "
+        f"{conv['max_model_len']}; TTFT by turn {conv['ttft_by_turn_s']}; classifier ms by "
+        f"history {conv['classifier_ms_by_history']}; flips {conv['route_flips']}; prefix "
+        f"cache {conv['prefix_cache']}; window {s['throughput']['window_s']} s"
+    )
+    assert conv["unjoined_records"] == 0, "a request without its place in a conversation"
+    assert conv["ttft_by_turn_s"].get("1") and len(conv["ttft_by_turn_s"]) >= 2
+    assert conv["classifier_ms_by_history"], "no classifier latency by history length"
+    assert conv["route_flips"]["turn_pairs"] > 0
+    assert conv["turns_in_last_10pct"] >= 1, "no history reached the last 10 % of max-model-len"
+    engines = {e.name for e in stack.engines}
+    assert set(conv["prefix_cache"]) == engines
+    rates = [v["hit_rate"] for v in conv["prefix_cache"].values()]
+    assert all(r is not None and 0 <= r <= 1 for r in rates), conv["prefix_cache"]
+
+
 @pytest.fixture
 def pressured_primary(
     stack: Any, stack_backend: Any, harness_settings: Any, primary_pool: Any
