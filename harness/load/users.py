@@ -50,6 +50,7 @@ from harness.load.prompts import (
     chat_user_prompts,
     filler_sentences,
     long_prompt,
+    prompt_key,
     prompt_routes,
 )
 from harness.load.records import RecordWriter, RequestRecord, record_line
@@ -127,6 +128,7 @@ class _StreamingUser(User):
     think_s = 0.0
     # The route the prompt of the request being built is labelled with; body() sets it.
     expected: str | None = None
+    prompt_key: str | None = None  # the labelled prompt's digest (harness.load.prompts)
 
     def on_start(self) -> None:
         parts = urlsplit(self.url())
@@ -173,9 +175,9 @@ class _StreamingUser(User):
         headers = {**self.headers(), "X-Harness-Request": rec.request_id}
         # Encoded before the clock starts: a 50k-token prompt takes milliseconds to serialise,
         # which is the client's work, not the server's latency.
-        self.expected = None
+        self.expected, self.prompt_key = None, None
         payload = json.dumps(self.body()).encode()
-        rec.expected_route = self.expected
+        rec.expected_route, rec.prompt_key = self.expected, self.prompt_key
         exc: Exception | None = None
         rec.actual_start, start = time.time(), self.started()
         try:
@@ -237,7 +239,7 @@ class ChatUser(_StreamingUser):
 
     def body(self) -> dict[str, Any]:
         question = self.rng.choice(self.prompts)
-        self.expected = self.routes.get(question)
+        self.expected, self.prompt_key = self.routes.get(question), prompt_key(question)
         return {
             "model": "ai-router",
             "messages": [{"role": "user", "content": question}],
@@ -284,7 +286,7 @@ class ClassifierUser(_StreamingUser):
         from ai_router.classify_prompt import ROUTES, classification_messages
 
         question = self.rng.choice(self.prompts)
-        self.expected = self.routes.get(question)
+        self.expected, self.prompt_key = self.routes.get(question), prompt_key(question)
         msgs = [{"role": "user", "content": question}]
         return {
             "model": SETTINGS.classifier_model,
@@ -457,11 +459,12 @@ class ConversationUser(_StreamingUser):
             cls._turn_log = path.open("a", buffering=1)
         cls._turn_log.write(line.line() + "\n")
 
-    @task
-    def one(self) -> None:
+    def send(self) -> None:
+        """One turn (the inherited task sends it): the request, its place in the conversation,
+        and the next turn built from the answer."""
         turn = self.plan[self.index]
         self.think_s = self.rng.uniform(*conversations.THINK_S)
-        self.send()
+        super().send()
         answered = self.tee.sink and self.tee.request_id is not None
         reply = conversations.reply_text(bytes(self.tee.sink)) if answered else ""
         self._log_turn(

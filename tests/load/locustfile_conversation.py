@@ -10,15 +10,16 @@ Set HARNESS_LOAD_CLASSIFIER_URL, HARNESS_LOAD_CLASSIFIER_MODEL and HARNESS_LOAD_
 
 from locust.runners import MasterRunner
 
-from harness.load.shapes import MAX_OVERRUN_S, ConstantShape
+# The module, not its classes: locust runs every shape class a locustfile's namespace holds.
+from harness.load import shapes
 from harness.load.users import ConversationUser
 
 __all__ = ["ConversationShape", "ConversationUser"]
 
 
-class ConversationShape(ConstantShape):
+class ConversationShape(shapes.ConstantShape):
     """Runs its duration, then on until the first long conversation's last turn has been
-    answered (for at most MAX_OVERRUN_S more), so that a short run still reaches the band."""
+    answered (for at most shapes.MAX_OVERRUN_S more), so that a short run still reaches the band."""
 
     profile = "conversation"
 
@@ -28,4 +29,4 @@ class ConversationShape(ConstantShape):
         if isinstance(self.runner, MasterRunner):
             return True  # the count is the workers'; a distributed run ends on its duration
         duration = self.settings.duration_s or 0.0
-        return ConversationUser.band_turns_answered > 0 or t >= duration + MAX_OVERRUN_S
+        return ConversationUser.band_turns_answered > 0 or t >= duration + shapes.MAX_OVERRUN_S
