@@ -51,6 +51,8 @@ class TwinSettings:
 @dataclass(frozen=True)
 class TargetSettings:
     routing_accuracy_floor: float = 0.90
+    # How far one route's accuracy under load may fall below the same requests routed alone.
+    routing_drop_under_load: float = 0.05
     long_context_route_check: bool = False
     require_full_kv: bool = False
     # The live KV capacity against the VRAM model's prediction on a GPU: the share below and

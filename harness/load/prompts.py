@@ -6,6 +6,7 @@ so every long prompt starts with a different token sequence from its first token
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Sequence
 
@@ -22,6 +23,11 @@ def prompt_routes() -> dict[str, str]:
     """Each single-turn question of the routing corpus and the route it is labelled with."""
     items = load_routing(ROUTING_TRAIN)
     return {it.question: it.route for it in items if len(it.messages) == 1}
+
+
+def prompt_key(question: str) -> str:
+    """A labelled prompt's identity in the records: a digest, not the text."""
+    return hashlib.sha256(question.encode()).hexdigest()[:16]
 
 
 def chat_user_prompts(search_allowed: bool) -> list[str]:

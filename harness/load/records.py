@@ -35,6 +35,9 @@ class RequestRecord:
     worker: str | None = None  # the locust worker that sent it, in a distributed run
     # The route the routing corpus labels the prompt with; None for an unlabelled prompt.
     expected_route: str | None = None
+    # The labelled prompt's identity (harness.load.prompts.prompt_key), never its text: the
+    # route it gets alone is asked for once after the run (harness.load.routing).
+    prompt_key: str | None = None
 
     @property
     def label(self) -> str:

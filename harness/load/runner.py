@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,16 +20,18 @@ from harness.load.goodput import goodput
 from harness.load.kvmodel import KvCapacity, capacity_from_cache_config, users_for_kv_pressure
 from harness.load.processes import Distributed, run_locust
 from harness.load.profiles import (
+    CHAT_PROFILES,
     CONVERSATION_PROFILES,
     PROFILES,
     WATCHED,
+    max_tokens_for,
     min_requests_for,
     users_for,
 )
 from harness.load.reconcile import reconcile
 from harness.load.records import RequestRecord, read_records
 from harness.load.resources import ResourceWatch, descendants, group_pids
-from harness.load.routing import routing_under_load
+from harness.load.routing import routing_under_load, solo_routes
 from harness.load.settings import LoadSettings
 from harness.load.slo import SloTable
 from harness.load.stats import (
@@ -183,8 +185,10 @@ def run_profile(
     locust's distributed mode, that many worker processes; `distributed` for workers from other
     machines too (see harness.load.processes). `locustfile_path`: another locustfile than the
     profile's (its shape and users), for tests that change how the client behaves. `slo`: the
-    profile's objectives on this target, for goodput. `max_dispatch_delay_p95_s`: [load]
+    profile's objectives on this target, for goodput. `max_tokens`: [load] max_tokens, scaled
+    for the profile (harness.load.profiles.max_tokens_for). `max_dispatch_delay_p95_s`: [load]
     max_dispatch_delay_p95_s; a run whose client sent later than that (p95) is invalid."""
+    max_tokens = max_tokens_for(profile, max_tokens)
     root = HARNESS_ROOT
     lf = locustfile_path or locustfile(profile, root)
     out = out_root / profile
@@ -225,6 +229,7 @@ def run_profile(
     summary = summarize(
         profile, records, sampler, seqs, stack.primary.name,
         max_dispatch_delay_p95_s=max_dispatch_delay_p95_s,
+        solo=solo_routes_of(stack, records) if profile in CHAT_PROFILES else None,
     )  # fmt: skip
     summary["target"] = stack.target
     summary["kv_pool"] = kv_pool(
@@ -286,6 +291,17 @@ def reconcile_engine(records: list[RequestRecord], sampler: Sampler, engine: str
     return reconcile(reached, sampler.first[engine], sampler.last[engine])
 
 
+def solo_routes_of(stack: Stack, records: Sequence[RequestRecord]) -> dict[str, str]:
+    """The route each labelled prompt of the run gets alone, asked of the router after the
+    load (harness.load.routing.solo_routes), keyed by the records' prompt keys."""
+    from harness.load.prompts import prompt_key, prompt_routes
+
+    sent = {r.prompt_key for r in records if r.target == "router" and r.prompt_key}
+    questions = {prompt_key(q): q for q in prompt_routes()}
+    wanted = {k: questions[k] for k in sent if k in questions}
+    return solo_routes(stack.router.url, stack.api_key, wanted) if wanted else {}
+
+
 def summarize(
     profile: str,
     records: list[RequestRecord],
@@ -294,6 +310,7 @@ def summarize(
     primary: str,
     *,
     max_dispatch_delay_p95_s: float = DEFAULT_MAX_DISPATCH_DELAY_P95_S,
+    solo: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The profile's summary. `valid` is false, with the reason in `invalid_reason`, when the
     client fell behind its own schedule (harness.load.stats.client_behind): its numbers then
@@ -318,5 +335,5 @@ def summarize(
         "reconciliation": {primary: reconcile_engine(records, sampler, primary)},
         "scrape_errors": sampler.errors,
         "route_reasons": route_reasons(records),
-        "routing": routing_under_load(records),
+        "routing": routing_under_load(records, solo),
     }

@@ -22,6 +22,9 @@ class ConstantShape(LoadTestShape):
     """`users` users from the start until the duration is over and at least
     `min_requests` requests were sent (for at most MAX_OVERRUN_S more)."""
 
+    # Locust runs the first shape class a locustfile's namespace holds, and an imported base
+    # counts: only the profiles' own subclasses (locust's metaclass makes them concrete) may run.
+    abstract = True
     profile = "steady"
 
     def __init__(self) -> None:

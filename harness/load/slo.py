@@ -56,7 +56,7 @@ from harness.config_schema import TARGET_NAMES as TARGETS
 from harness.errors import ConfigError
 from harness.load.kvmodel import kv_model_problem
 from harness.load.profiles import CHAT_PROFILES, PROFILES
-from harness.load.routing import routing_problem
+from harness.load.routing import drift_problem, routing_problem
 from harness.load.stats import client_behind
 
 PROFILE_KEYS = (
@@ -340,9 +340,16 @@ def check_slos(settings: Settings, summary: dict[str, Any], primary: str) -> lis
     floor = settings.typed.target(target or "").routing_accuracy_floor
     name = f"targets.{target or '<target>'}.routing_accuracy_floor"
     where = f"[targets.{target or '<target>'}] routing_accuracy_floor in harness.toml, or "
+    drop = settings.typed.target(target or "").routing_drop_under_load
+    drop_name = f"targets.{target or '<target>'}.routing_drop_under_load"
+    drop_where = (
+        f"[targets.{target or '<target>'}] routing_drop_under_load in harness.toml, or "
+        + env_name(drop_name)
+    )
     return evaluate(
         table, summary, primary, routing_floor=(floor, where + env_name(name)),
         max_dispatch_delay_p95_s=settings.typed.load.max_dispatch_delay_p95_s,
+        routing_drop=(drop, drop_where),
     )  # fmt: skip
 
 
@@ -415,6 +422,7 @@ def evaluate(
     primary: str,
     routing_floor: tuple[float, str] | None = None,
     max_dispatch_delay_p95_s: float | None = None,
+    routing_drop: tuple[float, str] | None = None,
 ) -> list[str]:
     """The objectives of `table` against one load summary. `routing_floor`: the target's
     routing accuracy floor and where it is set, judged on a chat profile's routing under load.
@@ -520,6 +528,10 @@ def evaluate(
         misrouted = routing_problem(summary.get("routing"), *routing_floor)
         if misrouted:
             bad.append(f"{profile}: {misrouted}")
+    if routing_drop is not None and table.profile in CHAT_PROFILES:
+        drifted = drift_problem(summary.get("routing"), *routing_drop)
+        if drifted:
+            bad.append(f"{profile}: {drifted}")
     need = int((summary.get("settings") or {}).get("min_requests") or 0)
     if summary["requests"] < need:
         bad.append(

@@ -236,6 +236,9 @@ class ChatUser(_StreamingUser):
 
     prompts = chat_user_prompts(SETTINGS.search_allowed)
     routes = prompt_routes()
+    # Every local answer runs to max_tokens (vLLM's ignore_eos; the router sends xAI only the
+    # Responses fields it builds): saturate keeps the primary's slots taken.
+    full_answers = False
 
     def body(self) -> dict[str, Any]:
         question = self.rng.choice(self.prompts)
@@ -246,6 +249,7 @@ class ChatUser(_StreamingUser):
             "max_tokens": SETTINGS.max_tokens,
             "stream": True,
             "stream_options": {"include_usage": True},
+            **({"ignore_eos": True} if self.full_answers else {}),
         }
 
 

@@ -204,9 +204,13 @@ def _routing_under_load(profiles: dict[str, dict[str, Any]]) -> list[str]:
     for name, r in runs.items():
         for expected, row in r["confusion"].items():
             share = r.get("per_route", {}).get(expected, {}).get("accuracy")
-            rows.append([name, expected, *(str(row.get(g, 0)) for g in got), _s(share, 3)])
+            alone = ((r.get("drift") or {}).get(expected) or {}).get("accuracy_alone")
+            rows.append(
+                [name, expected, *(str(row.get(g, 0)) for g in got), _s(share, 3), _s(alone, 3)]
+            )
     out = ["Routing under load (expected route by the route taken):", ""]
-    out += [*_table(["profile", "expected", *(f"got {g}" for g in got), "accuracy"], rows), ""]
+    heads = ["profile", "expected", *(f"got {g}" for g in got), "accuracy", "same prompts alone"]
+    out += [*_table(heads, rows), ""]
     flights = [
         f"{name} "
         + ", ".join(

@@ -1,4 +1,4 @@
-"""ramp: from 1 to 2 x max-num-seqs users over the duration.
+"""ramp: from 1 to 3 x max-num-seqs users over the duration.
 
 locust -f tests/load/locustfile_ramp.py --headless --host http://127.0.0.1:PORT
 """

@@ -1,4 +1,4 @@
-"""soak: saturate's 2 x max-num-seqs users, held for long (600 s from harness.toml).
+"""soak: 2 x max-num-seqs users, held for long (600 s from harness.toml).
 
 locust -f tests/load/locustfile_soak.py --headless --host http://127.0.0.1:PORT
 """

@@ -71,6 +71,7 @@ def chat_records(
         got = "local" if i in misrouted else expected
         rec = RequestRecord("ChatUser", "router", i * 0.1, i * 0.1, 200, True, got, "classified")
         rec.e2e_s, rec.expected_route = users * 0.1 - 0.01, expected
+        rec.prompt_key = f"p{i}"
         out.append(rec)
     return out
 
@@ -332,25 +333,41 @@ def test_harness_toml_allows_no_fallback_on_the_twins_and_few_on_the_card(profil
 
 
 def test_a_sixth_of_search_going_local_fails_routing_accuracy_under_load() -> None:
+    """The router routes every prompt right alone and a sixth of search prompts local under
+    load: overall the run clears the floor (110 of 120), but the search route fell from 1.0
+    alone to 0.833 under load."""
     cfg = settings({"steady": {"max_error_rate": 0.0}})
     s = good_summary()
-    s["routing"] = routing_under_load(chat_records(60, 60))
+    records = chat_records(60, 60)
+    alone = {r.prompt_key or "": r.expected_route or "" for r in records}
+    s["routing"] = routing_under_load(records, alone)
     assert check_slos(cfg, s, PRIMARY) == []
-    s["routing"] = routing = routing_under_load(chat_records(60, 60, search_went_local=10))
-    # Overall the run clears the floor (110 of 120); the search route alone does not.
+    loaded = chat_records(60, 60, search_went_local=10)
+    s["routing"] = routing = routing_under_load(loaded, alone)
     assert routing["accuracy"] == 0.9167 and routing["per_route"]["search"]["accuracy"] == 0.8333
     assert routing["confusion"] == {"local": {"local": 60}, "search": {"local": 10, "search": 50}}
+    assert routing["drift"]["search"] == {
+        "requests": 60, "accuracy_alone": 1.0, "accuracy_under_load": 0.8333, "drop": 0.1667,
+        "changed_under_load": 10,
+    }  # fmt: skip
     (found,) = check_slos(cfg, s, PRIMARY)
     assert found.startswith(
-        "steady on gpu: routing accuracy under load 0.833 for search (50 of 60 search-labelled "
-        "requests; 10 went local) is below the floor 0.9 ([targets.gpu] routing_accuracy_floor "
-        "in harness.toml, or HARNESS_TARGETS_GPU_ROUTING_ACCURACY_FLOOR); accuracy by requests "
-        "in flight at send time {0: 1.000 of 1, 1: 1.000 of 1, 2: 1.000 of 1, 3: 0.914 of 117}"
+        "steady on gpu: routing depends on load: search: 0.833 under load against 1.000 alone "
+        "over 60 requests (10 routed otherwise than alone), a drop above 0.05 ([targets.gpu] "
+        "routing_drop_under_load in harness.toml, or HARNESS_TARGETS_GPU_ROUTING_DROP_UNDER_LOAD)"
+        "; accuracy by requests in flight at send time {0: 1.000 of 1, 1: 1.000 of 1, "
+        "2: 1.000 of 1, 3: 0.914 of 117}"
     ), found
-    # The floor is the target's: lowered, the same run passes.
-    floor = {"gpu": {"routing_accuracy_floor": 0.8}}
-    low = Settings(path=None, environ={}, data={"slo": {"steady": {}}, "targets": floor})
+    # The margin is the target's: widened, the same run passes.
+    wide = {"gpu": {"routing_drop_under_load": 0.2}}
+    low = Settings(path=None, environ={}, data={"slo": {"steady": {}}, "targets": wide})
     assert check_slos(low, s, PRIMARY) == []
+    # The same misses made alone too are the classifier's, not load's: no drift, and 0.917
+    # overall clears the floor.
+    alone_too = {r.prompt_key or "": r.route or "" for r in loaded}
+    s["routing"] = routing_under_load(loaded, alone_too)
+    assert s["routing"]["drift"]["search"]["drop"] == 0.0
+    assert check_slos(cfg, s, PRIMARY) == []
     # kv-pressure's documents are unlabelled: routing under load is a chat profile's check.
     s["profile"] = "kv-pressure"
     assert check_slos(settings({}), s, PRIMARY) == []
@@ -389,6 +406,7 @@ def test_routing_under_load_by_requests_in_flight() -> None:
         "correct": 4,
         "accuracy": 0.8,
         "unrouted": 1,
+        "drift": None,
         "confusion": {"local": {"local": 3}, "search": {"local": 1, "search": 1}},
         "per_route": {
             "local": {"requests": 3, "correct": 3, "accuracy": 1.0},
@@ -409,7 +427,7 @@ def test_chat_records_carry_the_label_of_their_prompt(tmp_path: Path) -> None:
         "for cls in (u.ChatUser, u.ClassifierUser, u.LongContextUser):\n"
         "    me = types.SimpleNamespace(rng=random.Random(7), expected=None,\n"
         "        prompts=getattr(cls, 'prompts', []), routes=getattr(cls, 'routes', {}),\n"
-        "        sentences=['Filler.'])\n"
+        "        sentences=['Filler.'], full_answers=False)\n"
         "    for _ in range(30):\n"
         "        body = cls.body(me)\n"
         "        out.append([cls.__name__, body['messages'][-1]['content'], me.expected])\n"
