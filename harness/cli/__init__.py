@@ -13,9 +13,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import __version__
-from harness.cli.common import DEFAULT_COMPOSE, add_config_option, config_line
+from harness.cli.common import DEFAULT_COMPOSE, add_config_option, config_line, examples
 from harness.cli.exit_codes import BAD_INPUT, CANNOT_RUN, EPILOG, INTERRUPTED
 from harness.errors import CapabilityError, HarnessError, InputError
+
+DESCRIPTION = """\
+Acceptance and load tests for a self-hosted vLLM routing stack: two vLLM engines (a small
+classifier and a large reasoning model) sharing one GPU, and an ai-router that sends each chat
+to the local model or to xAI search.
+
+Start with `harness check` (no GPU needed), then `harness run` (the CPU twin, or --target gpu
+on the GPU box). Settings come from harness.toml (the nearest one from the current directory
+upwards, or --config FILE) and HARNESS_* variables. `harness COMMAND --help` explains each
+command, with examples."""
+
+TOP_EXAMPLES = (
+    "harness check                        # preflight of infra/docker-compose.yml, no GPU",
+    "harness run                          # the main job on the CPU twin, then the report",
+    "harness up && harness load steady    # keep a twin up and measure it",
+    "harness compare reports/runs/RUN_ID  # the run against the baseline",
+)
 
 
 def _cmd_check(ns: argparse.Namespace) -> int:
@@ -79,6 +96,8 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         default = action.default
         if "%(default)" in text or "default" in text or default in (None, False, argparse.SUPPRESS):
             return text
+        if isinstance(default, list | str) and not default:
+            return text  # an empty list or string is no default worth showing
         if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
             text += " (default: %(default)s)"
         return text
@@ -89,10 +108,11 @@ def _explain(sub: argparse._SubParsersAction) -> None:
     summaries = {a.dest: a.help for a in sub._choices_actions}
     for name, parser in sub.choices.items():
         parser.formatter_class = _Formatter
-        parser.epilog = parser.epilog or EPILOG
+        if EPILOG not in (parser.epilog or ""):
+            parser.epilog = f"{parser.epilog}\n\n{EPILOG}" if parser.epilog else EPILOG
         if not parser.description:
             summary = summaries.get(name) or name
-            parser.description = f"harness {name}: {summary}."
+            parser.description = f"{parser.prog}: {summary}."
         for action in parser._actions:
             if action.help is None and not isinstance(action, argparse._HelpAction):
                 keys = [*action.option_strings, action.dest]
@@ -109,15 +129,41 @@ def _explain(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="harness", description=__doc__, epilog=EPILOG, formatter_class=_Formatter
+        prog="harness",
+        description=DESCRIPTION,
+        epilog=examples(*TOP_EXAMPLES),
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
-    parser.add_argument("--config", type=Path, default=None, help="harness.toml to use")
+    parser.add_argument(
+        "--config", type=Path, default=None, metavar="FILE",
+        help="harness.toml to use (default: HARNESS_CONFIG, else the nearest harness.toml from "
+        "the current directory upwards, else built-in defaults)",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
 
-    check = sub.add_parser("check", help="preflight: VRAM math and rules, no GPU needed")
+    check = sub.add_parser(
+        "check", help="preflight: VRAM math and rules, no GPU needed",
+        description=(
+            "Will this compose file fit the card and start? For each engine: its memory budget, "
+            "weights, KV pool and how many full-length requests that pool holds, then every "
+            "rule finding (errors first), each with a fix. Needs no GPU and answers in about a "
+            "second: run it after every flag change, before a bring-up. Exit 1 on an error "
+            "finding (warnings alone exit 0)."
+        ),
+        epilog=examples(
+            "harness check                                # the stock compose file",
+            "harness check --gpu-memory 80GiB             # the same stack on an 80 GiB card",
+            "harness check --compose copy.yml --json      # another file, machine-readable",
+            "harness check --against HEAD~1               # and what changed since a git ref",
+        ),
+    )  # fmt: skip
     check.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
-    check.add_argument("--gpu-memory", default=None, help="total GPU memory, e.g. 96GiB, 80GB")
+    check.add_argument(
+        "--gpu-memory", default=None,
+        help="total GPU memory, e.g. 96GiB, 80GB (default: the GPU NVML sees, else [check] "
+        "gpu_memory in harness.toml)",
+    )  # fmt: skip
     check.add_argument(
         "--against", default=None, metavar="REF",
         help="also list every item changed since REF (a git ref or a file), each a safe knob or "
@@ -131,7 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--markdown", action="store_true", help="the budget table as Markdown")
     check.set_defaults(func=_cmd_check)
 
-    order = sub.add_parser("order", help="start order with health timeouts, one service a line")
+    order = sub.add_parser(
+        "order", help="start order with health timeouts, one service a line",
+        description=(
+            "The order in which a bring-up starts the services (from the compose file's "
+            "depends_on), one line each: the service, its health budget in seconds, and whether "
+            "it is an engine. --reverse gives the stop order."
+        ),
+        epilog=examples("harness order", "harness order --reverse   # the stop order"),
+    )  # fmt: skip
     order.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
     order.add_argument("--reverse", action="store_true", help="stop order")
     order.set_defaults(func=_cmd_order)

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from harness.cli.exit_codes import EPILOG
 from harness.report.run_dir import reports_root
 
 DEFAULT_COMPOSE = Path("infra/docker-compose.yml")
@@ -18,6 +19,11 @@ DEFAULT_COMPOSE = Path("infra/docker-compose.yml")
 # The main job of `harness run` (acceptance, steady, kv-pressure), shared with `harness tune`.
 MAIN_JOB = ["tests/acceptance", "tests/load/test_profiles.py"]
 MAIN_FILTER = "not test_chat_profiles or steady"
+
+
+def examples(*lines: str) -> str:
+    """A command's help epilog: its examples (`command  # what it does`), then the exit codes."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines) + "\n\n" + EPILOG
 
 
 def raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -46,6 +52,21 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
     return value
+
+
+def check_target_inputs(target: str) -> None:
+    """What a target needs from the environment, checked before a run directory exists: attach
+    reaches the owner's stack with the owner's key (HARNESS_ROUTER_API_KEY), read where the
+    attach backend reads it."""
+    import os
+
+    from harness.errors import ConfigError
+
+    if target == "attach" and not os.environ.get("HARNESS_ROUTER_API_KEY"):
+        raise ConfigError(
+            "HARNESS_ROUTER_API_KEY is not set: --target attach needs the running router's key "
+            "(e.g. one of ROUTER_API_KEYS in infra/.secrets)"
+        )
 
 
 def newest_run(target: str, before: set[Path]) -> Path | None:

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from harness.cli.common import examples
 from harness.cli.exit_codes import FAILED, OK
 
 DESCRIPTION = """\
@@ -17,6 +18,11 @@ must set (never their values), and whether production is running or marked stopp
 
 Each check prints `OK`, `FAIL` with what to do, or `SKIP` where an earlier failure makes it
 impossible. Every check is bounded in time. Exit 0 when all are OK, 1 otherwise."""
+
+EXAMPLES = examples(
+    "harness doctor                 # on the GPU box, before the first `make gpu`",
+    "harness doctor --json",
+)
 
 
 def cmd_doctor(ns: argparse.Namespace) -> int:
@@ -38,7 +44,7 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     doctor = sub.add_parser(
         "doctor", help="can `make gpu` start here: driver, Docker, toolkit, images, disk, secrets",
-        description=DESCRIPTION,
+        description=DESCRIPTION, epilog=EXAMPLES,
     )  # fmt: skip
     doctor.add_argument("--compose", type=Path, default=Path("infra/docker-compose.yml"))
     doctor.add_argument("--json", action="store_true", help="machine-readable output")

@@ -18,7 +18,10 @@ TABLE = {
     INTERRUPTED: "interrupted (Ctrl-C, SIGTERM, SIGHUP)",
 }
 
-EPILOG = "exit codes: " + "; ".join(f"{code} {what}" for code, what in TABLE.items())
+# The one wording of the table, at the end of every command's --help.
+EPILOG = "exit codes (every command):\n" + "\n".join(
+    f"  {code:<4} {what}" for code, what in TABLE.items()
+)
 
 # pytest's own codes collide with ours (its 2 is "interrupted", its 3 "internal error").
 _FROM_PYTEST = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import socket
 import sys
@@ -13,6 +14,8 @@ from typing import Any
 
 from harness.cli.common import (
     DEFAULT_COMPOSE,
+    check_target_inputs,
+    examples,
     non_negative_int,
     positive_float,
     positive_int,
@@ -70,26 +73,35 @@ def cmd_load(ns: argparse.Namespace) -> int:
         if target == "twin" and not kv_items and recorded is None:
             kv_items = [f"primary={knobs.twin_kv_pressure_capacity}"]
     duration = ns.duration or knobs.duration_s[ns.profile]
+    kv = parse_kv_overrides(kv_items, spec) if recorded is None else {}
+    check_target_inputs(target)
+    # Only now, with every input checked, does the run get a directory and a history line.
     run_dir = new_run_dir(f"{target}-load")
     # The same record.json, report.md and report.html as a pytest run, failed runs included.
     run = LoadRunRecord.start(run_dir, target, ns.compose, settings)
     signal.signal(signal.SIGTERM, raise_interrupt)
     # With --json, stdout carries the one document; progress goes to stderr as plain lines.
     with reporting(stream=sys.stderr if ns.json else None) as progress:
-        backend: Backend
-        if recorded is not None:
-            backend = RecordedBackend(recorded, spec, run_dir)
-            progress(f"using the {target} stack `harness up` started ({recorded['run_dir']})")
-        else:
-            backend = make_backend(
-                target, ns.compose, settings, run_dir,
-                kv_overrides=parse_kv_overrides(kv_items, spec), progress=progress,
-                real_xai=ns.harness_xai,
-            )  # fmt: skip
         result: LoadResult | None = None
         violations: list[str] = []
+        bad_input = False
         try:
-            stack = backend.up()
+            try:
+                backend: Backend
+                if recorded is not None:
+                    backend = RecordedBackend(recorded, spec, run_dir)
+                    progress(
+                        f"using the {target} stack `harness up` started ({recorded['run_dir']})"
+                    )
+                else:
+                    backend = make_backend(
+                        target, ns.compose, settings, run_dir, kv_overrides=kv,
+                        progress=progress, real_xai=ns.harness_xai,
+                    )  # fmt: skip
+                stack = backend.up()
+            except InputError:
+                bad_input = True  # nothing was measured: no run directory, no history line
+                raise
             run.stack_up(stack)
             try:
                 progress(f"running {ns.profile} for {duration:.0f} s against {stack.router.url}")
@@ -116,7 +128,10 @@ def cmd_load(ns: argparse.Namespace) -> int:
                 backend.down()
             violations = check_slos(settings, result.summary, stack.primary.name)
         finally:
-            written = run.finish(ns.profile, result.summary if result else None, not violations)
+            if bad_input:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            else:
+                written = run.finish(ns.profile, result.summary if result else None, not violations)
     if ns.json:
         doc = {
             "run_dir": str(run_dir),
@@ -178,6 +193,7 @@ def cmd_load_worker(ns: argparse.Namespace) -> int:
                          "belong to the master's command")  # fmt: skip
     settings = load_settings(ns.config)
     knobs = settings.typed.load
+    check_target_inputs("attach")
     run_dir = new_run_dir("attach-load-worker")
     name = ns.worker_name or f"{socket.gethostname()}-{run_dir.name}"
     signal.signal(signal.SIGTERM, raise_interrupt)
@@ -208,24 +224,57 @@ def cmd_load_worker(ns: argparse.Namespace) -> int:
 
 def add_load_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     load = sub.add_parser(
-        "load", help="run one load profile against the stack `harness up` started, else a fresh one"
-    )
-    load.add_argument("profile", choices=PROFILES)
+        "load",
+        help="run one load profile against the stack `harness up` started, else a fresh one",
+        description=(
+            "Send one load profile through the ai-router and judge it against its SLOs "
+            "([slo.PROFILE] in harness.toml). It measures the stack `harness up` started when "
+            "one is up; otherwise it brings up a fresh one for the run and stops it afterwards "
+            "(never a second one beside a running stack). The profiles: steady (max-num-seqs "
+            "users, the everyday latency), saturate and ramp (more users than slots: requests "
+            "must queue), kv-pressure (long prompts that fill the primary's KV cache), soak "
+            "(long, watches memory and open files) and conversation (multi-turn chats up to "
+            "the longest context). Writes record.json, report.md and report.html under "
+            "reports/runs/, and ends with one line: PASSED, or FAILED and why. Exit 1 when an "
+            "SLO is missed."
+        ),
+        epilog=examples(
+            "harness load steady                          # twin, [load.duration_s] steady",
+            "harness load saturate --duration 2m --users 12",
+            "harness up && harness load kv-pressure       # measure the stack kept up",
+            "HARNESS_ROUTER_API_KEY=... harness load steady --target attach   # the live stack",
+            "harness load steady --processes 4            # more load than one process sends",
+        ),
+    )  # fmt: skip
+    load.add_argument("profile", choices=PROFILES, help="the load profile")
     load.add_argument(
         "--target", default=None, choices=("twin", "attach", "gpu"),
         help="where the stack comes from (default: the stack `harness up` started, else twin); "
         "twin or gpu while `harness up` has another stack up is refused",
     )  # fmt: skip
     load.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
-    load.add_argument("--duration", type=seconds, default=None, help="e.g. 60s, 2m")
-    load.add_argument("--users", type=positive_int, default=None)
-    load.add_argument("--kv-tokens", action="append", metavar="ENGINE=TOKENS")
+    load.add_argument(
+        "--duration", type=seconds, default=None,
+        help="how long the load runs, e.g. 60s, 2m (default: the profile's [load.duration_s] "
+        "in harness.toml, e.g. steady = 60)",
+    )  # fmt: skip
+    load.add_argument(
+        "--users", type=positive_int, default=None,
+        help="concurrent users (default: the profile's own, from the primary's --max-num-seqs: "
+        "1x for steady, 2x for saturate and soak, 3x at ramp's peak; kv-pressure from the KV "
+        "pool)",
+    )  # fmt: skip
+    load.add_argument(
+        "--kv-tokens", action="append", metavar="ENGINE=TOKENS",
+        help="a fresh twin's KV capacity for one engine, e.g. primary=49152 or primary=1.5x "
+        "(times its --max-model-len); repeat for both engines",
+    )  # fmt: skip
     load.add_argument(
         "--processes",
         type=positive_int,
         default=1,
-        help="locust worker processes on this machine under one master (locust's distributed "
-        "mode); each worker sends its records to the master, which writes requests.jsonl",
+        help="load-generating processes on this machine, for more load than one process "
+        "sends (a run whose client falls behind is reported invalid)",
     )
     load.add_argument(
         "--workers",

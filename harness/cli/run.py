@@ -9,7 +9,15 @@ import json
 import os
 from pathlib import Path
 
-from harness.cli.common import DEFAULT_COMPOSE, MAIN_FILTER, MAIN_JOB, newest_run, recorded_misfit
+from harness.cli.common import (
+    DEFAULT_COMPOSE,
+    MAIN_FILTER,
+    MAIN_JOB,
+    check_target_inputs,
+    examples,
+    newest_run,
+    recorded_misfit,
+)
 from harness.cli.exit_codes import CANNOT_RUN, from_pytest
 from harness.config_schema import TARGET_NAMES
 from harness.report.run_dir import reports_root
@@ -55,7 +63,18 @@ def refuse_second_stack(target: str, command: str) -> None:
     )
 
 
+def check_inputs(target: str, config: Path | None) -> None:
+    """The settings ([slo.*] included) and what the target needs, checked before pytest starts:
+    a run that stops on bad input leaves no run directory and no history line."""
+    from harness.config import load_settings
+    from harness.load.slo import check_slo_settings
+
+    check_slo_settings(load_settings(config))
+    check_target_inputs(target)
+
+
 def cmd_run(ns: argparse.Namespace) -> int:
+    check_inputs(ns.target, ns.config)
     refuse_second_stack(ns.target, "run")
     code, run_dir = run_main_job(ns.target, ns.pytest_args, config=ns.config)
     exit_code = from_pytest(code) if run_dir is not None else (from_pytest(code) or CANNOT_RUN)
@@ -100,6 +119,7 @@ def cmd_nightly(ns: argparse.Namespace) -> int:
     from harness.cli.report import cmd_compare
     from harness.errors import InputError
 
+    check_inputs(ns.target, ns.config)
     refuse_second_stack(ns.target, "nightly")
     code, run_dir = run_main_job(ns.target, ns.pytest_args, select="", config=ns.config)
     if run_dir is None:
@@ -122,21 +142,56 @@ def cmd_nightly(ns: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
-    run = sub.add_parser("run", help="the main job: bring-up, acceptance, steady + kv-pressure")
-    run.add_argument("--target", default="twin", choices=TARGET_NAMES)
+    run = sub.add_parser(
+        "run", help="the main job: bring-up, acceptance, steady + kv-pressure",
+        description=(
+            "The main job (`make run`): bring the stack up, run the acceptance suite (routing "
+            "accuracy, long conversations, fallbacks) and the steady and kv-pressure load "
+            "profiles, and write one report: report.md, report.html, record.json and "
+            "junit.xml under reports/runs/<UTC time>-<target>/. The last line says PASSED, or "
+            "FAILED and what failed. Exit 1 when a test or an SLO failed."
+        ),
+        epilog=examples(
+            "harness run                          # the CPU twin",
+            "harness run --target gpu             # the real stack, on the GPU box",
+            "harness run --target attach          # the running stack (HARNESS_ROUTER_API_KEY)",
+            "harness run -- -x -k routing         # extra pytest arguments after --",
+        ),
+    )  # fmt: skip
+    run.add_argument(
+        "--target", default="twin", choices=TARGET_NAMES,
+        help="twin (CPU processes), twin-docker (the GPU path with the twin's image), gpu "
+        "(the compose file's containers on the GPU), attach (the running stack, URLs from "
+        "[targets.attach] in harness.toml)",
+    )  # fmt: skip
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     run.add_argument("--json", action="store_true", help="the run's outcome as JSON")
     run.set_defaults(func=cmd_run)
 
     nightly = sub.add_parser(
-        "nightly", help="acceptance + all load profiles, report, compare with the baseline"
-    )
+        "nightly", help="acceptance + all load profiles, report, compare with the baseline",
+        description=(
+            "What the nightly timer runs (`make nightly`): the acceptance suite and every load "
+            "profile against the running stack, the router's session log of the last 24 h, the "
+            "report, then `harness compare` with the baseline. Exit 1 on a failure or a "
+            "regression against the baseline ([compare] in harness.toml sets the tolerances)."
+        ),
+        epilog=examples(
+            "harness nightly                        # the running stack (HARNESS_ROUTER_API_KEY)",
+            "harness nightly --target twin          # a fresh CPU twin",
+            "harness nightly --baseline last-green",
+        ),
+    )  # fmt: skip
     nightly.add_argument(
         "--target",
         default="attach",
         choices=("attach", "twin", "gpu", "twin-docker"),
         help="attach (default): the running stack; twin or gpu: bring up a fresh one",
     )
-    nightly.add_argument("--baseline", default=None, help="PATH or last-green")
+    nightly.add_argument(
+        "--baseline", default=None, metavar="PATH|last-green",
+        help="the run to compare with (default: reports/baseline.json, else last-green: the "
+        "newest passed run of the same kind)",
+    )  # fmt: skip
     nightly.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     nightly.set_defaults(func=cmd_nightly)

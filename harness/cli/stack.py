@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.common import DEFAULT_COMPOSE, raise_interrupt
+from harness.cli.common import DEFAULT_COMPOSE, check_target_inputs, examples, raise_interrupt
 from harness.config_schema import TARGET_NAMES
-from harness.errors import StackError
+from harness.errors import InputError, StackError
 from harness.progress import reporting
+from harness.twin.substitutions import is_substitution, summary
 
 
 def cmd_up(ns: argparse.Namespace) -> int:
@@ -30,21 +32,33 @@ def cmd_up(ns: argparse.Namespace) -> int:
         )
     settings = load_settings(ns.config)
     kv = parse_kv_overrides(ns.kv_tokens, load_stack(ns.compose))
-    run_dir = new_run_dir(ns.target)
+    check_target_inputs(ns.target)
+    run_dir = new_run_dir(ns.target)  # every input checked: only now a run directory
     # SIGTERM during bring-up tears down like Ctrl-C does.
     signal.signal(signal.SIGTERM, raise_interrupt)
     # A containers stack outlives this command: no Ryuk, and production stays stopped until
     # `make up` restores it.
     with reporting() as progress:
-        backend = make_backend(
-            ns.target, ns.compose, settings, run_dir, kv_overrides=kv,
-            replace_running=ns.replace_running, keep_stack=True, progress=progress,
-        )  # fmt: skip
-        stack = backend.up()
+        try:
+            backend = make_backend(
+                ns.target, ns.compose, settings, run_dir, kv_overrides=kv,
+                replace_running=ns.replace_running, keep_stack=True, progress=progress,
+            )  # fmt: skip
+            stack = backend.up()
+        except InputError:
+            shutil.rmtree(run_dir, ignore_errors=True)  # bad input: no stack, no run directory
+            raise
     path = state.save(stack, run_id=getattr(backend, "run_id", None))
     print(f"\n{ns.target} stack is up; logs in {run_dir / 'logs'}")
+    # Every note in the run directory; on the console, the substitutions as one line.
+    notes = run_dir / "notes.txt"
+    notes.write_text("".join(f"{note}\n" for note in stack.notes))
     for note in stack.notes:
-        print(f"  note: {note}")
+        if not is_substitution(note):
+            print(f"  note: {note}")
+    line = summary(stack.notes, where=str(notes))
+    if line:
+        print(f"  note: {line}")
     for s in stack.services.values():
         ttl = f"{s.time_to_healthy_s:.1f} s" if s.time_to_healthy_s is not None else "-"
         kv_text = f"  KV {s.kv.tokens:,} tokens ({s.kv.max_concurrency:.2f}x)" if s.kv else ""
@@ -252,15 +266,20 @@ def cmd_prefetch(ns: argparse.Namespace) -> int:
 
 def _add_prefetch_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     desc = (
-        "Pull the compose file's images and download each engine's model weights into the "
-        "volume the engines mount (e.g. ai-stack_hf-cache), so that a bring-up spends its "
-        "health budgets on starting, not on a 10 GB pull or a 34 GB download. Images with "
-        "`build:` are built by the bring-up. HF_TOKEN is read from the environment for gated "
-        "repos. Exit codes: 0 done, 2 bad compose file, 3 Docker or a download failed."
+        "Fetch, once, what a bring-up of the real stack would otherwise download inside its "
+        "health budgets: the compose file's images (the vLLM one is about 10 GB) and each "
+        "engine's model weights, into the volume the engines mount (e.g. ai-stack_hf-cache). "
+        "Run it again after changing a model or an image tag. Images with `build:` are built by "
+        "the bring-up instead. HF_TOKEN, when set, is used for gated models."
     )
     pre = sub.add_parser(
         "prefetch", help="pull images and download model weights before a bring-up",
         description=desc,
+        epilog=examples(
+            "harness prefetch --dry-run        # list what would be fetched; needs no Docker",
+            "harness prefetch                  # images and weights",
+            "harness prefetch --weights-only",
+        ),
     )  # fmt: skip
     pre.add_argument(
         "--compose", type=Path, default=DEFAULT_COMPOSE, help="compose file (default: %(default)s)"
@@ -275,7 +294,22 @@ def _add_prefetch_parser(sub: argparse._SubParsersAction) -> None:  # type: igno
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
-    up = sub.add_parser("up", help="bring the stack up, one service at a time, health-gated")
+    up = sub.add_parser(
+        "up", help="bring the stack up, one service at a time, health-gated",
+        description=(
+            "Start a stack and leave it running, for `harness load`, `harness run --target "
+            "attach` or talking to it by hand (`harness status --env`). Services start one at a "
+            "time in the compose file's order, each once the previous one is healthy. The "
+            "console shows each service's URL and time to healthy; the logs are in the run "
+            "directory. Stop it with `harness down`."
+        ),
+        epilog=examples(
+            "harness up                              # the CPU twin",
+            "harness up --kv-tokens primary=1.5x     # a primary KV pool of 1.5x max-model-len",
+            "harness up --target gpu --replace-running",
+            'eval "$(harness status --env)"          # then curl "$ROUTER_URL/v1/models"',
+        ),
+    )  # fmt: skip
     up.add_argument("--target", default="twin", choices=TARGET_NAMES)
     up.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
     up.add_argument(
@@ -291,13 +325,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         action="store_true",
         help="gpu: stop a running production stack first (restore it later with `make up`)",
     )
-    down = sub.add_parser("down", help="stop the stack `harness up` started, in reverse order")
+    down = sub.add_parser(
+        "down", help="stop the stack `harness up` started, in reverse order",
+        description=(
+            "Stop the stack that `harness up` (or `harness tune`) left running, services in "
+            "reverse start order. --sweep also clears what an interrupted run or a killed "
+            "harness left behind. Says afterwards whether a harness run stopped the production "
+            "stack (`make up` brings it back)."
+        ),
+        epilog=examples("harness down", "harness down --sweep   # and anything a killed run left"),
+    )  # fmt: skip
     down.add_argument(
         "--sweep",
         action="store_true",
-        help="also remove every container, network and volume with the harness label, and end "
-        "every process twin a run's pids.json names (checked by start time), whatever run left "
-        "it (an interrupted test run, a killed harness)",
+        help="also remove every container, network and volume the harness created, and stop "
+        "every twin process a run left behind, whatever run left it (an interrupted test run, "
+        "a killed harness)",
     )
     down.set_defaults(func=cmd_down)
 
@@ -307,7 +350,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
     _add_prefetch_parser(sub)
 
-    status = sub.add_parser("status", help="health of each service of the running stack")
+    status = sub.add_parser(
+        "status", help="health of each service of the running stack",
+        description=(
+            "Is the stack `harness up` started still healthy? One line per service: its URL "
+            "and its /health answer. Exit 1 when no stack is up or a service is unhealthy."
+        ),
+        epilog=examples(
+            "harness status",
+            'eval "$(harness status --env)"   # ROUTER_URL, ROUTER_KEY, ... in this shell',
+            'curl -s "$ROUTER_URL/v1/models" -H "Authorization: Bearer $ROUTER_KEY"',
+            "harness status --production      # did a harness run stop production?",
+        ),
+    )  # fmt: skip
     status.add_argument(
         "--production",
         action="store_true",
@@ -327,9 +382,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )  # fmt: skip
     status.set_defaults(func=cmd_status)
 
-    twin = sub.add_parser("twin", help="the CPU twin's tiny models")
+    twin = sub.add_parser(
+        "twin", help="the CPU twin's tiny models",
+        description=(
+            "The CPU twin runs real vLLM CPU engines with tiny models built here from the "
+            "routing corpus. A twin bring-up builds them when needed; `harness twin build` "
+            "does it ahead of time."
+        ),
+        epilog=examples("harness twin build"),
+    )  # fmt: skip
     twin_sub = twin.add_subparsers(dest="twin_command", required=True)
-    build = twin_sub.add_parser("build", help="build the tiny tokenizer and models (idempotent)")
-    build.add_argument("--cache-dir", type=Path, default=None)
+    build = twin_sub.add_parser(
+        "build", help="build the tiny tokenizer and models (idempotent)",
+        description=(
+            "Build the twin's tiny tokenizer, classifier and primary model (a few minutes on "
+            "two cores), and print their quality figures. Nothing is rebuilt while the inputs "
+            "are unchanged, unless --force."
+        ),
+        epilog=examples("harness twin build", "harness twin build --force"),
+    )  # fmt: skip
+    build.add_argument(
+        "--cache-dir", type=Path, default=None,
+        help="where the models are built and kept (default: HARNESS_TWIN_CACHE, else the "
+        "user's cache directory)",
+    )  # fmt: skip
     build.add_argument("--force", action="store_true", help="rebuild even when inputs match")
     build.set_defaults(func=cmd_twin_build)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.cli.common import DEFAULT_COMPOSE
+from harness.cli.common import DEFAULT_COMPOSE, examples
 from harness.errors import InputError, StackError
 
 # -- harness check --against ------------------------------------------------------------------
@@ -551,10 +551,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "tune",
         help="change engine flags or ai-router settings, prove the change on a restarted stack",
         description=(
-            "Change the compose file (textually: comments and order stay), judged by `harness "
-            "check` before and after, then restart the stack one service at a time, run "
-            "acceptance plus steady and kv-pressure against it and compare with the baseline. "
-            "Exit codes: 0 kept, 1 refused or rolled back, 2 bad input, 3 the stack failed."
+            "Try a flag change and keep it only if the stack still passes. The compose file is "
+            "edited in place (comments and order stay) and judged by `harness check` before "
+            "and after; then the stack restarts one service at a time, the main job (acceptance, "
+            "steady, kv-pressure) runs against it, and the run is compared with the baseline. "
+            "Safe knobs (e.g. --max-num-seqs) go ahead; anything else needs a human's look "
+            "(--reviewed). A change that fails or regresses is refused or, with "
+            "--rollback-on-fail, rolled back (exit 1)."
+        ),
+        epilog=examples(
+            "harness tune vllm-primary.--max-num-seqs=4",
+            "harness tune vllm-primary.--gpu-memory-utilization=0.6 --rollback-on-fail",
+            "harness tune --env ai-router.XAI_MODEL=grok-4-fast --reviewed",
+            "harness tune --target gpu vllm-primary.--max-num-seqs=4   # on the GPU box",
         ),
     )
     tune.add_argument(
@@ -579,8 +588,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "twin, or gpu where the twin cannot run and NVML sees a GPU",
     )  # fmt: skip
     tune.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
-    tune.add_argument("--baseline", default=None, metavar="PATH|last-green")
-    tune.add_argument("--gpu-memory", default=None, help="total GPU memory, e.g. 96GiB")
+    tune.add_argument(
+        "--baseline", default=None, metavar="PATH|last-green",
+        help="the run to compare with (default: reports/baseline.json, else last-green)",
+    )  # fmt: skip
+    tune.add_argument(
+        "--gpu-memory", default=None,
+        help="total GPU memory, e.g. 96GiB (default: the GPU NVML sees, else [check] "
+        "gpu_memory in harness.toml)",
+    )  # fmt: skip
     tune.add_argument(
         "--pytest-args", default="", metavar="ARGS", help='extra pytest arguments, e.g. "-x"'
     )
@@ -589,21 +605,45 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     ses = sub.add_parser(
         "sessions",
         help="the ai-router's session log: route mix, fallbacks, classifier latency, errors",
-    )
+        description=(
+            "What did real users' chats do? A summary of the ai-router's session log: how "
+            "many went local and how many to search, fallbacks, the classifier's latency by "
+            "conversation length, and errors."
+        ),
+        epilog=examples(
+            "harness sessions --since 24h",
+            "harness sessions reports/runs/20250101T020000Z-twin   # a run's own log",
+            "harness sessions --json",
+        ),
+    )  # fmt: skip
     ses.add_argument(
         "path", nargs="?", default=None, metavar="PATH",
         help="a session log, or a run directory (default: targets.attach.router_session_log, "
         "else the compose project's router-logs volume)",
     )  # fmt: skip
-    ses.add_argument("--since", default=None, metavar="DURATION", help="e.g. 24h, 30m, 7d")
+    ses.add_argument(
+        "--since", default=None, metavar="DURATION",
+        help="only the last DURATION, e.g. 24h, 30m, 7d (default: the whole log)",
+    )  # fmt: skip
     ses.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
     ses.add_argument("--json", action="store_true", help="the summary as JSON")
     ses.set_defaults(func=cmd_sessions)
 
     vram = sub.add_parser(
-        "vram", help="per container: utilization, usage, CUDA overhead, free; NVML beside it"
-    )
+        "vram", help="per container: utilization, usage, CUDA overhead, free; NVML beside it",
+        description=(
+            "Where does the GPU's memory go? For each engine of the running stack: its "
+            "--gpu-memory-utilization budget, what it actually uses, the CUDA overhead beyond "
+            "the budget, and what is left free, beside NVML's reading of the card. Without a "
+            "GPU it shows the budgets of `harness check` only."
+        ),
+        epilog=examples("harness vram", "harness vram --gpu-memory 96GiB --json"),
+    )  # fmt: skip
     vram.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
-    vram.add_argument("--gpu-memory", default=None, help="total GPU memory without a GPU")
+    vram.add_argument(
+        "--gpu-memory", default=None,
+        help="total GPU memory, e.g. 96GiB (default: the GPU NVML sees, else [check] "
+        "gpu_memory in harness.toml)",
+    )  # fmt: skip
     vram.add_argument("--json", action="store_true")
     vram.set_defaults(func=cmd_vram)

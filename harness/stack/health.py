@@ -71,13 +71,24 @@ def wait_healthy(
             sleep(interval_s)
 
 
+# What a poll of a service that has not opened its port yet (or is closing a half-open
+# connection while it starts) runs into: the normal state of a starting service, said as such.
+NOT_LISTENING = ("ConnectError", "RemoteProtocolError")
+
+
+def plain_state(last: str) -> str:
+    """What the last poll saw, for people: "not listening yet" for a port that does not answer
+    yet; an HTTP status or any other error as it is."""
+    return "not listening yet" if last in NOT_LISTENING else last
+
+
 def health_waiter(name: str, progress: Write) -> OnWait:
     """`on_wait` for service `name` that reports through a backend's `progress=` seam: a bar
-    on a terminal, else "still waiting for NAME: 40/1245 s, last: ConnectError" lines."""
+    on a terminal, else "still waiting for NAME: 40/1245 s, last: not listening yet" lines."""
     reporter = as_reporter(progress)
 
     def on_wait(elapsed_s: float, budget_s: float, last: str) -> None:
-        reporter.waiting(name, elapsed_s, budget_s, last)
+        reporter.waiting(name, elapsed_s, budget_s, plain_state(last))
 
     return on_wait
 

@@ -30,7 +30,7 @@ from harness.stack.kv_line import healthy_line
 from harness.stack.ports import free_port
 from harness.stack.procs import spawn, stop_group
 from harness.twin.engines import TwinModelDirs, process_argv, set_flag, twin_engine
-from harness.twin.substitutions import Substitution, describe
+from harness.twin.substitutions import Substitution, describe, summary
 from harness.vram.plan import VramPlan
 
 
@@ -66,6 +66,9 @@ class ProcessBackend:
         except BaseException:
             self.down()
             raise
+        line = summary(stack.notes)  # every line is in the notes, for the report
+        if line:
+            self.progress(line)
         return stack
 
     def down(self) -> None:

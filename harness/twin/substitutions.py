@@ -3,8 +3,8 @@
 The twin runs the product's code path: the gpu target's container plans, built from the compose
 file, brought up by the same backend. What a machine without an NVIDIA GPU cannot run is
 substituted, and each substitution is named here, made only through `Substitution`, and printed
-by the run (`harness up`, the pytest session, the run record's stack notes). A difference that
-is not in this list is a bug.
+in the run record's stack notes (and so in the report), with one line on the console saying how
+many (`summary`). A difference that is not in this list is a bug.
 """
 
 from __future__ import annotations
@@ -69,3 +69,17 @@ def describe(subs: list[Substitution]) -> list[str]:
     """The lines a run prints: each substitution made, in catalogue order."""
     rank = {name: i for i, name in enumerate(CATALOGUE)}
     return [str(s) for s in sorted(subs, key=lambda s: rank[s.name])]
+
+
+def is_substitution(note: str) -> bool:
+    """Whether a stack note is one of the lines `describe` makes."""
+    return note.startswith("substitution ")
+
+
+def summary(notes: list[str], where: str = "the report") -> str | None:
+    """The one console line for the substitutions among a stack's notes (the notes keep every
+    line, for the report); None when there are none."""
+    count = sum(map(is_substitution, notes))
+    if not count:
+        return None
+    return f"{count} named substitution{'s' if count != 1 else ''}, see {where}"

@@ -1,5 +1,5 @@
-"""The harness command explains itself: descriptions, help with defaults, --version, one table
-of exit codes, pytest's outcomes mapped onto it."""
+"""The harness command explains itself: descriptions, help with defaults and examples,
+--version, one table of exit codes, pytest's outcomes mapped onto it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from harness import __version__
 from harness.cli import build_parser, main
-from harness.cli.exit_codes import TABLE, from_pytest
+from harness.cli.exit_codes import EPILOG, TABLE, from_pytest
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -42,7 +42,27 @@ def test_help_shows_defaults_and_the_exit_codes(
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert "(default: infra/docker-compose.yml)" in out
-    assert "exit codes: 0 success; 1 " in out and "130 interrupted" in out
+    assert "exit codes (every command):\n  0    success\n  1    " in out
+    assert "130  interrupted" in out
+
+
+def test_every_command_has_examples_and_the_one_exit_code_table(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
+    commands = subcommands(build_parser())
+    for name in ["", *commands]:
+        with pytest.raises(SystemExit) as done:
+            main([*name.split(), "--help"])
+        assert done.value.code == 0
+        out = capsys.readouterr().out
+        where = f"harness {name} --help".replace("  ", " ")
+        examples = out.partition("\nexamples:\n")[2]
+        assert examples.startswith("  harness ") or examples.startswith("  eval "), where
+        assert out.count("exit codes") == 1 and EPILOG in out, where
+        assert "Exit codes" not in out, where  # no second, differently worded list
+        assert "(default: [])" not in out and "(default: )" not in out, where
+        assert f"usage: harness {name}".rstrip() in out, where  # the full command, not its leaf
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

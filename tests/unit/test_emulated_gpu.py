@@ -17,7 +17,7 @@ from harness.stack.containers.emulate import Emulation, emulate
 from harness.stack.containers.plan import ContainerPlan, gpu_plans, port_bindings
 from harness.telemetry.recorded_card import recorded_card
 from harness.twin.engines import CPU_BLOCK_SIZE, TwinModelDirs
-from harness.twin.substitutions import CATALOGUE, Substitution, describe
+from harness.twin.substitutions import CATALOGUE, Substitution, describe, summary
 from harness.vram.check import run_check
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +121,10 @@ def test_the_emulated_gpu_is_the_gpu_plans_with_named_substitutions(tmp_path: Pa
     lines = describe(be.substitutions)
     assert lines[0].startswith("substitution image: vllm-router: vllm/vllm-openai:v0.33.0 -> ")
     assert any(line.startswith("substitution gpu-device: vllm-primary") for line in lines)
+    notes = ["containers: run id r, ryuk off", *lines]
+    assert summary(notes) == f"{len(lines)} named substitutions, see the report"
+    assert summary(notes[:2], where="notes.txt") == "1 named substitution, see notes.txt"
+    assert summary(notes[:1]) is None
 
 
 def test_the_engine_command_is_the_compose_command_token_for_token_but_the_named_flags(

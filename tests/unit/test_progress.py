@@ -169,7 +169,30 @@ def test_the_process_backend_reports_its_health_waits_through_progress(
     finally:
         b.down()
     waits = [ln for ln in lines if ln.startswith("still waiting for vllm-router: ")]
-    assert waits and waits[0].endswith("/20 s, last: ConnectError")
+    assert waits and waits[0].endswith("/20 s, last: not listening yet")
+    # The substitutions: every one in the notes (the report), one line on the console.
+    assert b.stack is not None
+    made = [n for n in b.stack.notes if n.startswith("substitution ")]
+    assert made and not [ln for ln in lines if ln.startswith("substitution ")]
+    assert [ln for ln in lines if "named substitution" in ln] == [
+        f"{len(made)} named substitutions, see the report"
+    ]
+
+
+@pytest.mark.parametrize(
+    "seen, said",
+    [
+        ("ConnectError", "not listening yet"),
+        ("RemoteProtocolError", "not listening yet"),
+        ("HTTP 503", "HTTP 503"),
+        ("ReadTimeout", "ReadTimeout"),
+        ("no answer yet", "no answer yet"),
+    ],
+)
+def test_a_health_wait_says_not_listening_yet_and_names_other_errors(seen: str, said: str) -> None:
+    lines: list[str] = []
+    health.health_waiter("vllm-primary", lines.append)(40, 1245, seen)
+    assert lines == [f"still waiting for vllm-primary: 40/1245 s, last: {said}"]
 
 
 # -- choosing a reporter ----------------------------------------------------------------------

@@ -64,7 +64,7 @@ from harness.stack.health import health_waiter, wait_healthy
 from harness.stack.kv_line import healthy_line
 from harness.stack.shield import deferring_interrupts
 from harness.telemetry.nvml import GpuSnapshot
-from harness.twin.substitutions import Substitution, describe
+from harness.twin.substitutions import Substitution, describe, summary
 from harness.vram.plan import VramPlan
 
 __all__ = [
@@ -162,9 +162,11 @@ class ContainersBackend:
             if self.emulation is not None:
                 ensure_base_image(progress=self.progress)
             plans = self.plans(stack.api_key)
-            for line in describe(self.substitutions):
+            # Every line to the notes (the report's stack section), one line to the console.
+            stack.notes.extend(describe(self.substitutions))
+            line = summary(stack.notes)
+            if line:
                 self.progress(line)
-                stack.notes.append(line)
             self._prepare_gpu(plans)
             self._create_network()
             for plan in plans:
