@@ -22,17 +22,19 @@ current run alone. A metric the other run lacks is "not compared": neither a pas
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness.config import Settings
 from harness.config_schema import CompareSettings
+from harness.errors import InputError
 from harness.load.records import RequestRecord, read_records
 from harness.load.significance import MIN_REQUESTS, p95_regression
 from harness.report import summary
 from harness.report.run_dir import reports_root
+from harness.units import count, ms, number, percent
 
 OK = "ok"
 REGRESSION = "regression"
@@ -199,7 +201,7 @@ def _latency_rows(
                 b,
                 c,
                 allowed,
-                f"+{growth:.0%} or +{slack:g} s, whichever is larger (summary p95s: no "
+                f"+{growth:.0%} or +{ms(slack)}, whichever is larger (summary p95s: no "
                 "requests.jsonl on both sides)",
             )
 
@@ -245,6 +247,56 @@ def unlike(
         if key in bset and key in cset and bset[key] != cset[key]:
             parts.append(f"{name} {_shown(bset[key], unit)} vs {_shown(cset[key], unit)}")
     return ", ".join(parts)
+
+
+def kind_difference(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
+    """How two runs differ in kind, baseline first: target, the set of load profiles, and
+    each shared profile's settings (duration, users, shape), e.g. ["steady: duration 20 s vs
+    60 s"]. Empty for runs of the same kind: a `make run` and a `harness load steady` differ."""
+    parts = []
+    if base.get("target") != cur.get("target"):
+        parts.append(f"target {base.get('target')} vs {cur.get('target')}")
+    bp, cp = summary.profiles(base), summary.profiles(cur)
+    if set(bp) != set(cp):
+        parts.append(f"profiles {', '.join(bp) or 'none'} vs {', '.join(cp) or 'none'}")
+    parts += unlike_profiles(base, cur)
+    return parts
+
+
+def unlike_profiles(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
+    """Each load profile both runs ran with other settings or target, as "steady: duration
+    20 s vs 60 s"."""
+    bp, cp = summary.profiles(base), summary.profiles(cur)
+    out = []
+    for profile in sorted(set(bp) & set(cp)):
+        why = unlike(base, cur, bp[profile], cp[profile])
+        if why:
+            out.append(f"{profile}: {why}")
+    return out
+
+
+class NotComparableError(InputError):
+    """`harness compare` of two runs whose load profiles ran with other settings (exit 2,
+    the message names each difference; --force compares them anyway)."""
+
+
+def refuse_unlike(
+    current: dict[str, Any], baseline: dict[str, Any], *, force: bool = False
+) -> None:
+    """Raise NotComparableError when a load profile of `current` ran with other settings or
+    against another target than the baseline's, unless `force`. Profiles only one run has
+    are not held against it (their rows are "not compared")."""
+    if force:
+        return
+    diffs = unlike_profiles(baseline, current)
+    if baseline.get("target") != current.get("target"):
+        diffs.insert(0, f"target {baseline.get('target')} vs {current.get('target')}")
+    if diffs:
+        raise NotComparableError(
+            f"{current['run_id']} is not comparable with baseline {baseline['run_id']} "
+            f"(baseline first): {'; '.join(diffs)}. Compare with a run of the same kind "
+            "(--baseline last-green picks the newest green one), or pass --force"
+        )
 
 
 def _load_rows(
@@ -414,14 +466,42 @@ def compare(
     return Comparison(current["run_id"], baseline["run_id"], tuple(rows))
 
 
-def _cell(v: Value) -> str:
+def unit_of(metric: str) -> Callable[[float], str]:
+    """How a metric's numbers are printed for people: latencies (`..._s`) in ms, rates and
+    accuracies in %, tokens and counts whole with thousands separators."""
+    if metric.endswith("_s"):
+        return ms
+    if metric.endswith(("_rate", "accuracy")):
+        return percent
+    if metric.endswith((".tokens", ".preemptions", ".failures")) or metric.startswith("fallbacks."):
+        return count
+    return number
+
+
+def _cell(v: Value, metric: str = "") -> str:
     if v is None:
         return "-"
     if isinstance(v, str):
         return v
-    if abs(v) >= 1000 and float(v).is_integer():
-        return f"{v:,.0f}"
-    return f"{v:.4g}"
+    return unit_of(metric)(v)
+
+
+def cells(r: Row) -> tuple[str, str, str, str]:
+    """A row's baseline, current, delta and limit as people read them (the limit without its
+    bound sign); --json keeps the raw values."""
+    unit = unit_of(r.metric)
+    if r.delta is None:
+        delta = "-"
+    elif unit is count:
+        delta = f"{r.delta:+,.0f}"
+    else:
+        delta = unit(r.delta) if r.delta == 0 else _signed(unit, r.delta)
+    limit = "-" if r.limit is None else _cell(r.limit, r.metric)
+    return _cell(r.baseline, r.metric), _cell(r.current, r.metric), delta, limit
+
+
+def _signed(unit: Callable[..., str], v: float) -> str:
+    return str(unit(v, signed=True))
 
 
 def render_table(c: Comparison, *, only_interesting: bool = False) -> str:
@@ -430,10 +510,11 @@ def render_table(c: Comparison, *, only_interesting: bool = False) -> str:
     head = ("metric", "baseline", "current", "delta", "limit", "verdict")
     body = []
     for r in rows:
-        delta = "-" if r.delta is None else f"{r.delta:+.4g}"
-        limit = "-" if r.limit is None else ("<= " if r.bound == "max" else ">= ") + _cell(r.limit)
+        base, cur, delta, limit = cells(r)
+        if r.limit is not None:
+            limit = ("<= " if r.bound == "max" else ">= ") + limit
         verdict = r.verdict + (f" ({_reason(r)})" if _reason(r) else "")
-        body.append((r.metric, _cell(r.baseline), _cell(r.current), delta, limit, verdict))
+        body.append((r.metric, base, cur, delta, limit, verdict))
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
     lines = [f"{c.current_id} against baseline {c.baseline_id}"]
     for row in [head, *body]:

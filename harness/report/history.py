@@ -2,7 +2,8 @@
 
 `reports/baseline.json` is a copy of the pinned run's record.json, so a comparison still works
 after old run directories are pruned; its `run_id` says which run it is. `last-green` is the
-newest history entry with status `passed` other than the run being compared.
+newest history entry with status `passed` other than the run being compared and, given the run's
+record, of the same kind (target, load profiles and their settings).
 """
 
 from __future__ import annotations
@@ -100,36 +101,65 @@ def recent(
     return [e for _, e in ordered][-n:] if n > 0 else []
 
 
-def last_green(root: Path, exclude: str, target: str | None = None) -> Path:
+def last_green(
+    root: Path,
+    exclude: str,
+    target: str | None = None,
+    like: dict[str, Any] | None = None,
+) -> Path:
     """The record of the newest passed run in the history other than `exclude`; with `target`,
-    only runs against that target count (a twin run is no baseline for the GPU stack)."""
+    only runs against that target count (a twin run is no baseline for the GPU stack); with
+    `like` (the current run's record), only runs of the same kind: same target, same load
+    profiles, each run with the same settings (a `make run` is no baseline for a 60 s
+    `harness load steady`)."""
+    from harness.report.compare import kind_difference
+
     history = root / HISTORY
+    target = target or (like or {}).get("target")
     entries = [
         e for e in recent(read_history(history), 10**9, target) if e.get("status") == "passed"
     ]
+    unlike_runs: list[str] = []
     for entry in reversed(entries):
         if entry["run_id"] == exclude:
             continue
         candidates = [root / "runs" / entry["run_id"] / "record.json"]
         if entry.get("run_dir"):
             candidates.append(Path(entry["run_dir"]) / "record.json")
-        for c in candidates:
-            if c.is_file():
-                return c
-        raise InputError(
-            f"{history}: last-green run {entry['run_id']} has no record.json any more "
-            f"(looked at {candidates[0]}); pin a baseline with `harness baseline set RUN`"
-        )
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            if like is not None:
+                continue  # its kind cannot be told: an older green run may still fit
+            raise InputError(
+                f"{history}: last-green run {entry['run_id']} has no record.json any more "
+                f"(looked at {candidates[0]}); pin a baseline with `harness baseline set RUN`"
+            )
+        if like is not None:
+            diff = kind_difference(load_record(found), like)
+            if diff:
+                unlike_runs.append(f"{entry['run_id']} ({'; '.join(diff)})")
+                continue
+        return found
     of = f" against target {target}" if target else ""
-    raise InputError(f"{history}: no passed run{of} other than {exclude} to compare with")
+    kind = " of the same kind" if like is not None else ""
+    tail = f"; passed runs of another kind: {', '.join(unlike_runs[:3])}" if unlike_runs else ""
+    raise InputError(
+        f"{history}: no passed run{kind}{of} other than {exclude} to compare with{tail}"
+    )
 
 
 def resolve_baseline(
-    choice: str | None, root: Path, current_id: str, target: str | None = None
+    choice: str | None,
+    root: Path,
+    current_id: str,
+    target: str | None = None,
+    *,
+    current: dict[str, Any] | None = None,
 ) -> Path:
-    """--baseline: a path, `last-green`, or (None) the pinned baseline, else last-green."""
+    """--baseline: a path, `last-green`, or (None) the pinned baseline, else last-green.
+    With `current` (the run's record), last-green is the newest green run of its kind."""
     if choice == LAST_GREEN:
-        return last_green(root, current_id, target)
+        return last_green(root, current_id, target, like=current)
     if choice is not None:
         path = Path(choice)
         if path.is_dir():
@@ -141,7 +171,7 @@ def resolve_baseline(
     if pinned.is_file():
         return pinned
     try:
-        return last_green(root, current_id, target)
+        return last_green(root, current_id, target, like=current)
     except InputError as exc:
         raise InputError(
             f"no baseline: {pinned} does not exist and {exc}; "

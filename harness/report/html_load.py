@@ -14,6 +14,7 @@ from harness.load.records import read_records
 from harness.load.series import by_concurrency, over_time
 from harness.report import summary, svg, verdict
 from harness.report.svg import esc, fmt, slug, table
+from harness.units import percent
 
 
 def read_timeline(path: Path) -> list[dict[str, Any]]:
@@ -134,7 +135,7 @@ def load(doc: dict[str, Any], run_dir: Path | None) -> str:
 def _goodput(rps: float | None, share: float | None) -> str:
     if rps is None:
         return "n/a"
-    return f"{fmt(rps)} ({share:.0%})" if share is not None else fmt(rps)
+    return f"{fmt(rps)} ({percent(share, 2)})" if share is not None else fmt(rps)
 
 
 def _raw_links(profile: str, run_dir: Path) -> str:
@@ -202,7 +203,7 @@ def _profile(profile: str, s: dict[str, Any], run_dir: Path | None) -> str:
     tp = s.get("throughput", {}).get("requests_per_s")
     head = (
         f"<h3>{esc(profile)}</h3><p>{s['requests']} requests, {s['failed']} failed "
-        f"({s['error_rate']:.1%}), {fmt(tp)} req/s</p>"
+        f"({percent(s['error_rate'])}), {fmt(tp)} req/s</p>"
     )
     reasons = s.get("route_reasons") or {}
     if reasons:
@@ -214,7 +215,7 @@ def _profile(profile: str, s: dict[str, Any], run_dir: Path | None) -> str:
     rows = [
         [
             e,
-            fmt(v.get("kv_usage_peak")),
+            percent(v.get("kv_usage_peak")),
             fmt(v.get("kv_usage_above_90_s")),
             f"{fmt(v.get('running_max'))} / {v.get('max_num_seqs', '?')}",
             fmt(v.get("waiting_max")),

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import summary, svg, verdict
-from harness.report.compare import Comparison, verdict_line
+from harness.report.compare import Comparison, cells, verdict_line
 from harness.report.html_load import load, trends
 from harness.report.svg import esc, fmt, table
+from harness.units import percent
 
 OUTCOME_FILL = {
     summary.OK: "#a6dba0",
@@ -107,7 +108,7 @@ def header(doc: dict[str, Any], c: Comparison | None) -> str:
         err = max(s["error_rate"] for s in profiles.values())
         cards.append(
             _card(
-                "worst error rate", f"{err:.1%}", err == 0 and not _breached(doc, "max_error_rate")
+                "worst error rate", percent(err), err == 0 and not _breached(doc, "max_error_rate")
             )
         )
         cards.append(
@@ -182,18 +183,12 @@ def slo_table(doc: dict[str, Any]) -> str:
 
 def comparison(c: Comparison) -> str:
     rows = [r for r in c.rows if r.verdict != "ok"] or list(c.rows)
-    body = [
-        [
-            r.metric,
-            fmt(r.baseline) if not isinstance(r.baseline, str) else r.baseline,
-            fmt(r.current) if not isinstance(r.current, str) else r.current,
-            "-" if r.delta is None else f"{r.delta:+.4g}",
-            "-" if r.limit is None else ("≤ " if r.bound == "max" else "≥ ") + fmt(r.limit),
-            r.verdict,
-            r.note,
-        ]
-        for r in rows
-    ]
+    body = []
+    for r in rows:
+        base, cur, delta, limit = cells(r)
+        if r.limit is not None:
+            limit = ("≤ " if r.bound == "max" else "≥ ") + limit
+        body.append([r.metric, base, cur, delta, limit, r.verdict, r.note])
     return f"<h2>Comparison</h2><p><b>{esc(verdict_line(c))}</b></p>" + table(
         ["metric", "baseline", "current", "delta", "limit", "verdict", "note"],
         body,

@@ -6,6 +6,7 @@ from typing import Any
 
 from harness.report import summary, verdict
 from harness.report.compare import Comparison, render_table, verdict_line
+from harness.units import number, percent
 
 
 def _s(v: float | None, digits: int = 3) -> str:
@@ -115,7 +116,7 @@ def acceptance(doc: dict[str, Any]) -> list[str]:
 def _ms(v: float | None) -> str:
     """Milliseconds, 3 significant figures; n/a where there is no value (e.g. the ITL of a
     route whose answers came in one read)."""
-    return "n/a" if v is None else f"{v:.3g}" if v < 100 else f"{v:,.0f}"
+    return number(v)
 
 
 def load(doc: dict[str, Any]) -> list[str]:
@@ -132,8 +133,10 @@ def load(doc: dict[str, Any]) -> list[str]:
             _ms(f.itl_p50_ms),
             _ms(f.itl_p95_ms),
             _ms(f.tpot_p50_ms),
-            "n/a" if f.output_tok_s is None else f"{f.output_tok_s:.3g}",
-            "n/a" if f.goodput_rps is None else f"{f.goodput_rps:.3g} ({f.goodput_share or 0:.0%})",
+            number(f.output_tok_s),
+            "n/a"
+            if f.goodput_rps is None
+            else f"{number(f.goodput_rps)} ({percent(f.goodput_share or 0, 2)})",
             str(f.failed),
         ]
         for f in summary.route_figures(doc)
@@ -145,7 +148,7 @@ def load(doc: dict[str, Any]) -> list[str]:
                 [
                     name,
                     engine,
-                    _s(e.get("kv_usage_peak"), 2),
+                    percent(e.get("kv_usage_peak")),
                     _s(e.get("kv_usage_above_90_s"), 1),
                     f"{e.get('running_max', 0):.0f} / {e.get('max_num_seqs', '?')}",
                     f"{e.get('waiting_max', 0):.0f} ({e.get('waiting_capacity_max', 0):.0f})",
@@ -154,7 +157,8 @@ def load(doc: dict[str, Any]) -> list[str]:
             )
     out = ["## Load", ""]
     errs = [
-        f"{n} {s['error_rate']:.1%} ({s['failed']}/{s['requests']})" for n, s in profiles.items()
+        f"{n} {percent(s['error_rate'])} ({s['failed']:,}/{s['requests']:,})"
+        for n, s in profiles.items()
     ]
     out += [f"Errors: {', '.join(errs)}", ""]
     lat_head = [
@@ -255,7 +259,7 @@ def sessions(doc: dict[str, Any]) -> list[str]:
         "",
         f"- {s['requests']} requests{window} (`{s['source']}`): routes {_counts(s['routes'])}",
         f"- Fallbacks {s['fallbacks']} of {s['classified']}"
-        + (f" ({rate:.2%})" if rate is not None else "")
+        + (f" ({percent(rate)})" if rate is not None else "")
         + (f": {causes}" if causes else ""),
         f"- Classifier latency p50 {_s(ms.get('p50'), 0)} ms, p95 {_s(ms.get('p95'), 0)} ms; "
         f"errors {_counts(s.get('errors') or {}) or 'none'}",

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from harness.units import percent
+
 # Long-context outcomes, in the order a reader scans them.
 OK = "ok"  # classified, the classifier saw the whole conversation, routed right when scored
 FLAGGED = "flagged"  # at or past max-model-len and the router said so (fallback or 4xx): correct
@@ -232,9 +234,9 @@ class KvPoolAdvice:
             f"{self.multiple:.1f}x max-model-len"
         )
         if self.peak is not None:
-            pool += f"; measured peak {self.peak:.2f} ({self.peak_profile})"
+            pool += f"; measured peak {percent(self.peak)} ({self.peak_profile})"
         if self.predicted is not None:
-            pool += f", KV model {self.predicted[0]:.2f}-{self.predicted[1]:.2f}"
+            pool += f", KV model {percent(self.predicted[0])}-{percent(self.predicted[1])}"
         seqs = self.max_num_seqs
         if self.unused <= 0.05:
             return f"{pool}. At --max-num-seqs {seqs} all of it can be used."

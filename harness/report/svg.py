@@ -13,6 +13,8 @@ import math
 import re
 from collections.abc import Callable, Sequence
 
+from harness.units import number
+
 # Paul Tol's "bright" scheme: distinguishable for the colour-blind, fine in grey print.
 PALETTE = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb")
 AXIS = "#555"
@@ -49,14 +51,10 @@ def slug(text: str) -> str:
 
 
 def fmt(v: float | None, digits: int = 3) -> str:
-    """Compact number: 3 significant digits, thousands separators for big ones."""
+    """Compact number: 3 significant digits, thousands separators, no exponent (units.number)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
-    if v == 0:
-        return "0"
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    return f"{v:.{digits}g}"
+    return number(v, digits)
 
 
 def nice_ticks(hi: float, n: int = 5) -> list[float]:

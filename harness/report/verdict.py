@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.config import Settings
 from harness.load.slo_checks import slo_checks
+from harness.units import count, ms, number, percent
 
 MESSAGE_LINES = 3
 MESSAGE_CHARS = 400
@@ -139,16 +140,15 @@ def slo_value(key: str, v: float | None) -> str:
     and KV usage, plain counts otherwise."""
     if v is None:
         return "n/a"
-    if key.startswith("p95_"):
-        ms = v * 1000
-        return f"{ms:.3g} ms" if abs(ms) < 100 else f"{ms:,.0f} ms"
+    if key.startswith("p95_") or key.endswith("_s"):
+        return ms(v)
     if key in ("max_error_rate", "max_fallback_rate", "min_kv_peak"):
-        return f"{v:.1%}"
+        return percent(v)
     if key in ("routing_accuracy_floor", "kv_peak_tolerance"):
         return f"{v:.3f}"
     if key == "max_rss_growth_mib":
-        return f"{v:,.0f} MiB"
-    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.3g}"
+        return f"{count(v)} MiB"
+    return count(v) if float(v).is_integer() else number(v)
 
 
 def slo_where(c: Mapping[str, Any]) -> str:

@@ -82,8 +82,8 @@ def test_markdown_has_every_section() -> None:
     assert "Long context: 20 of 20 passed" in md
     assert "KV capacity vllm-primary: 232,448 tokens (7.09x max-model-len), predicted 232,960" in md
     assert "| steady | local | 20 | 1,700 | 3,060 |" in md
-    assert "| kv-pressure | vllm-primary | 0.95 |" in md
-    assert "Errors: steady 0.0% (0/40)" in md
+    assert "| kv-pressure | vllm-primary | 95 % |" in md  # KV in %
+    assert "Errors: steady 0 % (0/40)" in md
     assert "## Comparison" not in md
     assert len(md.splitlines()) < 60  # a screenful, for a chat message
 

@@ -150,4 +150,4 @@ def test_the_nightly_record_and_report_carry_the_summary(
     finalize_run(run_dir, history=tmp_path / "history.jsonl", trend_runs=0)
     report = (run_dir / "report.md").read_text()
     assert "## Sessions" in report
-    assert "- Fallbacks 3 of 11 (27.27%): classifier_5xx 1, context_too_long 1, timeout 1" in report
+    assert "- Fallbacks 3 of 11 (27.3 %): classifier_5xx 1, context_too_long 1, timeout 1" in report
