@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from harness.cli.common import examples
+
 
 def cmd_report(ns: argparse.Namespace) -> int:
     from harness.report.finalize import finalize_run
@@ -88,7 +90,18 @@ def cmd_baseline_show(ns: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    report = sub.add_parser("report", help="render report.md and report.html of a run")
+    report = sub.add_parser(
+        "report", help="render report.md and report.html of a run",
+        description=(
+            "Render a run's report.md and report.html again from its record.json (a run writes "
+            "them itself; this is for trend plots, or a record copied from another machine), "
+            "and print report.md."
+        ),
+        epilog=examples(
+            "harness report reports/runs/20250101T020000Z-twin",
+            "harness report 20250101T020000Z-twin --history 14   # trends over 14 runs",
+        ),
+    )  # fmt: skip
     report.add_argument("run", help="run directory or run id under reports/runs")
     report.add_argument(
         "--history",
@@ -104,7 +117,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     report.set_defaults(func=cmd_report)
 
-    comp = sub.add_parser("compare", help="compare a run with the baseline; exit 1 on regression")
+    comp = sub.add_parser(
+        "compare", help="compare a run with the baseline; exit 1 on regression",
+        description=(
+            "Has the stack got worse? Compare a run with the baseline, metric by metric "
+            "(latency percentiles, routing accuracy, KV capacity, fallbacks), each against its "
+            "tolerance from [compare] in harness.toml. Only like with like: a load profile run "
+            "with another duration, user count, target or shape is reported as not "
+            "comparable, unless --force. Exit 1 on a regression."
+        ),
+        epilog=examples(
+            "harness compare reports/runs/20250101T020000Z-twin",
+            "harness compare 20250101T020000Z-twin --baseline last-green",
+            "harness compare RUN --json          # every row with its raw values",
+        ),
+    )  # fmt: skip
     comp.add_argument("run", help="run directory or run id under reports/runs")
     comp.add_argument(
         "--baseline",
@@ -122,10 +149,30 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     comp.set_defaults(func=cmd_compare)
 
-    base = sub.add_parser("baseline", help="pin the run that compare measures against")
+    base = sub.add_parser(
+        "baseline", help="pin the run that compare measures against",
+        description=(
+            "The baseline is the run `harness compare` and `harness nightly` measure against: "
+            "reports/baseline.json, a copy of a good run's record. Without one, compare uses "
+            "last-green, the newest passed run of the same kind."
+        ),
+        epilog=examples(
+            "harness baseline set reports/runs/20250101T020000Z-gpu",
+            "harness baseline show",
+        ),
+    )  # fmt: skip
     base_sub = base.add_subparsers(dest="baseline_command", required=True)
-    set_ = base_sub.add_parser("set", help="copy a run's record to reports/baseline.json")
+    set_ = base_sub.add_parser(
+        "set", help="copy a run's record to reports/baseline.json",
+        description="Pin a run as the baseline: its record.json is copied to "
+        "reports/baseline.json.",
+        epilog=examples("harness baseline set reports/runs/20250101T020000Z-gpu"),
+    )  # fmt: skip
     set_.add_argument("run", type=Path, help="run directory or run id under reports/runs")
     set_.set_defaults(func=cmd_baseline_set)
-    show = base_sub.add_parser("show", help="which run is the baseline")
+    show = base_sub.add_parser(
+        "show", help="which run is the baseline",
+        description="Say which run is pinned as the baseline; exit 1 when none is.",
+        epilog=examples("harness baseline show"),
+    )  # fmt: skip
     show.set_defaults(func=cmd_baseline_show)
