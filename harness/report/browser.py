@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ FLAGS = (
     "--remote-debugging-pipe",
 )
 WIDTH = 1280
+HEIGHT = 900  # the first screen: what a person sees before scrolling
 MAX_HEIGHT = 16384
 
 
@@ -145,8 +147,10 @@ def _on_fds_3_and_4(argv: list[str], cmd_r: int, resp_w: int) -> list[str]:
     return ["/bin/bash", "-c", f'exec "$@" 3<&{cmd_r} 4>&{resp_w}', "chromium", *argv]
 
 
-def screenshot(html: Path, png: Path, *, timeout_s: float = 60.0) -> list[str]:
-    """Render `html` at 1280 px wide, write a full-page PNG to `png`; return console errors."""
+@contextlib.contextmanager
+def _page(html: Path, timeout_s: float) -> Iterator[tuple[_Pipe, str]]:
+    """Chromium with `html` loaded in a 1280x900 viewport: the DevTools pipe and the page's
+    session. A failure to start, load or answer is a HarnessError with the browser's log tail."""
     binary = find_chromium()
     html = Path(html).resolve()
     if not html.is_file():
@@ -159,7 +163,7 @@ def screenshot(html: Path, png: Path, *, timeout_s: float = 60.0) -> list[str]:
             binary,
             *FLAGS,
             f"--user-data-dir={profile}/data",
-            f"--window-size={WIDTH},900",
+            f"--window-size={WIDTH},{HEIGHT}",
             "about:blank",
         ]
         with log_path.open("wb") as log:
@@ -175,7 +179,7 @@ def screenshot(html: Path, png: Path, *, timeout_s: float = 60.0) -> list[str]:
         os.close(resp_w)
         pipe = _Pipe(cmd_w, resp_r, time.monotonic() + timeout_s)
         try:
-            image = _drive(pipe, html)
+            yield pipe, _load(pipe, html)
         except (TimeoutError, EOFError, HarnessError, ValueError) as exc:
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
             raise HarnessError(f"chromium could not render {html}: {exc}\n{tail}") from None
@@ -183,20 +187,59 @@ def screenshot(html: Path, png: Path, *, timeout_s: float = 60.0) -> list[str]:
             _stop(proc, pipe)
             os.close(cmd_w)
             os.close(resp_r)
+
+
+def screenshot(html: Path, png: Path, *, timeout_s: float = 60.0) -> list[str]:
+    """Render `html` at 1280 px wide, write a full-page PNG to `png`; return console errors."""
+    with _page(html, timeout_s) as (pipe, session):
+        image = _full_page(pipe, session)
     png.parent.mkdir(parents=True, exist_ok=True)
     png.write_bytes(image)
     return console_errors(pipe.events)
 
 
-def _drive(pipe: _Pipe, html: Path) -> bytes:
+# For each selector, every matching element's box (page coordinates, CSS px) and its text as
+# rendered; run in the page by DevTools, so the report's CSP (no scripts) does not apply.
+_BOXES_JS = """
+(selectors) => Object.fromEntries(selectors.map((sel) => [sel,
+  Array.from(document.querySelectorAll(sel)).map((el) => {
+    const r = el.getBoundingClientRect();
+    return {top: r.top + window.scrollY, bottom: r.bottom + window.scrollY,
+            left: r.left, right: r.right, text: el.innerText};
+  })]))
+"""
+
+
+def boxes(
+    html: Path, selectors: Sequence[str], *, timeout_s: float = 60.0
+) -> dict[str, list[dict[str, Any]]]:
+    """Where `html`, laid out at 1280x900 as a person first sees it, puts the elements of each
+    CSS selector: {selector: [{top, bottom, left, right, text}, ...]}, in page pixels. An
+    element whose top is below HEIGHT is off the first screen."""
+    with _page(html, timeout_s) as (pipe, session):
+        expression = f"({_BOXES_JS.strip()})({json.dumps(list(selectors))})"
+        result = pipe.call(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True}, session
+        )
+    if "exceptionDetails" in result:
+        raise HarnessError(f"chromium could not measure {html}: {result['exceptionDetails']}")
+    value: dict[str, list[dict[str, Any]]] = result["result"]["value"]
+    return value
+
+
+def _load(pipe: _Pipe, html: Path) -> str:
     target = pipe.call("Target.createTarget", {"url": "about:blank"})["targetId"]
     session = pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
     for domain in ("Runtime", "Log", "Page"):
         pipe.call(f"{domain}.enable", session=session)
-    metrics = {"width": WIDTH, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+    metrics = {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False}
     pipe.call("Emulation.setDeviceMetricsOverride", metrics, session)
     pipe.call("Page.navigate", {"url": html.as_uri()}, session)
     pipe.wait_event("Page.loadEventFired")
+    return str(session)
+
+
+def _full_page(pipe: _Pipe, session: str) -> bytes:
     size = pipe.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
     height = min(MAX_HEIGHT, int(size["height"]) + 1)
     clip = {"x": 0, "y": 0, "width": WIDTH, "height": height, "scale": 1}

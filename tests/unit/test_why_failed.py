@@ -127,6 +127,32 @@ def test_report_html_opens_with_why_it_failed_and_red_tiles(tmp_path: Path) -> N
     assert 'class="limit"' in page  # the p95 limit on the TTFT chart
 
 
+def test_a_browser_shows_why_it_failed_on_the_first_screen(tmp_path: Path) -> None:
+    """report.html in headless Chromium at 1280x900: the violated SLO with its value and limit,
+    and the failed test's name, lie on the first screen, above anything one scrolls to."""
+    from harness.errors import CapabilityError
+    from harness.report.browser import HEIGHT, boxes, find_chromium
+
+    try:
+        find_chromium()
+    except CapabilityError as exc:
+        pytest.skip(f"headless check needs Debian's chromium: {exc}")
+    doc, run_dir = finished(tmp_path, red=True)
+    html = run_dir / "report.html"
+    html.write_text(render_html(doc, run_dir), encoding="utf-8")
+    found = boxes(html, ["#why-failed li", "#why-failed li code", "tr.breach"])
+    slo = [b for b in found["#why-failed li"] if b["text"].startswith("SLO")]
+    assert len(slo) == 1, found
+    assert "p95_ttft_s measured 3,060 ms, limit 50 ms" in slo[0]["text"]
+    test = [b for b in found["#why-failed li code"] if b["text"] == NODE]
+    assert test, found
+    row = found["tr.breach"]
+    assert row and "50 ms" in row[0]["text"] and "3,060 ms" in row[0]["text"]
+    for where, box in (("SLO", slo[0]), ("test", test[0]), ("SLO table row", row[0])):
+        assert box["top"] >= 0, box
+        assert box["bottom"] <= HEIGHT, f"{where} below the first screen: {box}"
+
+
 def test_a_green_record_has_no_block(tmp_path: Path) -> None:
     doc, run_dir = finished(tmp_path, red=False)
     validate_record(doc)
