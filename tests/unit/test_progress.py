@@ -103,7 +103,8 @@ def test_the_waiting_line_names_the_service_its_budget_and_the_last_error() -> N
             on_wait=health_waiter("vllm-primary", lines.append), report_every_s=40,
             clock=clock, sleep=clock.sleep, transport=refusing(),
         )  # fmt: skip
-    assert lines[0] == "still waiting for vllm-primary: 40/1245 s, last: ConnectError"
+    # The console says what a refused connection means; the timeout's error keeps its name.
+    assert lines[0] == "still waiting for vllm-primary: 40/1245 s, last: not listening yet"
     assert len(lines) == 31  # 40, 80, ... 1240
 
 
@@ -170,13 +171,6 @@ def test_the_process_backend_reports_its_health_waits_through_progress(
         b.down()
     waits = [ln for ln in lines if ln.startswith("still waiting for vllm-router: ")]
     assert waits and waits[0].endswith("/20 s, last: not listening yet")
-    # The substitutions: every one in the notes (the report), one line on the console.
-    assert b.stack is not None
-    made = [n for n in b.stack.notes if n.startswith("substitution ")]
-    assert made and not [ln for ln in lines if ln.startswith("substitution ")]
-    assert [ln for ln in lines if "named substitution" in ln] == [
-        f"{len(made)} named substitutions, see the report"
-    ]
 
 
 @pytest.mark.parametrize(
