@@ -10,8 +10,8 @@ to paste, with the date:
 
 Each run is `harness load steady --target twin` (or, with --from, the `steady` summaries of
 existing run records, e.g. a `make test` session's and its emulated GPU child's). The proposed
-limit is the largest p95 seen times the margin, rounded up to two significant digits, so one
-slow run does not make a limit that the next slow run breaks.
+limit is the largest p95 seen times the margin, rounded down to two significant digits (so
+the margin is at most the one stated).
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ PROFILE = "steady"
 METRICS = (("ttft_s", "p95_ttft_s"), ("itl_s", "p95_itl_s"), ("e2e_s", "p95_e2e_s"))
 
 
-def round_up(x: float, digits: int = 2) -> float:
+def round_down(x: float, digits: int = 2) -> float:
+    """Two significant digits, rounded down: the limit stays within the stated margin."""
     if x <= 0:
         return 0.0
     scale = 10 ** (digits - 1 - math.floor(math.log10(x)))
-    return math.ceil(x * scale) / scale
+    return math.floor(x * scale + 1e-9) / scale
 
 
 def p95s(record: dict[str, Any]) -> dict[tuple[str, str], float]:
@@ -62,6 +63,17 @@ def run_once(duration: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else doc
 
 
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """A run's record, or, for a run that ended before writing one, its steady summary."""
+    record = run_dir / "record.json"
+    if record.is_file():
+        return dict(json.loads(record.read_text()))
+    stats = run_dir / "load" / PROFILE / "stats.json"
+    if stats.is_file():
+        return {"load": {PROFILE: json.loads(stats.read_text())}}
+    sys.exit(f"{run_dir}: neither record.json nor load/{PROFILE}/stats.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
@@ -72,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1.0 < ns.margin <= 3.0:
         ap.error("--margin must be above 1 and at most 3")
     records = (
-        [json.loads((d / "record.json").read_text()) for d in ns.runs_from]
+        [read_run(d) for d in ns.runs_from]
         if ns.runs_from
         else [run_once(ns.duration) for _ in range(ns.runs)]
     )
@@ -89,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     for (route, key), values in sorted(seen.items()):
         top = max(values)
         each = ", ".join(f"{v:.3f}" for v in values)
-        print(f"{route:8} {key:12} {each:32} {top:7.3f} {round_up(top * ns.margin):7g}")
+        print(f"{route:8} {key:12} {each:32} {top:7.3f} {round_down(top * ns.margin):7g}")
     return 0
 
 

@@ -119,6 +119,8 @@ class CompareSettings:
     max_long_context_failures: int = 0
     kv_tokens_drop: float = 0.05
     fallback_rate_increase: float = 0.02
+    # The gate `make test` runs against the committed twin baseline (harness.load.gate).
+    gate_p95_growth: float = 0.4
 
 
 # The live stack's published ports (infra/docker-compose.yml), where `attach` looks by default.

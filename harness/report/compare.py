@@ -541,6 +541,8 @@ def _reason(r: Row) -> str:
     ok, and of an ok row whose value is past its limit (judged within noise)."""
     if r.verdict == OK and past_limit(r):
         return f"within noise: {r.note}" if r.note else "past the limit, judged within noise"
+    if r.verdict == OK and "forced: " in r.note:  # compared although the runs differ: say how
+        return r.note[r.note.index("forced: ") :]
     return r.note if r.verdict != OK else ""
 
 

@@ -22,7 +22,10 @@ EXTRA = 2  # requests beyond max-num-seqs: they must wait
 # Long enough that a request beyond max-num-seqs waits far longer than one admitted at once, on
 # the twin's 2 CPU cores as well as on the card; the engine is told to ignore EOS so that every
 # stream decodes exactly this many tokens.
-MAX_TOKENS = 128
+# Each answer long enough to hold its slot while the rest of the burst arrives: through the
+# router the classifier passes requests on in waves of its own max-num-seqs, and at 128 tokens
+# the twin's primary finished the first wave before the second came (overlap 2 of 3, 1.2 s).
+MAX_TOKENS = 512
 SAMPLE_EVERY_S = 0.1
 RUNNING = "vllm:num_requests_running"
 WAITING = "vllm:num_requests_waiting"

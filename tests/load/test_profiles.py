@@ -18,15 +18,20 @@ Either way the profile sends at least 2 x max-num-seqs requests.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.load.gate import gate
+from harness.load.records import read_records
 from harness.load.runner import run_profile
 from harness.load.slo import check_slos, slo_table
 from harness.units import millis, percent
 
 pytestmark = [pytest.mark.load, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+BASELINES = ROOT / "tests" / "load" / "baselines"
 
 
 def duration(settings: Any, profile: str) -> float:
@@ -85,9 +90,34 @@ def run(stack: Any, settings: Any, run_record: Any, profile: str, **kw: Any) -> 
     s = result.summary
     print(summary_line(profile, s, stack.primary.name))
     assert s["requests"] > 0, f"{profile}: no request completed in the run"
-    violations = check_slos(settings, s, stack.primary.name)
-    assert not violations, "; ".join(violations)
+    problems = check_slos(settings, s, stack.primary.name)
+    # The committed baseline, where this target and profile have one (make test: twin steady).
+    problems += regression_gate(stack, settings, profile, result.out_dir / "requests.jsonl")
+    # Nothing in the reconciliation with the engine's own counters may be off, in any profile.
+    rec = s["reconciliation"].get(stack.primary.name, {})
+    problems += [f"{profile}: reconciliation: {p}" for p in rec.get("problems") or []]
+    assert not problems, "; ".join(problems)
     return s
+
+
+def regression_gate(stack: Any, settings: Any, profile: str, requests: Path) -> list[str]:
+    """The run's p95s per route against the baseline committed for this target and profile
+    (harness.load.gate); none kept: nothing to judge."""
+    baseline = BASELINES / stack.target / f"{profile}.jsonl"
+    if not baseline.is_file():
+        return []
+    tol = settings.typed.compare
+    bad, lines = gate(
+        read_records(baseline), read_records(requests), growth=tol.gate_p95_growth,
+        slack_s=tol.ttft_p95_slack_s, where=str(baseline.relative_to(ROOT)),
+    )  # fmt: skip
+    for line in lines:
+        print(f"gate: {line}")
+    return [
+        f"{profile} regressed against the committed baseline: {line} (an intended change: "
+        "refresh it, see harness/load/gate.py)"
+        for line in bad
+    ]
 
 
 @pytest.mark.parametrize("profile", ["steady", "saturate", "ramp"])

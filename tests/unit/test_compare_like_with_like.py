@@ -208,7 +208,7 @@ def test_the_text_table_prints_numbers_for_people() -> None:
     assert not any(e in text for e in ("e+0", "e-0")), text
     line = next(ln for ln in text.splitlines() if ln.startswith("load.steady.local.ttft"))
     assert line.split()[1:5] == ["651", "ms", "860", "ms"] and "+209 ms" in line
-    assert "<= 749 ms" in line
+    assert "<= 748 ms" in line  # 0.7485 s is 748.49... ms in binary floating point
     err = next(ln for ln in text.splitlines() if ln.startswith("load.steady.error_rate"))
     assert "0.00506 %" in err
     kv = next(ln for ln in text.splitlines() if ln.startswith("kv_capacity"))

@@ -253,7 +253,7 @@ def test_cli_baseline_set_then_compare_and_last_green(
     assert "routing.accuracy" in out.split("REGRESSION")[-1]
 
     code, _, err = harness(capsys, "compare", CUR, "--baseline", "last-green")
-    assert code == 2 and "no passed run against target twin" in err  # nothing finalized yet
+    assert code == 2 and "no passed run of the same kind against target twin" in err  # none yet
     code, _, _ = harness(capsys, "report", old.name)
     assert code == 0
     code, out, _ = harness(capsys, "compare", CUR, "--baseline", "last-green")

@@ -107,7 +107,7 @@ def test_markdown_carries_the_comparison_verdict() -> None:
     )
     md = render_markdown(cur, compare(cur, base))
     assert "**REGRESSION against 20261126T062715Z-twin: load.steady.local.ttft_p95_s" in md
-    assert "load.steady.local.ttft_p95_s  3.06" in md
+    assert "load.steady.local.ttft_p95_s  3,060 ms  9,000 ms" in md
     ok = render_markdown(base, compare(base, base))
     assert "**no regression against 20261126T062715Z-twin" in ok
 
