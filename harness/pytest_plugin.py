@@ -196,7 +196,9 @@ def _render_report(config: pytest.Config, run_dir: Path) -> None:
     try:
         written = finalize_run(run_dir)
     except HarnessError as exc:
+        # The report is what the owner reads: a run without one is not green.
         say(f"harness: the report could not be rendered: {exc}")
+        config.stash[_SESSION_PROBLEMS].append(f"the report could not be rendered: {exc}")
         return
     try:
         errors = screenshot(run_dir / "report.html", run_dir / "report.png")
@@ -211,6 +213,7 @@ def _render_report(config: pytest.Config, run_dir: Path) -> None:
         written.append(run_dir / "report.png")
         for err in errors:
             say(f"harness: report.html console error: {err}")
+            config.stash[_SESSION_PROBLEMS].append(f"report.html logs a console error: {err}")
     say("harness: run report: " + ", ".join(str(p) for p in written))
 
 

@@ -254,3 +254,27 @@ def test_the_pytest_session_ends_with_the_verdict(
     assert test["message"].startswith("AssertionError: one is not two")
     md = (pytester.path / "reports/runs/20261207T084758Z-twin/report.md").read_text()
     assert "test_x.py::test_bad" in "\n".join(md.splitlines()[:12])
+
+
+@pytest.mark.parametrize("broken", ["render", "console"])
+def test_a_report_that_cannot_render_or_logs_errors_fails_the_session(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, broken: str
+) -> None:
+    """Every test passes, but the report the owner reads is missing or broken: not green."""
+    for name in [k for k in os.environ if k.startswith("HARNESS_REQUIRE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("HARNESS_PLANT_SECRETS", raising=False)
+    patch = (
+        "import harness.report.finalize as finalize\n"
+        "def broken_finalize(run_dir):\n"
+        "    raise HarnessError('record.json does not validate')\n"
+        "finalize.finalize_run = broken_finalize\n"
+        if broken == "render"
+        else "browser.screenshot = lambda *a, **k: ['Uncaught TypeError: x is undefined']\n"
+    )
+    pytester.makeconftest(PLUGIN_CONFTEST + patch)
+    pytester.makepyfile(test_x="def test_ok(rec):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.outlines[-10:]
+    want = "could not be rendered" if broken == "render" else "logs a console error"
+    assert any(want in line for line in result.outlines), result.outlines[-10:]
