@@ -121,6 +121,7 @@ class CompareSettings:
     fallback_rate_increase: float = 0.02
     # The gate `make test` runs against the committed twin baseline (harness.load.gate).
     gate_p95_growth: float = 0.4
+    gate_slack_s: float = 0.1
 
 
 # The live stack's published ports (infra/docker-compose.yml), where `attach` looks by default.

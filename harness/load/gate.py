@@ -6,7 +6,7 @@ end-to-end p95s and its end-to-end median, per route, to tests/load/baselines/<t
 steady.jsonl: a
 percentile regresses when the bootstrap's 95% lower bound of its growth exceeds the allowance,
 the larger of `[compare] gate_p95_growth` of the baseline's value and `[compare]
-ttft_p95_slack_s`.
+gate_slack_s`.
 
 The allowance is wider than `harness compare`'s 15 %: the baseline was measured on another day,
 and this machine's speed varies from day to day by more than that. It still fails a router

@@ -109,7 +109,7 @@ def regression_gate(stack: Any, settings: Any, profile: str, requests: Path) -> 
     tol = settings.typed.compare
     bad, lines = gate(
         read_records(baseline), read_records(requests), growth=tol.gate_p95_growth,
-        slack_s=tol.ttft_p95_slack_s, where=str(baseline.relative_to(ROOT)),
+        slack_s=tol.gate_slack_s, where=str(baseline.relative_to(ROOT)),
     )  # fmt: skip
     for line in lines:
         print(f"gate: {line}")
