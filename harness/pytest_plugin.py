@@ -290,10 +290,27 @@ def pytest_sessionfinish_checks(
             say(f"harness: {problem}")
         if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        _fail_passed_record(config, say)
     record = config.stash.get(_RECORD, None)
     if record is not None and record.doc.get("why_failed"):
         say(_verdict(record, len(problems)))
     return result
+
+
+def _fail_passed_record(config: pytest.Config, say: Any) -> None:
+    """A session check failed after the record was finished as passed: record.json, the
+    reports and the history line say failed too, so that no baseline (last-green) is taken
+    from it. The checks' own words stay on the console: they may name what was found."""
+    from harness.report.finalize import finalize_run
+
+    record = config.stash.get(_RECORD, None)
+    if record is None or record.doc.get("status") != "passed":
+        return
+    record.finish("failed", config.stash.get(_FAILED_TESTS, []))
+    try:
+        finalize_run(record.path.parent)
+    except HarnessError as exc:
+        say(f"harness: the report could not be rendered again: {exc}")
 
 
 def _verdict(record: Any, problems: int) -> str:

@@ -278,3 +278,24 @@ def test_a_report_that_cannot_render_or_logs_errors_fails_the_session(
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.outlines[-10:]
     want = "could not be rendered" if broken == "render" else "logs a console error"
     assert any(want in line for line in result.outlines), result.outlines[-10:]
+
+
+def test_a_session_check_that_fails_after_the_record_marks_the_run_failed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every test passes, then a required capability fails a session check: the record, the
+    report and the history line must not say passed."""
+    for name in [k for k in os.environ if k.startswith("HARNESS_REQUIRE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("HARNESS_PLANT_SECRETS", raising=False)
+    monkeypatch.setenv("HARNESS_REQUIRE_CHROMIUM", "1")  # the conftest's browser always fails
+    pytester.makeconftest(PLUGIN_CONFTEST)
+    pytester.makepyfile(test_x="def test_ok(rec):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.outlines[-10:]
+    run_dir = pytester.path / "reports/runs/20261207T084758Z-twin"
+    assert json.loads((run_dir / "record.json").read_text())["status"] == "failed"
+    assert (run_dir / "report.md").read_text().startswith("# Run 20261207T084758Z-twin: FAILED")
+    history = (pytester.path / "reports/history.jsonl").read_text().splitlines()
+    assert len(history) == 1 and json.loads(history[0])["status"] == "failed"
+    assert result.outlines[-1].startswith("FAILED: 1 session check")
