@@ -197,6 +197,27 @@ class Classifier:
         if count.tokens >= count.context:
             raise _ContextTooLong()
 
+    def _post_classification(self, payload: dict[str, Any]) -> httpx.Response:
+        """The classification request, sent again once when the connection broke before an
+        answer came: a pooled keep-alive connection the engine closed as it was reused (or an
+        engine restarted behind the same address) says nothing about the engine, and asking
+        again at temperature 0 is safe. A timeout is never retried."""
+        url = f"{self._config.classifier_url}/v1/chat/completions"
+        for attempt in (1, 2):
+            try:
+                return self._client.post(
+                    url, json=payload, timeout=self._config.classifier_timeout_s
+                )
+            except httpx.TimeoutException:
+                raise _Fallback("timeout") from None
+            except httpx.TransportError:
+                if attempt == 2:
+                    raise _Fallback("unreachable") from None
+                log.info("classifier connection broke before an answer; asking once more")
+            except httpx.HTTPError:
+                raise _Fallback("unreachable") from None
+        raise _Fallback("unreachable")  # not reached: the loop returns or raises
+
     def _ask(self, conv: Messages, budget: int) -> str:
         payload = {
             "model": self._config.classifier_model,
@@ -205,16 +226,7 @@ class Classifier:
             "temperature": 0,
             "structured_outputs": {"choice": list(ROUTES)},
         }
-        try:
-            resp = self._client.post(
-                f"{self._config.classifier_url}/v1/chat/completions",
-                json=payload,
-                timeout=self._config.classifier_timeout_s,
-            )
-        except httpx.TimeoutException:
-            raise _Fallback("timeout") from None
-        except httpx.HTTPError:
-            raise _Fallback("unreachable") from None
+        resp = self._post_classification(payload)
         if resp.status_code >= 500:
             raise _Fallback("classifier_5xx")
         if not resp.is_success:

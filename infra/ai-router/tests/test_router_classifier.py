@@ -182,3 +182,35 @@ def test_label_whitespace_is_stripped(client: FlaskClient, upstreams: Upstreams)
     resp = client.post("/v1/route", json=chat_body(), headers=AUTH)
     assert resp.json["route"] == "search"
     assert resp.json["reason"] == "classified"
+
+
+@pytest.mark.parametrize("broken", [httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError])
+def test_a_connection_that_breaks_once_is_asked_again(
+    client: FlaskClient, upstreams: Upstreams, broken: type[Exception]
+) -> None:
+    """A pooled keep-alive connection the engine closed as it was reused, or an engine that
+    restarted behind its address: the classification is asked once more, never a fallback."""
+    tries: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        tries.append(1)
+        if len(tries) == 1:
+            raise broken("Server disconnected without sending a response", request=request)  # type: ignore[call-arg]
+        return httpx.Response(200, json=chat_completion("search"))
+
+    upstreams.classify = handler
+    resp = client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+    assert resp.headers["X-Route-Reason"] == "classified" and resp.headers["X-Route"] == "search"
+    assert len(tries) == 2
+
+
+def test_a_timeout_is_never_asked_again(client: FlaskClient, upstreams: Upstreams) -> None:
+    tries: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        tries.append(1)
+        raise httpx.ReadTimeout("slow", request=request)
+
+    upstreams.classify = handler
+    resp = client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+    assert resp.headers["X-Route-Reason"] == "fallback:timeout" and len(tries) == 1
