@@ -170,6 +170,35 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            continue",
         ("tests/unit/test_slo.py::test_unknown_or_malformed_keys_are_config_errors",),
     ),
+    Mutation(
+        "regression-gate",
+        "make test's gate: a percentile past its allowance is a regression",
+        "harness/load/gate.py",
+        "                bad.append(line)",
+        "                pass",
+        (
+            "tests/unit/test_gate.py::test_a_run_like_the_baseline_passes_and_one_twice_as_slow_fails",
+        ),
+    ),
+    Mutation(
+        "locust-shape",
+        "each locustfile runs its own profile's shape, never the imported base",
+        "harness/load/shapes.py",
+        "    abstract = True",
+        "    abstract = False",
+        ("tests/unit/test_locustfiles.py::test_each_profile_locustfile_runs_its_own_shape",),
+    ),
+    Mutation(
+        "classifier-retry",
+        "a classification whose connection broke is asked once more",
+        "infra/ai-router/ai_router/classifier.py",
+        "                if attempt == 2:",
+        "                if attempt >= 1:",
+        (
+            "infra/ai-router/tests/test_router_classifier.py"
+            "::test_a_connection_that_breaks_once_is_asked_again",
+        ),
+    ),
 )
 
 
