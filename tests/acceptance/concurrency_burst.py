@@ -31,8 +31,17 @@ RUNNING = "vllm:num_requests_running"
 WAITING = "vllm:num_requests_waiting"
 QUEUE_SUM = "vllm:request_queue_time_seconds_sum"
 QUEUE_COUNT = "vllm:request_queue_time_seconds_count"
-# A request beyond max-num-seqs waits for a running one to finish: at least its decode time,
-# counted here at half to leave room for arrivals spread out by the router's classifier call.
+DECODE_SUM = "vllm:request_decode_time_seconds_sum"
+DECODE_COUNT = "vllm:request_decode_time_seconds_count"
+# Streams count as running together when they produce tokens together for a fifth of the
+# shortest decode, and for at least the client's read lag: how late a busy client may read a
+# token after the engine sent it.
+SUSTAINED_SHARE = 0.2
+READ_LAG_S = 0.1
+# A request beyond max-num-seqs waits for a running one to finish: at least its decode time
+# (the engine's own mean over the burst, which holds also when most decoded tokens carry no
+# visible text), counted here at half to leave room for arrivals spread out by the router's
+# classifier call.
 WAIT_SHARE = 0.5
 # The engine records a request's queue time when the request finishes, which may be just after
 # the client read its last byte.
@@ -76,6 +85,9 @@ class Burst:
     # The loaded engine's queue-time histogram over the burst: seconds in WAITING, requests.
     queued_s: float | None = None
     queued_requests: float | None = None
+    # The loaded engine's decode-time histogram over the burst: seconds decoding, requests.
+    decoded_s: float | None = None
+    decoded_requests: float | None = None
 
     def _token_spans(self) -> list[tuple[float, float]]:
         """Each stream's first to last token (client clock, one origin for the burst). Not to
@@ -88,18 +100,36 @@ class Burst:
         ]
 
     def overlap(self) -> int:
-        """The most streams that were producing tokens at the same moment."""
-        spans = self._token_spans()
-        return max((sum(1 for a, b in spans if a <= t < b) for t, _ in spans), default=0)
+        """The most streams that produced tokens together for at least `sustained_s()`.
+
+        The client stamps a token when it reads it, and on a busy machine it may read a
+        finished stream's last token after the engine has already started the request that
+        took the freed slot: for a moment, one stream more than max-num-seqs seems to run
+        (4 of 3 in one CI run, with 0.7 s decodes). Requests that truly share the engine
+        produce tokens together for most of their decode, far longer than that."""
+        return sustained_overlap(self._token_spans(), self.sustained_s())
+
+    def sustained_s(self) -> float:
+        """How long streams must produce tokens together to count as running together: a
+        fifth of the shortest decode, and never under the client's read lag allowance."""
+        decode = self.min_decode_s()
+        return max(READ_LAG_S, SUSTAINED_SHARE * decode) if decode else READ_LAG_S
 
     def min_decode_s(self) -> float | None:
         """The shortest time any stream took from its first token to its last."""
         spans = [b - a for a, b in self._token_spans()]
         return min(spans) if spans else None
 
+    def decode_s(self) -> float | None:
+        """A request's decode time: the engine's mean over the burst, else (an engine without
+        the histogram) the shortest first-to-last visible token span the client saw."""
+        if self.decoded_s and self.decoded_requests:
+            return self.decoded_s / self.decoded_requests
+        return self.min_decode_s()
+
     def wait_bound_s(self) -> float | None:
         """The queue time the requests beyond max-num-seqs add up to at least."""
-        decode = self.min_decode_s()
+        decode = self.decode_s()
         extra = len(self.streams) - self.max_num_seqs
         return None if decode is None else WAIT_SHARE * extra * decode
 
@@ -114,6 +144,7 @@ class Burst:
             "overlap": self.overlap(),
             "queued_s": None if self.queued_s is None else round(self.queued_s, 3),
             "queued_requests": self.queued_requests,
+            "decode_s": None if (d := self.decode_s()) is None else round(d, 3),
             "wait_bound_s": None if (b := self.wait_bound_s()) is None else round(b, 3),
             "engines": {
                 name: {
@@ -125,6 +156,18 @@ class Burst:
                 for name, g in self.gauges.items()
             },
         }
+
+
+def sustained_overlap(spans: list[tuple[float, float]], min_s: float) -> int:
+    """The most spans that all cover one stretch of at least `min_s` seconds."""
+    edges = sorted({t for span in spans for t in span})
+    best = 0
+    for i, start in enumerate(edges):
+        for end in edges[i + 1 :]:
+            if end - start < min_s:
+                continue
+            best = max(best, sum(1 for a, b in spans if a <= start and end <= b))
+    return best
 
 
 def engines(stack: Any) -> dict[str, Any]:
@@ -199,23 +242,29 @@ async def sample(
             await asyncio.wait_for(stop.wait(), SAMPLE_EVERY_S)
 
 
-async def queue_totals(http: httpx.AsyncClient, url: str) -> tuple[float, float]:
+HISTOGRAMS = (QUEUE_SUM, QUEUE_COUNT, DECODE_SUM, DECODE_COUNT)
+
+
+async def engine_totals(http: httpx.AsyncClient, url: str) -> dict[str, float]:
+    """The queue-time and decode-time histograms' sums and counts; 0 where the engine has none."""
     r = await http.get(url + "/metrics", timeout=10.0)
     r.raise_for_status()
-    lines = [x for x in r.text.splitlines() if x.startswith("vllm:request_queue_time_seconds_")]
+    lines = [x for x in r.text.splitlines() if x.startswith(HISTOGRAMS)]
     scrape = parse("\n".join(lines))
-    return scrape.value(QUEUE_SUM), scrape.value(QUEUE_COUNT)
+    return {name: scrape.value(name) for name in HISTOGRAMS}
 
 
-async def queue_delta(
-    http: httpx.AsyncClient, url: str, before: tuple[float, float], requests: int
-) -> tuple[float, float]:
-    """The queue time the engine recorded since `before`, once it counts `requests` more."""
+async def engine_delta(
+    http: httpx.AsyncClient, url: str, before: dict[str, float], requests: int
+) -> dict[str, float]:
+    """What the engine recorded since `before`, once it counts `requests` more in both."""
     deadline = time.monotonic() + QUEUE_WAIT_S
     while True:
-        total, count = await queue_totals(http, url)
-        if count - before[1] >= requests or time.monotonic() > deadline:
-            return total - before[0], count - before[1]
+        now = await engine_totals(http, url)
+        delta = {name: now[name] - before[name] for name in HISTOGRAMS}
+        done = min(delta[QUEUE_COUNT], delta[DECODE_COUNT]) >= requests
+        if done or time.monotonic() > deadline:
+            return delta
         await asyncio.sleep(0.2)
 
 
@@ -303,7 +352,7 @@ async def run_burst(stack: Any, path: str, filler: list[str]) -> Burst:
         streams = [Stream(i) for i in range(count)]
         loaded_url = engines(stack)[loaded].url
         async with httpx.AsyncClient(timeout=timeout) as probe:
-            queued_before = await queue_totals(probe, loaded_url)
+            before = await engine_totals(probe, loaded_url)
             sampler = asyncio.create_task(sample(probe, urls, gauges, stop))
             start = time.monotonic()
             await asyncio.gather(
@@ -321,7 +370,8 @@ async def run_burst(stack: Any, path: str, filler: list[str]) -> Burst:
             wall = time.monotonic() - start
             stop.set()
             await sampler
-            queued_s, queued_n = await queue_delta(probe, loaded_url, queued_before, count)
+            delta = await engine_delta(probe, loaded_url, before, count)
     b = Burst(path, engines(stack)[loaded].name, seqs, streams, gauges, wall)
-    b.queued_s, b.queued_requests = queued_s, queued_n
+    b.queued_s, b.queued_requests = delta[QUEUE_SUM], delta[QUEUE_COUNT]
+    b.decoded_s, b.decoded_requests = delta[DECODE_SUM], delta[DECODE_COUNT]
     return b

@@ -10,8 +10,9 @@ The sampler's gauges are the direct view, but a scrape can take most of a short 
 machine. So "they ran together" and "the rest waited" also have evidence that no sampling rate
 can miss: the streams' own token intervals overlap (max-num-seqs of them produce tokens at the
 same time), and the engine's `vllm:request_queue_time_seconds_sum` grows by at least half of a
-request's decode time for each request beyond max-num-seqs (a request admitted at once waits a
-few milliseconds; one beyond the limit waits for a whole request to finish).
+request's decode time (the engine's own `vllm:request_decode_time_seconds` mean) for each
+request beyond max-num-seqs (a request admitted at once waits a few milliseconds; one beyond the
+limit waits for a whole request to finish).
 Every stream must finish with its full usage and carry one chat completion only; through the
 router, the session log must have exactly one line per request, under the id the response gave.
 
@@ -160,7 +161,7 @@ async def test_requests_beyond_max_num_seqs_wait(burst: Burst) -> None:
         f"{g.max_running:g} running and {g.max_waiting:g} waiting; at most {burst.overlap()} "
         f"streams produced tokens at once; the engine counted {burst.queued_s} s of queue time "
         f"over {burst.queued_requests} requests, against {bound} s expected for {n - seqs} "
-        "requests that wait for a running one to finish: "
+        f"requests that wait for a running one to finish ({burst.decode_s()} s of decode each): "
         + ("the requests never reached the engine together" if not together else "none waited")
     )
 
