@@ -356,8 +356,8 @@ def bring_up_timeout_s(config: pytest.Config) -> float:
     """pytest-timeout's bound for a test that may bring the stack up: every service's compose
     startup budget, one after the other, plus the ai-router's build and a margin, so that the
     harness's own health message, not a pytest timeout, reports a slow start."""
+    from harness.compose import load_stack
     from harness.errors import HarnessError
-    from harness.spec import load_stack
 
     try:
         spec = load_stack(_compose(config))
@@ -406,11 +406,11 @@ def harness_target(pytestconfig: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def stack(pytestconfig: pytest.Config, harness_settings: Any, harness_target: str) -> Iterator[Any]:
     """The stack under test, brought up once per session in start order, health-gated."""
+    from harness.compose.services import secret_values
     from harness.report.environment import environment
     from harness.report.record import RunRecord
     from harness.report.run_dir import new_run_dir
     from harness.report.stack_facts import preflight_section, stack_section
-    from harness.spec.services import secret_values
     from harness.stack.factory import make_backend
 
     compose = _compose(pytestconfig)

@@ -2,7 +2,7 @@
 and after by `harness check`, then proven on a restarted stack.
 
 The order is what keeps a bad change cheap:
-1. the change is made in memory (textually, `harness.spec.compose_edit`) and diffed: a human-review
+1. the change is made in memory (textually, `harness.compose.edit`) and diffed: a human-review
    item without --reviewed stops here, naming the item;
 2. `harness check` of the file before and after, side by side: a preflight error after the
    change stops here, naming the rule; nothing was written or restarted;
@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.compose import parse_stack
+from harness.compose.diff import ComposeDiff, diff_compose
+from harness.compose.edit import Edit, apply_edits
 from harness.config import Settings
 from harness.errors import InputError
-from harness.spec import parse_stack
-from harness.spec.compose_diff import ComposeDiff, diff_compose
-from harness.spec.compose_edit import Edit, apply_edits
 from harness.units import gib
 from harness.vram.check import CheckResult, run_check
 from harness.vram.rules import RULES, Finding, Severity

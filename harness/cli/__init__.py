@@ -62,7 +62,7 @@ def _cmd_check(ns: argparse.Namespace) -> int:
 
 
 def _cmd_order(ns: argparse.Namespace) -> int:
-    from harness.spec import load_stack
+    from harness.compose import load_stack
 
     spec = load_stack(ns.compose)
     names = list(reversed(spec.start_order)) if ns.reverse else list(spec.start_order)

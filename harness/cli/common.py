@@ -32,7 +32,7 @@ def raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def seconds(text: str) -> float:
     """A positive duration such as 60s or 2m."""
-    from harness.spec.compose import parse_duration
+    from harness.compose.parse import parse_duration
 
     try:
         value = parse_duration(text, where="--duration", key="duration")

@@ -37,6 +37,7 @@ def address(text: str) -> tuple[str, int]:
 
 
 def cmd_load(ns: argparse.Namespace) -> int:
+    from harness.compose import load_stack
     from harness.config import load_settings
     from harness.load.processes import Distributed
     from harness.load.runner import LoadResult, run_profile
@@ -45,7 +46,6 @@ def cmd_load(ns: argparse.Namespace) -> int:
     from harness.report.render_md import load as load_section
     from harness.report.run_dir import new_run_dir
     from harness.report.verdict import verdict_line
-    from harness.spec import load_stack
     from harness.stack.base import Backend
     from harness.stack.factory import make_backend, parse_kv_overrides
     from harness.stack.state import RecordedBackend

@@ -18,9 +18,9 @@ from harness.twin.substitutions import is_substitution, summary
 
 
 def cmd_up(ns: argparse.Namespace) -> int:
+    from harness.compose import load_stack
     from harness.config import load_settings
     from harness.report.run_dir import new_run_dir
-    from harness.spec import load_stack
     from harness.stack import state
     from harness.stack.factory import make_backend, parse_kv_overrides
 
@@ -242,7 +242,7 @@ def cmd_twin_build(ns: argparse.Namespace) -> int:
 
 
 def cmd_prefetch(ns: argparse.Namespace) -> int:
-    from harness.spec import load_stack
+    from harness.compose import load_stack
     from harness.stack.containers.prefetch import ImageItem, prefetch_items, run_prefetch
 
     spec = load_stack(ns.compose)

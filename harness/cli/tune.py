@@ -25,7 +25,7 @@ from harness.errors import InputError, StackError
 def check_against(ns: argparse.Namespace, result: Any) -> int:
     """`harness check --against REF`: the check, then every item changed since REF; exit 1 on
     a preflight error or an unreviewed human-review change."""
-    from harness.spec.compose_diff import diff_compose, read_ref
+    from harness.compose.diff import diff_compose, read_ref
     from harness.tune import read_compose
     from harness.vram.render import render_markdown_table, render_text
 
@@ -270,15 +270,15 @@ class GpuRestarter:
         self.restart()
 
     def kept(self) -> None:
-        from harness.spec.compose_diff import remember_good
+        from harness.compose.diff import remember_good
 
         print(f"kept as the last good compose file: {remember_good(self.compose)}")
 
 
 def cmd_tune(ns: argparse.Namespace) -> int:
+    from harness.compose import load_stack
+    from harness.compose.edit import parse_env_edit, parse_flag_edit
     from harness.config import load_settings
-    from harness.spec import load_stack
-    from harness.spec.compose_edit import parse_env_edit, parse_flag_edit
     from harness.telemetry.nvml import total_memory_or_none
     from harness.tune import Tune, Verification, check_text, judge, propose
 
@@ -347,7 +347,7 @@ VLLM_SERVE_FLAGS = frozenset(
 def known_engine_flags(spec: Any) -> set[str]:
     """The engine flags the harness knows: the parser's typed and shaped flags, the list above,
     and every flag an engine of the compose file is given."""
-    from harness.spec import engine_args
+    from harness.compose import engine_args
 
     known = set(VLLM_SERVE_FLAGS) | set(engine_args.BOOLEAN_FLAGS)
     known |= set(engine_args.MULTI_VALUE_FLAGS) | set(engine_args._TYPED)
@@ -383,8 +383,8 @@ def session_log(path: str | None, compose: Path, settings: Any) -> Any:
     """A path (file or run directory), else targets.attach.router_session_log, else the log of
     the twin `harness up` started when targets.attach.router_url is its router, else the compose
     project's router-logs volume."""
+    from harness.compose import load_stack
     from harness.report.sessions import compose_location, in_run_dir, read_log, volume_log
-    from harness.spec import load_stack
 
     if path:
         p = Path(path)
@@ -411,8 +411,8 @@ def session_log(path: str | None, compose: Path, settings: Any) -> Any:
 
 
 def primary_max_model_len(compose: Path) -> int | None:
+    from harness.compose import load_stack
     from harness.errors import HarnessError
-    from harness.spec import load_stack
 
     try:
         engine = load_stack(compose).primary.engine

@@ -10,10 +10,10 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from harness.compose.services import is_secret_name
 from harness.errors import StackError
 from harness.load.records import sort_records
 from harness.load.settings import LoadSettings
-from harness.spec.services import is_secret_name
 from harness.stack.ports import free_port
 from harness.stack.procs import stop_group
 

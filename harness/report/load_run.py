@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.compose.services import secret_values
 from harness.config import Settings
 from harness.report.environment import environment
 from harness.report.finalize import finalize_run
 from harness.report.record import RunRecord
 from harness.report.stack_facts import preflight_section, stack_section
 from harness.report.verdict import attach_slo_checks
-from harness.spec.services import secret_values
 from harness.stack.base import Stack
 
 ROOT = Path(__file__).resolve().parents[2]

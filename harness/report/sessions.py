@@ -24,9 +24,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from harness.compose import StackSpec
 from harness.errors import InputError
 from harness.load.stats import percentile
-from harness.spec import StackSpec
 
 CLASSIFIED = "classified"
 TRIMMED = "classified:trimmed-history"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.spec import StackSpec
+from harness.compose import StackSpec
 
 Message = dict[str, str]
 

@@ -23,9 +23,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.compose import StackSpec
 from harness.config import Settings
 from harness.errors import ConfigError
-from harness.spec import StackSpec
 from harness.stack import state
 from harness.stack.base import PAID_SEARCH_REFUSED, ServiceHandle, Stack
 from harness.stack.discover import discover, docker_or_none

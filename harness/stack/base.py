@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from harness.spec import StackSpec
+from harness.compose import StackSpec
 from harness.stack.engine_memory import MemoryBreakdown
 from harness.stack.kv_line import KvLine
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
+from harness.compose import StackSpec, load_stack
+from harness.compose.env_file import missing_env_files, read_env_file
 from harness.errors import CapabilityError, InputError
-from harness.spec import StackSpec, load_stack
-from harness.spec.env_file import missing_env_files, read_env_file
 from harness.stack.containers import prod_marker
 from harness.stack.containers.client import (
     PREFETCH_HINT,

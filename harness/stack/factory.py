@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from harness.compose import StackSpec
 from harness.config import Settings
 from harness.config_schema import TARGET_NAMES as TARGETS
 from harness.errors import CapabilityError, ConfigError
-from harness.spec import StackSpec
 from harness.stack.attach import AttachBackend
 from harness.stack.base import Backend
 from harness.stack.process import ProcessBackend
@@ -46,7 +46,7 @@ def make_backend(
     attached stack's router cannot be changed, so without `real_xai` the run sends it no
     search-routed chat."""
     if target == "attach":
-        from harness.spec import load_stack
+        from harness.compose import load_stack
 
         return AttachBackend(load_stack(compose), settings, run_dir, real_xai=real_xai)
     if target == "twin":

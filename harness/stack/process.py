@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.compose import ServiceSpec, StackSpec
+from harness.compose.env_file import service_env_files
+from harness.compose.services import is_secret_name
 from harness.errors import StackError
-from harness.spec import ServiceSpec, StackSpec
-from harness.spec.env_file import service_env_files
-from harness.spec.services import is_secret_name
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.containers.plan import XAI_SERVICE
 from harness.stack.health import health_waiter, wait_healthy

@@ -12,7 +12,7 @@ from typing import Any
 
 import platformdirs
 
-from harness.spec import StackSpec
+from harness.compose import StackSpec
 from harness.stack.base import ServiceHandle, Stack
 
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.spec.engine_args import split_flags
+from harness.compose.engine_args import split_flags
 from harness.twin.substitutions import Substitution
 from harness.vram.arch import ModelArch, resolve_arch
 from harness.vram.plan import kv_bytes_per_token

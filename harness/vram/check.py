@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.compose import StackSpec, load_stack
 from harness.config import Settings
 from harness.errors import ConfigError, InputError
-from harness.spec import StackSpec, load_stack
 from harness.units import parse_size
 from harness.vram.arch import ModelArch, resolve_arch
 from harness.vram.plan import MemoryAssumptions, VramPlan, plan

@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.spec.engine_args import KV_DTYPE_BYTES, EngineArgs
+from harness.compose.engine_args import KV_DTYPE_BYTES, EngineArgs
 from harness.units import GIB, MIB
 from harness.vram.arch import ModelArch
 

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
+from harness.compose import StackSpec
 from harness.errors import SpecError
-from harness.spec import StackSpec
 from harness.units import gib
 from harness.vram.arch import ModelArch
 from harness.vram.plan import VramPlan

@@ -144,7 +144,7 @@ def test_the_emulated_gpu_from_a_gpu_box_install_replaces_and_restores_productio
     - `--harness-replace-running` stops exactly the engines and the ai-router, leaves the edge
       running, and restores them in start order, each gated on its healthcheck; the marker goes.
     """
-    from harness.spec import load_stack
+    from harness.compose import load_stack
     from harness.stack.containers.twin_weights import TWIN_RUNTIME_ENV, seed_volume
     from harness.stack.factory import twin_capability, twin_models
 
@@ -280,7 +280,7 @@ class DyingBackend(ContainersBackend):
 def test_a_container_that_exits_fails_the_bring_up_within_seconds(
     docker_ready: Any, tmp_path: Path
 ) -> None:
-    from harness.spec import load_stack
+    from harness.compose import load_stack
 
     (tmp_path / "logs").mkdir()
     backend = DyingBackend(load_stack(COMPOSE), tmp_path, target="twin-docker")

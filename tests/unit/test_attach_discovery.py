@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from harness.compose import load_stack
 from harness.config import Settings
-from harness.spec import load_stack
 from harness.stack import attach
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.discover import compose_container, discover, listening_pid, parent_of

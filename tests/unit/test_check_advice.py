@@ -10,9 +10,9 @@ from typing import Any
 
 from compose_helpers import set_flag
 
+from harness.compose import StackSpec
 from harness.config import Settings
 from harness.routing.headroom import Headroom
-from harness.spec import StackSpec
 from harness.vram.check import CheckResult, run_check
 from harness.vram.rules import Severity
 

@@ -84,7 +84,7 @@ def test_recorded_backend_serves_the_state_file(
     recorded: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import harness.stack.health as health
-    from harness.spec import load_stack
+    from harness.compose import load_stack
 
     monkeypatch.setattr(health, "wait_healthy", lambda *a, **k: 1.0)
     backend = state.RecordedBackend(up_doc(), load_stack(COMPOSE), tmp_path)
@@ -297,8 +297,8 @@ def test_tune_misspelt_flag_is_bad_input_with_did_you_mean(
 
 def test_tune_known_flags_pass_the_name_check() -> None:
     from harness.cli.tune import check_flag_names
-    from harness.spec import load_stack
-    from harness.spec.compose_edit import parse_flag_edit
+    from harness.compose import load_stack
+    from harness.compose.edit import parse_flag_edit
 
     edits = [parse_flag_edit(t) for t in ("vllm-primary.--max-num-seqs=4",
                                           "vllm-router.--swap-space=4",

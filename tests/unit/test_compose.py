@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.compose import load_stack
+from harness.compose.services import MASK
 from harness.errors import SpecError
-from harness.spec import load_stack
-from harness.spec.services import MASK
 
 
 def test_real_compose_parses_into_five_services_in_order(real_compose: Path) -> None:

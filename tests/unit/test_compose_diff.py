@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from harness.cli import main
+from harness.compose.diff import diff_texts, read_ref
 from harness.errors import InputError
-from harness.spec.compose_diff import diff_texts, read_ref
 
 Doc = dict[str, Any]
 

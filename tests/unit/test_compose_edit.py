@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.compose import load_stack
+from harness.compose.edit import apply_edits, parse_env_edit, parse_flag_edit
 from harness.errors import InputError
-from harness.spec import load_stack
-from harness.spec.compose_edit import apply_edits, parse_env_edit, parse_flag_edit
 
 
 def changed_lines(before: str, after: str) -> list[str]:

@@ -23,8 +23,8 @@ import requests.exceptions as requests_exceptions
 from test_plugin_gpu_run import dead_terminal, terminal_progress
 
 from harness.cli import main as harness_main
+from harness.compose import StackSpec, load_stack
 from harness.errors import StackError
-from harness.spec import StackSpec, load_stack
 from harness.stack.containers import prod_marker
 from harness.stack.containers.plan import LABEL
 from harness.stack.containers.production import (

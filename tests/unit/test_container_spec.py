@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from harness.compose import load_stack
+from harness.compose.env_file import read_env_file
 from harness.config import Settings
 from harness.errors import ConfigError, StackError
-from harness.spec import load_stack
-from harness.spec.env_file import read_env_file
 from harness.stack.containers.backend import started_at
 from harness.stack.containers.logs import LogFollower
 from harness.stack.containers.plan import (

@@ -16,8 +16,8 @@ import docker.errors
 import pytest
 
 from harness.cli import main
+from harness.compose import StackSpec, load_stack
 from harness.errors import CapabilityError
-from harness.spec import StackSpec, load_stack
 from harness.stack import doctor_checks as dc
 from harness.stack.containers import prod_marker
 from harness.units import GIB

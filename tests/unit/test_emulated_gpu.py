@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.compose import load_stack
 from harness.config import Settings
-from harness.spec import load_stack
 from harness.stack.containers.backend import ContainersBackend
 from harness.stack.containers.emulate import Emulation, emulate
 from harness.stack.containers.plan import ContainerPlan, gpu_plans, port_bindings

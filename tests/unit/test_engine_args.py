@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.compose import parse_engine_args
 from harness.errors import SpecError
-from harness.spec import parse_engine_args
 
 WHERE = "docker-compose.yml: service 'vllm-router'"
 

@@ -14,6 +14,7 @@ from ai_router.classify_prompt import CLASSIFY_SYSTEM_PROMPT
 from compose_helpers import set_flag
 
 from harness.cli import main
+from harness.compose import load_stack
 from harness.config import load_settings
 from harness.routing import headroom
 from harness.routing.headroom import (
@@ -25,7 +26,6 @@ from harness.routing.headroom import (
     measure,
 )
 from harness.routing.longctx import Tokenizer
-from harness.spec import load_stack
 from harness.vram.check import HEADROOM_RULE, run_check
 from harness.vram.rules import Severity
 

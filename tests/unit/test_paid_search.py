@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.compose import load_stack
 from harness.config import Settings
 from harness.load.prompts import chat_prompts, chat_user_prompts
 from harness.load.runner import profile_settings
 from harness.load.settings import LoadSettings
-from harness.spec import load_stack
 from harness.stack import attach
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.factory import make_backend

@@ -12,8 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.compose import parse_engine_args, parse_stack
 from harness.errors import InputError
-from harness.spec import parse_engine_args, parse_stack
 
 FLAGS = [
     "--gpu-memory-utilization",

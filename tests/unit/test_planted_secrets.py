@@ -16,9 +16,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from harness.compose import load_stack
+from harness.compose.env_file import service_env_files
 from harness.report.planted_secrets import ConsoleTee, PlantedSession, plant, scan
-from harness.spec import load_stack
-from harness.spec.env_file import service_env_files
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "infra" / "docker-compose.yml"

@@ -12,8 +12,8 @@ import pytest
 from docker.types import DeviceRequest
 
 from harness.cli import main
+from harness.compose import load_stack
 from harness.errors import StackError
-from harness.spec import load_stack
 from harness.stack.containers import client as client_module
 from harness.stack.containers.client import container_capability, gpu_probe
 from harness.stack.containers.prefetch import (

@@ -13,10 +13,10 @@ import pytest
 import report_fixtures as fixtures
 
 from harness.cli import main
+from harness.compose import load_stack
 from harness.errors import InputError
 from harness.report.compare import NOT_COMPARED, OK, REGRESSION, Tolerances, compare
 from harness.report.sessions import compose_location, parse_since, read_log, summarize
-from harness.spec import load_stack
 
 LOG = Path(__file__).parent / "data" / "ai-router-session.jsonl"
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import report_fixtures as fixtures
 
+from harness.compose.edit import parse_env_edit, parse_flag_edit
 from harness.config import Settings
 from harness.errors import InputError
-from harness.spec.compose_edit import parse_env_edit, parse_flag_edit
 from harness.tune import (
     Judgement,
     Tune,

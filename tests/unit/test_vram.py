@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.compose import parse_engine_args
 from harness.errors import InputError
-from harness.spec import parse_engine_args
 from harness.units import GIB, MIB, parse_size
 from harness.vram.arch import CATALOG, resolve_arch
 from harness.vram.plan import (

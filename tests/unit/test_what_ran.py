@@ -16,6 +16,7 @@ import pytest
 import report_fixtures as fixtures
 from docker.types import DeviceRequest
 
+from harness.compose import StackSpec, load_stack, parse_stack
 from harness.config import Settings
 from harness.errors import CapabilityError, HarnessError, SpecError
 from harness.report import stack_facts
@@ -29,7 +30,6 @@ from harness.report.stack_facts import (
     preflight_section,
     stack_section,
 )
-from harness.spec import StackSpec, load_stack, parse_stack
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.containers import backend as containers
 from harness.stack.containers import factory as containers_factory

@@ -28,10 +28,10 @@ from typing import Any, cast
 from docker.errors import DockerException
 from requests.exceptions import RequestException
 
+from harness.compose import StackSpec
+from harness.compose.env_file import missing_env_files
 from harness.errors import StackError, StartupError
 from harness.progress import best_effort
-from harness.spec import StackSpec
-from harness.spec.env_file import missing_env_files
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.containers.base_image import ensure_base_image
 from harness.stack.containers.client import (

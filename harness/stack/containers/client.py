@@ -9,8 +9,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from harness.compose import DeviceReservation
 from harness.errors import CapabilityError
-from harness.spec import DeviceReservation
 from harness.stack.containers.plan import (
     LABEL,
     ORDER_LABEL,

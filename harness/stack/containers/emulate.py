@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness.spec import StackSpec
-from harness.spec.services import is_secret_name
+from harness.compose import StackSpec
+from harness.compose.services import is_secret_name
 from harness.stack.containers.base_image import BASE_IMAGE
 from harness.stack.containers.plan import ENGINE_ROLES, ContainerPlan, Mount
 from harness.twin.engines import SERVE_ENTRYPOINT, TwinModelDirs, twin_engine

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from harness.compose import load_stack
 from harness.config import Settings
 from harness.errors import CapabilityError
-from harness.spec import load_stack
 from harness.stack.containers.backend import (
     ContainersBackend,
     container_capability,

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from harness.spec.services import MASK
+from harness.compose.services import MASK
 
 
 class LogFollower(threading.Thread):

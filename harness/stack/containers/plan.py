@@ -28,10 +28,10 @@ from urllib.parse import urlparse
 
 import yaml
 
+from harness.compose import DeviceReservation, ServiceSpec, StackSpec
+from harness.compose.env_file import service_env_files
+from harness.compose.services import MASK, is_secret_name
 from harness.errors import ConfigError
-from harness.spec import DeviceReservation, ServiceSpec, StackSpec
-from harness.spec.env_file import service_env_files
-from harness.spec.services import MASK, is_secret_name
 
 LABEL = "ai-router-harness"
 RUN_LABEL = "ai-router-harness.run"

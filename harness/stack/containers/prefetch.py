@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.compose import StackSpec
+from harness.compose.services import is_secret_name
 from harness.errors import CapabilityError, StackError
-from harness.spec import StackSpec
-from harness.spec.services import is_secret_name
 from harness.stack.containers.client import (
     PREFETCH_HINT,
     docker_errors,

@@ -27,9 +27,9 @@ from typing import Any
 
 from docker.errors import DockerException
 
+from harness.compose import StackSpec
 from harness.errors import StackError
 from harness.progress import best_effort
-from harness.spec import StackSpec
 from harness.stack.containers import prod_marker
 from harness.stack.containers.plan import LABEL, gpu_service_order
 from harness.stack.shield import deferring_interrupts

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.compose import StackSpec
 from harness.errors import CapabilityError, StackError
-from harness.spec import StackSpec
 from harness.stack.containers.base_image import BASE_IMAGE
 from harness.stack.containers.client import run_throwaway
 from harness.stack.containers.emulate import Runtime

@@ -12,10 +12,9 @@ from typing import Any
 
 import yaml
 
-from harness.errors import SpecError
-from harness.spec.engine_args import parse_engine_args
-from harness.spec.order import start_order
-from harness.spec.services import (
+from harness.compose.engine_args import parse_engine_args
+from harness.compose.order import start_order
+from harness.compose.services import (
     MASK,
     DeviceReservation,
     HealthCheck,
@@ -23,7 +22,8 @@ from harness.spec.services import (
     ServiceSpec,
     is_secret_name,
 )
-from harness.spec.stack import StackSpec
+from harness.compose.stack import StackSpec
+from harness.errors import SpecError
 
 _DURATION = re.compile(r"([0-9.]+)(us|ms|s|m|h)")
 _DURATION_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}

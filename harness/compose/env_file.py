@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.compose import ServiceSpec, StackSpec
 from harness.errors import ConfigError
-from harness.spec import ServiceSpec, StackSpec
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -17,17 +17,14 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from harness.compose.engine_args import split_flags
+from harness.compose.parse import parse_duration
+from harness.compose.services import MASK, is_secret_name
 from harness.errors import InputError, SpecError
-from harness.spec.compose import parse_duration
-from harness.spec.engine_args import split_flags
-from harness.spec.services import MASK, is_secret_name
-
-if TYPE_CHECKING:
-    from harness.spec.compose_edit import Edit
 
 SAFE_FLAGS = frozenset(
     {"--gpu-memory-utilization", "--max-model-len", "--max-num-seqs", "--kv-cache-dtype"}
@@ -299,13 +296,6 @@ def diff_texts(before: str, after: str, where: str = "compose file") -> list[Cha
 
 def diff_compose(before: str, after: str, before_where: str, after_where: str) -> ComposeDiff:
     return ComposeDiff(before_where, after_where, tuple(diff_texts(before, after, after_where)))
-
-
-def item_of(edit: Edit) -> Key:
-    """The (service, field) an edit changes, as `flatten` names it."""
-    if edit.kind == "env":
-        return (edit.service, f"environment.{edit.name}")
-    return (edit.service, edit.name)
 
 
 # -- where the old version comes from ---------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.compose.services import ServiceSpec
 from harness.errors import SpecError
-from harness.spec.services import ServiceSpec
 
 ENGINE_ROLES = ("classifier", "primary")
 

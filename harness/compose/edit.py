@@ -18,8 +18,9 @@ from typing import Literal
 
 import yaml
 
+from harness.compose.diff import Key, diff_texts, is_engine
+from harness.compose.services import is_secret_name
 from harness.errors import InputError
-from harness.spec.services import is_secret_name
 
 EditKind = Literal["flag", "model", "image", "env"]
 # Pseudo-flags for what is not a `--flag` of the command.
@@ -382,8 +383,6 @@ def apply_edits(text: str, edits: Iterable[Edit], where: str) -> str:
 def _engines_only(text: str, edits: Sequence[Edit], where: str) -> None:
     """Flags and models are edited on vLLM engines only: whether another program's next
     token is a flag's value or an argument is not known here."""
-    from harness.spec.compose_diff import is_engine
-
     try:
         services = (yaml.safe_load(text) or {}).get("services") or {}
     except (yaml.YAMLError, AttributeError):
@@ -397,10 +396,15 @@ def _engines_only(text: str, edits: Sequence[Edit], where: str) -> None:
             )
 
 
+def item_of(edit: Edit) -> Key:
+    """The (service, field) an edit changes, as compose_diff's `flatten` names it."""
+    if edit.kind == "env":
+        return (edit.service, f"environment.{edit.name}")
+    return (edit.service, edit.name)
+
+
 def check_edits(before: str, after: str, edits: Sequence[Edit], where: str) -> None:
     """The edited text reads back with every edit's value, and nothing else differs."""
-    from harness.spec.compose_diff import diff_texts, item_of
-
     changes = {c.key: c for c in diff_texts(before, after, where)}
     wanted = {item_of(e): e for e in edits}
     for key, edit in wanted.items():

@@ -1,9 +1,9 @@
 """The stack as declared in the compose file: StackSpec, ServiceSpec, EngineArgs."""
 
-from harness.spec.compose import load_stack, parse_stack
-from harness.spec.engine_args import EngineArgs, parse_engine_args
-from harness.spec.services import DeviceReservation, HealthCheck, PortMapping, ServiceSpec
-from harness.spec.stack import StackSpec
+from harness.compose.engine_args import EngineArgs, parse_engine_args
+from harness.compose.parse import load_stack, parse_stack
+from harness.compose.services import DeviceReservation, HealthCheck, PortMapping, ServiceSpec
+from harness.compose.stack import StackSpec
 
 __all__ = [
     "DeviceReservation",

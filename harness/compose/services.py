@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from harness.spec.engine_args import EngineArgs
+from harness.compose.engine_args import EngineArgs
 
 MASK = "***"
 # TOKEN but not TOKENS: XAI_MIN_MAX_TOKENS is a budget, not a credential.
