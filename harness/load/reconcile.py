@@ -111,6 +111,13 @@ def reconcile(
     out["engine_ttft_mean_ms"] = total / count * 1000 if count else None
     out["engine_ttft_requests"] = count
     out["ttft_mean_diff_ms"] = None
+    negative = [t for t in client if t < 0]
+    if negative:
+        problems.append(
+            f"{len(negative)} client TTFTs are negative (lowest {min(negative) * 1000:.1f} ms): "
+            "no first token comes before its request; the client's clock starts late, or the "
+            "router's X-Classifier-Ms is longer than the whole TTFT"
+        )
     if client and count and count == len(client):
         diff = out["client_ttft_mean_ms"] - out["engine_ttft_mean_ms"]
         out["ttft_mean_diff_ms"] = diff

@@ -88,15 +88,16 @@ def test_json_has_per_engine_kv_figures_and_findings(capsys, compose_variant) ->
     assert 2 <= primary["max_concurrency_at_max_model_len"] < 3
     # The classifier-headroom warning depends on the tokenizer files this machine holds.
     findings = [f for f in doc["findings"] if f["rule"] != "classifier-headroom"]
-    assert findings == [
-        {
-            "rule": "kv-holds-max-num-seqs",
-            "severity": "warning",
-            "message": doc["findings"][0]["message"],
-            "fix": doc["findings"][0]["fix"],
-            "service": "vllm-primary",
-        }
+    assert [(f["rule"], f["severity"], f["service"]) for f in findings] == [
+        ("kv-holds-max-num-seqs", "warning", "vllm-primary")
     ]
+    # The warning states the pool and what it means with the figures of this very check.
+    message, fix = findings[0]["message"], findings[0]["fix"]
+    pool = primary["kv_capacity_tokens"]
+    assert f"KV pool holds {pool:,} tokens" in message, message
+    assert f"{primary['max_concurrency_at_max_model_len']:.2f}x max-model-len" in message, message
+    assert "only 2 of --max-num-seqs 3 full-length sequences run at once" in message, message
+    assert "--gpu-memory-utilization" in fix and "--max-num-seqs" in fix, fix
 
 
 def test_console_script_answers_well_under_a_second(real_compose: Path) -> None:

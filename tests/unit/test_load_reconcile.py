@@ -58,6 +58,16 @@ def test_a_late_client_clock_does_not_reconcile() -> None:
     assert [p for p in out["problems"] if "shorter than the engine's own" in p], out["problems"]
 
 
+def test_a_negative_client_ttft_is_named_on_its_own() -> None:
+    # A clock 40 ms late on one request only: the means and buckets may still pass, but a first
+    # token before its request is impossible.
+    records = [rec(t + 0.003) for t in ENGINE[1:]] + [rec(-0.024)]
+    out = reconcile(records, BEFORE, after(ENGINE))
+    assert [p for p in out["problems"] if "1 client TTFTs are negative (lowest -24.0 ms)" in p], (
+        out["problems"]
+    )
+
+
 def test_a_client_200_ms_above_the_engine_does_not_reconcile() -> None:
     # The client's TTFT holds 200 ms the engine never saw (over the 150 ms bound): time lost in
     # the client, the HTTP server or the router.

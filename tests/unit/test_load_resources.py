@@ -28,13 +28,22 @@ def test_usage_of_this_process_and_a_child_group() -> None:
     assert usage([child.pid]).processes == 0  # gone: skipped, not an error
 
 
+def wait_for_samples(watch: ResourceWatch, count: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(watch.samples) < count:
+        assert time.monotonic() < deadline, f"the watch took no sample {count} in {timeout_s} s"
+        time.sleep(0.01)
+
+
 def test_watch_sees_descriptors_leak() -> None:
     leaked = []
     watch = ResourceWatch({"me": lambda: [os.getpid()]}, interval_s=0.05)
     with watch:
-        time.sleep(0.15)
+        wait_for_samples(watch, 1)
         leaked += [open(os.devnull) for _ in range(20)]  # noqa: SIM115
-        time.sleep(0.15)
+        # The watch's own thread must take a sample after the leak: waited for, not slept on,
+        # so that a busy machine only makes the test slower.
+        wait_for_samples(watch, len(watch.samples) + 1)
     try:
         summary = watch.summary(warmup_s=0.0)["me"]
         assert summary["fd_growth"] >= 20, summary
