@@ -17,6 +17,7 @@ import httpx
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from ai_router import timing
 from ai_router.auth import require_key
 from ai_router.classifier import Classifier, Decision
 from ai_router.config import Config
@@ -78,6 +79,7 @@ def create_app(
             path=request.path,
             started=time.monotonic(),
         )
+        timing.start()
         if request.path == "/health" and request.method in ("GET", "HEAD"):
             return
         # Before routing and body parsing: unauthenticated callers learn nothing, not even
@@ -164,6 +166,7 @@ def create_app(
             response.headers[ROUTE_HEADER] = decision.route
             response.headers[REASON_HEADER] = decision.reason
             response.headers[CLASSIFIER_MS_HEADER] = str(decision.classifier_ms)
+        _server_timing(response, record)
         record.upstream_retry = response.headers.get(RETRY_HEADER)
         if not g.get("deferred"):
             record.status = response.status_code
@@ -190,7 +193,24 @@ def _decide(classifier: Classifier, messages: list[dict[str, Any]]) -> Decision:
     g.record.reason = decision.reason
     g.record.classifier_ms = decision.classifier_ms
     g.record.history_tokens = decision.history_tokens
+    seconds = decision.seconds
+    timing.current().set(
+        timing.CLASSIFY, decision.classifier_ms / 1000 if seconds is None else seconds
+    )
     return decision
+
+
+def _server_timing(response: Response, record: SessionRecord) -> None:
+    """Server-Timing on a response that classified or called an upstream (ai_router.timing),
+    and the upstream figures on its session log line. A stream's head goes out now, with its
+    first chunk, so `total` ends here for streams too."""
+    times = timing.current()
+    if not times.durations:
+        return
+    times.set(timing.TOTAL, time.monotonic() - record.started)
+    response.headers[timing.HEADER] = times.header()
+    record.upstream_connect_ms = times.ms(timing.CONNECT)
+    record.upstream_ttfb_ms = times.ms(timing.TTFB)
 
 
 def _logged_stream(

@@ -55,6 +55,8 @@ class Decision:
     classifier_ms: int
     # The primary's count of the conversation as sent, where the decision needed one.
     history_tokens: int | None = None
+    # The same interval as classifier_ms, unrounded (Server-Timing's classify).
+    seconds: float | None = None
 
 
 @dataclass
@@ -96,12 +98,13 @@ class Classifier:
             route, reason = self._route(messages, facts)
         except _Fallback as fb:
             route, reason = self._config.default_route, f"fallback:{fb.cause}"
-        ms = int((time.monotonic() - start) * 1000)
+        seconds = time.monotonic() - start
+        ms = int(seconds * 1000)
         if reason == TRIMMED:
             log.info("classified on trimmed history after %d ms; routing to %s", ms, route)
         elif reason != CLASSIFIED:
             log.warning("classifier %s after %d ms; routing to %s", reason, ms, route)
-        return Decision(route, reason, ms, facts.history_tokens)
+        return Decision(route, reason, ms, facts.history_tokens, seconds)
 
     def max_tokens(self) -> int:
         """Room for the longest label plus one token, learned from the classifier's tokenizer.

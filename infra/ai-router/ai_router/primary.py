@@ -16,6 +16,7 @@ from ai_router.errors import ApiError, error_body, from_upstream_status
 from ai_router.reply import SSE_CONTENT_TYPE, Reply
 from ai_router.request_body import ChatRequest
 from ai_router.sse import DONE, UsageWatcher, sse_data
+from ai_router.timing import current
 
 NAME = "primary engine"
 
@@ -34,6 +35,7 @@ class Primary:
             # identity: raw bytes are passed through, so they must not arrive compressed.
             headers={"Accept-Encoding": "identity"},
             timeout=self._config.upstream_timeout_s,
+            extensions=current().upstream_extensions(),
         )
         return self._stream(request) if req.stream else self._complete(request)
 
@@ -57,12 +59,14 @@ class Primary:
         try:
             if not resp.is_success:
                 resp.read()
+                current().first_byte()
                 raise from_upstream_status(NAME, resp.status_code, resp.content, resp.headers)
             # In-memory transports hand over an already-read body; a socket never does.
             chunks = iter([resp.content]) if resp.is_stream_consumed else resp.iter_raw()
             # Wait for the first bytes before committing to a 200, so that an engine that
             # fails or says nothing still gets an honest HTTP error.
             first = _first_chunk(chunks)
+            current().first_byte()
         except BaseException:
             resp.close()
             raise
@@ -72,8 +76,13 @@ class Primary:
 
 
 def _send(client: httpx.Client, request: httpx.Request, *, stream: bool) -> httpx.Response:
+    timing = current()
+    timing.asking()
     try:
-        return client.send(request, stream=stream)
+        resp = client.send(request, stream=stream)
+        if not stream:
+            timing.first_byte()
+        return resp
     except httpx.TimeoutException:
         raise ApiError(504, f"{NAME} timed out") from None
     except httpx.HTTPError:

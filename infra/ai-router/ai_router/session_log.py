@@ -46,6 +46,9 @@ class SessionRecord:
     messages: int | None = None
     history_chars: int | None = None
     history_tokens: int | None = None
+    # Server-Timing's upstream figures (ai_router.timing), in ms; classify is classifier_ms.
+    upstream_connect_ms: float | None = None
+    upstream_ttfb_ms: float | None = None
 
     def as_json(self) -> str:
         data: dict[str, Any] = asdict(self)

@@ -23,6 +23,7 @@ from ai_router.errors import ApiError, error_body, from_upstream_status
 from ai_router.reply import SSE_CONTENT_TYPE, Reply
 from ai_router.request_body import ChatRequest
 from ai_router.sse import DONE, Event, iter_events, sse_data
+from ai_router.timing import current
 
 log = logging.getLogger("ai_router.xai")
 
@@ -125,11 +126,13 @@ class XaiSearch:
         try:
             if not resp.is_success:
                 resp.read()
+                current().first_byte()
                 raise self._status_error(resp)
             events = iter_events(resp.iter_lines())
             # Read ahead to the first real text before sending headers: until then the status
             # can still become an error, and an empty answer can still be retried.
             head, finished = self._read_head(events)
+            current().first_byte()
         except BaseException:
             resp.close()
             raise
@@ -244,11 +247,17 @@ class XaiSearch:
             json=payload,
             headers={"Authorization": f"Bearer {self._config.xai_api_key}"},
             timeout=self._config.upstream_timeout_s,
+            extensions=current().upstream_extensions(),
         )
 
     def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        timing = current()
+        timing.asking()
         try:
-            return self._client.send(request, stream=stream)
+            resp = self._client.send(request, stream=stream)
+            if not stream:
+                timing.first_byte()
+            return resp
         except httpx.TimeoutException:
             raise ApiError(504, "xAI timed out") from None
         except httpx.HTTPError:

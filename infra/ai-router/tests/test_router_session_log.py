@@ -45,6 +45,8 @@ FIELDS = {
     "messages",
     "history_chars",
     "history_tokens",
+    "upstream_connect_ms",
+    "upstream_ttfb_ms",
 }
 SHAPE = ("conversation", "turn", "messages", "history_chars", "history_tokens")
 
@@ -66,6 +68,7 @@ def test_one_line_per_request(
         assert datetime.fromisoformat(line["ts"]).utcoffset().total_seconds() == 0
         assert isinstance(line["duration_ms"], int)
     unset = {"ts": None, "request_id": None, "classifier_ms": 0, "duration_ms": 0}
+    unset |= {"upstream_connect_ms": 0.0, "upstream_ttfb_ms": 0.0}
     assert len(lines[0]["conversation"]) == 16
     assert lines[0] | unset | {"conversation": None} == {
         "ts": None,
@@ -87,6 +90,8 @@ def test_one_line_per_request(
         "messages": 1,
         "history_chars": len(PROMPT),
         "history_tokens": None,
+        "upstream_connect_ms": 0.0,
+        "upstream_ttfb_ms": 0.0,
     }
     # /v1/route and the rest carry no conversation shape: only chats are conversations.
     assert all(lines[i][k] is None for i in (2, 3) for k in SHAPE)
