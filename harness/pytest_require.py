@@ -1,7 +1,9 @@
 """What CI must have: `--harness-require-<name>` (or HARNESS_REQUIRE_<NAME>=1) turns a skip for
 want of the GPU, the CPU twin, a Docker engine or Chromium into a failure, so that a run which
 lost one of them cannot go green on skips. A laptop without them still skips, with the reason.
-Registered by harness.pytest_plugin, which declares the options."""
+Registered by harness.pytest_plugin, which declares the options and imports it first; it holds
+no assertion for pytest to rewrite (PYTEST_DONT_REWRITE), so pytest does not warn that it could
+not."""
 
 from __future__ import annotations
 
