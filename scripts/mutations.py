@@ -207,6 +207,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            if end - start < 10 * min_s:",
         ("tests/unit/test_concurrency_overlap.py::test_four_streams_decoding_together_are_four",),
     ),
+    Mutation(
+        "classification-prompt",
+        "a change to what the classifier sees is caught on the harness side",
+        "infra/ai-router/ai_router/classify_prompt.py",
+        '        if role in ("user", "assistant"):',
+        '        if role in ("user", "assistant", "tool"):',
+        (
+            "tests/unit/test_classification_golden.py::test_the_classifier_sees_exactly_the_pinned_messages",
+        ),
+    ),
 )
 
 
