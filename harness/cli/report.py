@@ -51,7 +51,8 @@ def cmd_compare(ns: argparse.Namespace) -> int:
         ns.baseline, root_of(run_dir), current["run_id"], current["target"], current=current
     )
     baseline = load_record(base_path)
-    # Unlike runs (another duration, users, target or shape) are refused: exit 2, naming each.
+    # Unlike runs (another duration, users, target, shape or compose file) are refused: exit 2,
+    # naming each.
     refuse_unlike(current, baseline, force=getattr(ns, "force", False))
     dirs = run_dirs_of(current, run_dir, baseline, base_path)
     result = compare(
@@ -123,8 +124,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "Has the stack got worse? Compare a run with the baseline, metric by metric "
             "(latency percentiles, routing accuracy, KV capacity, fallbacks), each against its "
             "tolerance from [compare] in harness.toml. Only like with like: a load profile run "
-            "with another duration, user count, target or shape is reported as not "
-            "comparable, unless --force. Exit 1 on a regression."
+            "with another duration, user count, target or shape, or a run brought up from "
+            "another compose file (its sha256), is refused as not comparable, unless --force. "
+            "Exit 1 on a regression."
         ),
         epilog=examples(
             "harness compare reports/runs/20250101T020000Z-twin",
@@ -138,14 +140,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="PATH|last-green",
         help="a record.json or run directory, or last-green: the newest passed run of the same "
-        "kind (target, load profiles and their settings) "
+        "kind (target, compose file, load profiles and their settings) "
         "(default: reports/baseline.json, else last-green)",
     )
     comp.add_argument("--json", action="store_true", help="rows as JSON")
     comp.add_argument(
         "--force", action="store_true",
         help="compare a load profile that ran with other settings (duration, users, target, "
-        "shape) than the baseline's; without it such a run is refused (exit 2)",
+        "shape) than the baseline's, or a run of another compose file; without it such a run "
+        "is refused (exit 2), with it each row says what differs",
     )  # fmt: skip
     comp.set_defaults(func=cmd_compare)
 

@@ -33,6 +33,7 @@ from harness.errors import InputError
 from harness.load.records import RequestRecord, read_records
 from harness.load.significance import MIN_REQUESTS, p95_regression
 from harness.report import summary
+from harness.report.compose_hash import compose_difference, compose_hash, missing_note, shown
 from harness.report.run_dir import reports_root
 from harness.units import count, ms, number, percent
 
@@ -43,6 +44,8 @@ CHANGED = "changed"  # what ran differs (an engine's vLLM version, an image): no
 # The profile ran with other settings (duration, users, shape) than the baseline's: its numbers
 # are not judged against each other, neither a pass nor a regression.
 NOT_COMPARABLE = "not comparable"
+# The row of the compose file's sha256: which file each run was brought up from.
+COMPOSE_METRIC = "stack.compose_sha256"
 
 # A load profile's settings (the summary's "settings") that make two runs of it alike, with how
 # a difference is named.
@@ -103,6 +106,8 @@ class Comparison:
     current_id: str
     baseline_id: str
     rows: tuple[Row, ...] = field(default_factory=tuple)
+    # The runs used other compose files and were not forced: "compose hash 1a2b… vs 3c4d…".
+    unlike_compose: str = ""
 
     @property
     def regressions(self) -> list[Row]:
@@ -260,6 +265,9 @@ def kind_difference(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
     if set(bp) != set(cp):
         parts.append(f"profiles {', '.join(bp) or 'none'} vs {', '.join(cp) or 'none'}")
     parts += unlike_profiles(base, cur)
+    compose = compose_difference(base, cur)
+    if compose:
+        parts.append(compose)
     return parts
 
 
@@ -284,13 +292,17 @@ def refuse_unlike(
     current: dict[str, Any], baseline: dict[str, Any], *, force: bool = False
 ) -> None:
     """Raise NotComparableError when a load profile of `current` ran with other settings or
-    against another target than the baseline's, unless `force`. Profiles only one run has
-    are not held against it (their rows are "not compared")."""
+    against another target than the baseline's, or the runs used other compose files, unless
+    `force`. Profiles only one run has are not held against it (their rows are "not
+    compared"), nor is a compose file an older record has no hash of."""
     if force:
         return
     diffs = unlike_profiles(baseline, current)
     if baseline.get("target") != current.get("target"):
         diffs.insert(0, f"target {baseline.get('target')} vs {current.get('target')}")
+    compose = compose_difference(baseline, current)
+    if compose:
+        diffs.append(compose)
     if diffs:
         raise NotComparableError(
             f"{current['run_id']} is not comparable with baseline {baseline['run_id']} "
@@ -421,8 +433,14 @@ def _session_rows(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances) ->
 
 
 def _stack_rows(base: dict[str, Any], cur: dict[str, Any]) -> Iterator[Row]:
-    """What ran, side by side: each engine's vLLM version (GET /version) and each container's
-    image ID. A difference is shown as changed; the metrics say whether it mattered."""
+    """What ran, side by side: the compose file's hash, each engine's vLLM version (GET
+    /version) and each container's image ID. A difference is shown as changed; the metrics say
+    whether it mattered."""
+    bh, ch = compose_hash(base), compose_hash(cur)
+    if bh is None or ch is None:
+        yield Row(COMPOSE_METRIC, bh, ch, None, "", NOT_COMPARED, missing_note(base, cur))
+    else:
+        yield Row(COMPOSE_METRIC, bh, ch, None, "", OK if bh == ch else CHANGED)
     b, c = summary.what_ran(base), summary.what_ran(cur)
     for name in dict.fromkeys([*b, *c]):
         for key, what in (("version", "vllm_version"), ("image", "image_id")):
@@ -442,6 +460,20 @@ def _f(v: int | None) -> float | None:
     return None if v is None else float(v)
 
 
+def _forced(r: Row, why: str) -> Row:
+    """The row compared although the runs differ, saying how on the row."""
+    if "forced: " in r.note:
+        return replace(r, note=f"{r.note}, {why}")
+    return replace(r, note=f"{r.note}; forced: {why}".lstrip("; "))
+
+
+def _unlike_compose(r: Row, why: str) -> Row:
+    """The row of runs that used other compose files: not comparable, with the difference
+    (and any other difference of its profile) named."""
+    note = f"{why}, {r.note}" if r.verdict == NOT_COMPARABLE else why
+    return replace(r, verdict=NOT_COMPARABLE, note=note)
+
+
 def compare(
     current: dict[str, Any],
     baseline: dict[str, Any],
@@ -449,6 +481,7 @@ def compare(
     *,
     run_dirs: Mapping[str, Path] | None = None,
     force: bool = False,
+    compose_changed: bool = False,
 ) -> Comparison:
     """Every comparable metric of two validated records, as rows with a verdict each.
 
@@ -456,14 +489,27 @@ def compare(
     each run's directory: `run_dirs` by run id, else `<reports root>/runs/<run id>`) where both
     runs have it; else on the summaries' p95s alone. A profile that ran with other settings
     than the baseline's (duration, users, target, shape) is "not comparable", its rows named
-    with the difference, unless `force`."""
+    with the difference, unless `force`. Runs that used other compose files are not comparable
+    in any metric, unless `force` (each row then says so) or `compose_changed`: the compose
+    file was changed on purpose (`harness tune`'s before and after), and the metrics are what
+    judges the change; the stack.compose_sha256 row shows it changed."""
     tol = tol or Tolerances()
     rows = [_status_row(baseline, current)]
     rows += _acceptance_rows(baseline, current, tol)
     rows += _load_rows(baseline, current, tol, run_dirs, force)
     rows += _session_rows(baseline, current, tol)
+    unlike_compose = "" if compose_changed else compose_difference(baseline, current)
+    if unlike_compose and force:
+        rows = [_forced(r, unlike_compose) for r in rows]
+    elif unlike_compose:
+        rows = [_unlike_compose(r, unlike_compose) for r in rows]
     rows += _stack_rows(baseline, current)
-    return Comparison(current["run_id"], baseline["run_id"], tuple(rows))
+    return Comparison(
+        current["run_id"],
+        baseline["run_id"],
+        tuple(rows),
+        unlike_compose="" if force else unlike_compose,
+    )
 
 
 def unit_of(metric: str) -> Callable[[float], str]:
@@ -482,7 +528,7 @@ def _cell(v: Value, metric: str = "") -> str:
     if v is None:
         return "-"
     if isinstance(v, str):
-        return v
+        return shown(v) if metric == COMPOSE_METRIC else v
     return unit_of(metric)(v)
 
 
@@ -551,7 +597,12 @@ def verdict_line(c: Comparison) -> str:
     skipped = sum(r.verdict == NOT_COMPARED for r in c.rows)
     tail = f"{compared} metrics compared, {skipped} not compared"
     unlike_rows = {r.metric.split(".")[1]: r.note for r in c.rows if r.verdict == NOT_COMPARABLE}
-    if unlike_rows:
+    if c.unlike_compose:
+        tail += (
+            f"; NOT COMPARABLE, another compose file than the baseline's: {c.unlike_compose} "
+            "(a baseline run with the same compose file, or --force)"
+        )
+    elif unlike_rows:
         tail += "; NOT COMPARABLE, other settings than the baseline's: " + "; ".join(
             f"load.{p} ({why})" for p, why in unlike_rows.items()
         )

@@ -109,9 +109,9 @@ def last_green(
 ) -> Path:
     """The record of the newest passed run in the history other than `exclude`; with `target`,
     only runs against that target count (a twin run is no baseline for the GPU stack); with
-    `like` (the current run's record), only runs of the same kind: same target, same load
-    profiles, each run with the same settings (a `make run` is no baseline for a 60 s
-    `harness load steady`)."""
+    `like` (the current run's record), only runs of the same kind: same target, same compose
+    file, same load profiles, each run with the same settings (a `make run` is no baseline for
+    a 60 s `harness load steady`)."""
     from harness.report.compare import kind_difference
 
     history = root / HISTORY
