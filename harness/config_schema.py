@@ -106,6 +106,26 @@ class LoadSettings:
 
 
 @dataclass(frozen=True)
+class CapacitySettings:
+    """`harness capacity` (harness.toml's [capacity] says where each value comes from)."""
+
+    profile: str = "steady"
+    probe_s: float = 20.0
+    start_rps: float = 1.0
+    growth: float = 2.0
+    max_probes: int = 8
+    repeat_probes: int = 2
+    resolution: float = 0.15
+    goodput_share: float = 0.95
+    max_request_s: float = 60.0
+    saturation_queue_rise: float = 3.0
+    saturation_ttft_rise: float = 0.5
+    kv_full: float = 0.9
+    bound_share: float = 0.1
+    settle_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class CompareSettings:
     ttft_p95_growth: float = 0.15
     ttft_p95_slack_s: float = 0.05
@@ -142,6 +162,7 @@ class HarnessSettings:
         }
     )
     load: LoadSettings = field(default_factory=LoadSettings)
+    capacity: CapacitySettings = field(default_factory=CapacitySettings)
     compare: CompareSettings = field(default_factory=CompareSettings)
     slo: Mapping[str, Any] = field(default_factory=dict)
 
@@ -153,6 +174,7 @@ SECTIONS: dict[str, type] = {
     "check": CheckSettings,
     "twin": TwinSettings,
     "load": LoadSettings,
+    "capacity": CapacitySettings,
     "compare": CompareSettings,
 }
 

@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     order.add_argument("--reverse", action="store_true", help="stop order")
     order.set_defaults(func=_cmd_order)
 
+    from harness.cli import capacity as cli_capacity
     from harness.cli import doctor as cli_doctor
     from harness.cli import report as cli_report
     from harness.cli import run as cli_run
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_stack.add_parsers(sub)
     cli_run.add_parsers(sub)
+    cli_capacity.add_parsers(sub)
     cli_report.add_parsers(sub)
     cli_tune.add_parsers(sub)
     cli_doctor.add_parsers(sub)
@@ -206,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The subcommands that read harness.toml: each says which file is in force.
-READS_CONFIG = {"check", "up", "load", "run", "nightly", "compare", "tune", "sessions", "vram"}
+READS_CONFIG = {
+    "check", "up", "load", "capacity", "run", "nightly", "compare", "tune", "sessions", "vram",
+}  # fmt: skip
 
 
 def _settle_config(ns: argparse.Namespace) -> None:

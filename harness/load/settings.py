@@ -33,6 +33,13 @@ class LoadSettings:
     # False: send no chat the router would forward to xAI (an attached production stack whose
     # search route is paid, without --harness-xai): chat users draw only `local` prompts.
     search_allowed: bool = True
+    # Open-loop arrivals (harness capacity): requests per second in a Poisson process for the
+    # run's duration, whatever the answers take; 0 for the profiles' closed loops. A request
+    # still unanswered request_cut_s after it went out is abandoned and recorded as failed.
+    rate_per_s: float = 0.0
+    request_cut_s: float = 0.0
+    # The profile whose requests the open-loop arrivals send (steady, saturate, kv-pressure).
+    profile: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LoadSettings:
@@ -62,6 +69,9 @@ class LoadSettings:
             min_requests=int(e.get("HARNESS_LOAD_MIN_REQUESTS", "0")),
             worker=e.get("HARNESS_LOAD_WORKER", ""),
             search_allowed=e.get("HARNESS_LOAD_SEARCH_ALLOWED", "1") != "0",
+            rate_per_s=float(e.get("HARNESS_LOAD_RATE_PER_S", "0")),
+            request_cut_s=float(e.get("HARNESS_LOAD_REQUEST_CUT_S", "0")),
+            profile=e.get("HARNESS_LOAD_PROFILE", ""),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -81,6 +91,9 @@ class LoadSettings:
             "HARNESS_LOAD_DIRECT_MODEL": self.direct_model,
             "HARNESS_LOAD_MIN_REQUESTS": str(self.min_requests),
             "HARNESS_LOAD_SEARCH_ALLOWED": "1" if self.search_allowed else "0",
+            "HARNESS_LOAD_RATE_PER_S": str(self.rate_per_s),
+            "HARNESS_LOAD_REQUEST_CUT_S": str(self.request_cut_s),
+            "HARNESS_LOAD_PROFILE": self.profile,
         }
         if self.worker:
             env["HARNESS_LOAD_WORKER"] = self.worker

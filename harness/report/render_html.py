@@ -3,8 +3,9 @@
 Plots (each an `<svg>` with a stable id): latency percentiles per profile and route
 (`plot-latency-ttft|itl|e2e`), KV usage and queue timelines per profile and engine
 (`plot-timeline-<profile>-<engine>-kv|queue`, max-num-seqs dashed), the routing confusion
-matrix (`plot-confusion`), the long-context matrix (`plot-long-context`), the VRAM budget
-(`plot-vram`) and, given history, trends (`plot-trend-accuracy`, `plot-trend-ttft-<profile>`).
+matrix (`plot-confusion`), the long-context matrix (`plot-long-context`), the capacity curve
+(`plot-capacity-curve`), the VRAM budget (`plot-vram`) and, given history, trends
+(`plot-trend-accuracy`, `plot-trend-ttft-<profile>`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.report import summary, svg, verdict
+from harness.report import capacity, summary, svg, verdict
 from harness.report.compare import Comparison, cells, verdict_line
 from harness.report.html_load import load, trends
 from harness.report.svg import esc, fmt, table
@@ -92,7 +93,7 @@ def header(doc: dict[str, Any], c: Comparison | None) -> str:
     if r is not None:
         floor_breached = _breached(doc, "routing_accuracy_floor")
         cards.append(
-            _card("routing accuracy", f"{r['accuracy']:.3f}", False if floor_breached else None)
+            _card("routing accuracy", percent(r["accuracy"]), False if floor_breached else None)
         )
     rows = summary.long_context(doc)
     if rows is not None:
@@ -239,7 +240,7 @@ def routing(doc: dict[str, Any]) -> str:
         for m in r.get("misses", [])[:20]
     ]
     return (
-        f"<h2>Routing</h2><p>accuracy <b>{r['accuracy']:.3f}</b> on {r.get('scored', '?')} "
+        f"<h2>Routing</h2><p>accuracy <b>{percent(r['accuracy'])}</b> on {r.get('scored', '?')} "
         f'items, {r["fallbacks"]} fallbacks</p><div class="plots">{plot}'
         f"{table(['route', 'precision', 'recall'], per)}</div>"
         + (f"<h3>Misses</h3>{table(['id', 'expected', 'got', 'reason'], misses)}" if misses else "")
@@ -425,7 +426,8 @@ def render_html(
     body = [header(doc, comparison_), why_failed(doc), slo_table(doc)]
     if comparison_ is not None:
         body.append(comparison(comparison_))
-    body += [routing(doc), long_context(doc), load(doc, run_dir), kv_and_vram(doc)]
+    body += [routing(doc), long_context(doc), load(doc, run_dir), capacity.html(doc)]
+    body.append(kv_and_vram(doc))
     body += [trends(history or []), stack(doc)]
     csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
     return (
