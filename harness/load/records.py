@@ -38,6 +38,8 @@ class RequestRecord:
     # The labelled prompt's identity (harness.load.prompts.prompt_key), never its text: the
     # route it gets alone is asked for once after the run (harness.load.routing).
     prompt_key: str | None = None
+    # The answer's Server-Timing parts in ms (harness.load.server_timing); None without one.
+    server_timing: dict[str, float] | None = None
 
     @property
     def label(self) -> str:

@@ -44,6 +44,7 @@ from harness.load.stats import (
     route_reasons,
     throughput,
 )
+from harness.load.waterfall import run_waterfall
 from harness.stack.base import Stack
 from harness.telemetry.prom import Scrape, scrape
 from harness.telemetry.sampler import Sampler
@@ -232,6 +233,9 @@ def run_profile(
         solo=solo_routes_of(stack, records) if profile in CHAT_PROFILES else None,
     )  # fmt: skip
     summary["target"] = stack.target
+    summary["waterfall"] = run_waterfall(
+        records, sampler, stack.primary.name, stack.classifier.name
+    )
     summary["kv_pool"] = kv_pool(
         capacity,
         records,

@@ -54,6 +54,7 @@ from harness.load.prompts import (
     prompt_routes,
 )
 from harness.load.records import RecordWriter, RequestRecord, record_line
+from harness.load.server_timing import parse_server_timing
 from harness.load.settings import LoadSettings
 from harness.load.sse import measure_stream
 
@@ -189,6 +190,7 @@ class _StreamingUser(User):
                 classifier_ms = resp.header("X-Classifier-Ms")
                 if classifier_ms:
                     rec.classifier_ms = float(classifier_ms)
+                rec.server_timing = parse_server_timing(resp.header("Server-Timing"))
                 if resp.status != 200:
                     rec.error = resp.read_all(4096).decode("utf-8", "replace")[:300]
                 else:

@@ -1,5 +1,6 @@
-"""The load sections of report.html: latency bars, per-profile engine tables and timelines read
-from `<run dir>/load/<profile>/timeline.jsonl`, and the trend plots over past runs."""
+"""The load sections of report.html: latency bars, where the time to first token goes per route
+(`plot-waterfall`), per-profile engine tables and timelines read from
+`<run dir>/load/<profile>/timeline.jsonl`, and the trend plots over past runs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from harness.load.records import read_records
 from harness.load.series import by_concurrency, over_time
 from harness.report import summary, svg, verdict
 from harness.report.svg import esc, fmt, slug, table
+from harness.report.waterfall_table import (
+    UNACCOUNTED,
+    part_names,
+    waterfall_lines,
+    waterfall_rows,
+    waterfall_table,
+)
 from harness.units import percent
 
 
@@ -121,6 +129,7 @@ def load(doc: dict[str, Any], run_dir: Path | None) -> str:
             '<h3 id="client-engine">Client against engine</h3>'
             + "".join(f"<p>{esc(line)}</p>" for line in lines)
         )
+    out.append(_waterfall(doc))
     pools = summary.kv_pools(doc)
     if pools:
         out.append(
@@ -130,6 +139,44 @@ def load(doc: dict[str, Any], run_dir: Path | None) -> str:
     for p, s in profiles.items():
         out.append(_profile(p, s, run_dir))
     return "".join(out)
+
+
+def _waterfall(doc: dict[str, Any]) -> str:
+    """Each route's time to first token as stacked parts (harness.load.waterfall), the client's
+    mean TTFT marked on the same scale, then the table and what it says."""
+    found = waterfall_rows(doc)
+    if not found:
+        return ""
+    names = part_names(found)
+    colours = {name: svg.PALETTE[i % len(svg.PALETTE)] for i, name in enumerate(names)}
+    colours[UNACCOUNTED] = "#dddddd"
+    bars = [
+        (
+            f"{r.profile} {r.route}",
+            [
+                *((n, max(0.0, ms), colours[n]) for n, ms in r.parts.items()),
+                (UNACCOUNTED, max(0.0, r.unaccounted_ms), colours[UNACCOUNTED]),
+            ],
+            r.client_ttft_ms,
+        )
+        for r in found
+    ]
+    scale = max(max(r.client_ttft_ms, sum(max(0.0, v) for v in r.parts.values())) for r in found)
+    plot = svg.stacked_bars(
+        "plot-waterfall",
+        "Where the time to first token goes (means, ms)",
+        bars,
+        scale * 1.1,
+        value_fmt=lambda v: f"{fmt(v)} ms",
+        scale_label="scale",
+        bracket_label="client mean TTFT",
+    )
+    head, body = waterfall_table(found)
+    said = "".join(f"<p>{esc(line)}</p>" for line in waterfall_lines(doc))
+    return (
+        '<h3 id="waterfall">Where the time to first token goes</h3>'
+        f'<div class="plots">{plot}</div>{table(head, body)}{said}'
+    )
 
 
 def _goodput(rps: float | None, share: float | None) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 from harness.report import capacity, summary, verdict
 from harness.report.compare import Comparison, render_table, verdict_line
+from harness.report.waterfall_table import waterfall_lines, waterfall_rows, waterfall_table
 from harness.units import number, percent
 
 
@@ -179,6 +180,7 @@ def load(doc: dict[str, Any]) -> list[str]:
     if eng_rows:
         out += [*_table([*eng_head, "preemptions"], eng_rows), ""]
     out += _routing_under_load(profiles)
+    out += _waterfall(doc)
     out += [f"- {line}" for line in summary.client_engine(doc)]
     out += [f"- {pool.sentence()}" for pool in summary.kv_pools(doc)]
     reasons = summary.route_reasons_line(doc)
@@ -226,6 +228,16 @@ def _routing_under_load(profiles: dict[str, dict[str, Any]]) -> list[str]:
     if flights:
         out.append(f"- Routing accuracy by requests in flight at send time: {' · '.join(flights)}")
     return out
+
+
+def _waterfall(doc: dict[str, Any]) -> list[str]:
+    """Where each route's time to first token goes (harness.load.waterfall), in means."""
+    found = waterfall_rows(doc)
+    if not found:
+        return []
+    head, body = waterfall_table(found)
+    out = ["Where the time to first token goes (means over each route's answers):", ""]
+    return [*out, *_table(head, body), "", *(f"- {line}" for line in waterfall_lines(doc)), ""]
 
 
 def comparison(c: Comparison) -> list[str]:

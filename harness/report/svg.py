@@ -343,9 +343,11 @@ def stacked_bars(
     value_fmt: Callable[[float], str] = fmt,
     scale_label: str = "scale",
     width: int = 900,
+    bracket_label: str = "budget",
 ) -> str:
     """Horizontal stacked bars on one common scale; the third item of a row draws a bracket
-    (e.g. an engine's budget) at that value. Segment text is shown where it fits."""
+    (e.g. an engine's budget) at that value, named `bracket_label`. Segment text is shown
+    where it fits."""
     seen: dict[str, str] = {}
     for _, segs, _ in rows:
         for name, _, colour in segs:
@@ -381,9 +383,9 @@ def stacked_bars(
             bx = left + bracket * k
             out.append(
                 f'<path d="M{bx:.1f} {y - 4} v32" stroke="#000" stroke-width="2">'
-                f"<title>{esc(f'{label} budget: {value_fmt(bracket)}')}</title></path>"
+                f"<title>{esc(f'{label} {bracket_label}: {value_fmt(bracket)}')}</title></path>"
             )
-            out.append(_text(bx + 6, y + 16, f"budget {value_fmt(bracket)}", "start"))
+            out.append(_text(bx + 6, y + 16, f"{bracket_label} {value_fmt(bracket)}", "start"))
     out.append(_text(right, height - 8, f"{scale_label}: {value_fmt(scale)}", "end"))
     out.append("</svg>")
     return "".join(out)
