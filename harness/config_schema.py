@@ -144,6 +144,12 @@ class CompareSettings:
     gate_slack_s: float = 0.1
 
 
+@dataclass(frozen=True)
+class ReplaySettings:
+    # `harness load replay` refuses a log with more requests unless --limit N takes the first N.
+    max_requests: int = 2000
+
+
 # The live stack's published ports (infra/docker-compose.yml), where `attach` looks by default.
 ATTACH_DEFAULTS = TargetSettings(
     router_url="http://127.0.0.1:8080",
@@ -164,6 +170,7 @@ class HarnessSettings:
     load: LoadSettings = field(default_factory=LoadSettings)
     capacity: CapacitySettings = field(default_factory=CapacitySettings)
     compare: CompareSettings = field(default_factory=CompareSettings)
+    replay: ReplaySettings = field(default_factory=ReplaySettings)
     slo: Mapping[str, Any] = field(default_factory=dict)
 
     def target(self, name: str) -> TargetSettings:
@@ -176,6 +183,7 @@ SECTIONS: dict[str, type] = {
     "load": LoadSettings,
     "capacity": CapacitySettings,
     "compare": CompareSettings,
+    "replay": ReplaySettings,
 }
 
 

@@ -23,6 +23,7 @@ from harness.cli.common import (
     recorded_misfit,
     seconds,
 )
+from harness.cli.replay import add_replay_arguments
 from harness.errors import InputError, StackError
 from harness.load.profiles import PROFILES
 from harness.progress import reporting
@@ -37,6 +38,7 @@ def address(text: str) -> tuple[str, int]:
 
 
 def cmd_load(ns: argparse.Namespace) -> int:
+    from harness.cli.replay import replay_inputs, run_replay
     from harness.compose import load_stack
     from harness.config import load_settings
     from harness.load.processes import Distributed
@@ -44,6 +46,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
     from harness.load.slo import check_slo_settings, check_slos, slo_table
     from harness.report.load_run import LoadRunRecord
     from harness.report.render_md import load as load_section
+    from harness.report.replay import reproduction_problems
     from harness.report.run_dir import new_run_dir
     from harness.report.verdict import verdict_line
     from harness.stack.base import Backend
@@ -62,6 +65,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
         )
     settings = load_settings(ns.config)
     check_slo_settings(settings)  # a typo in [slo.*] stops the run before the stack comes up
+    replay = replay_inputs(ns, settings)  # the log to replay, refused before anything starts
     recorded = recorded_stack(ns)
     target = ns.target or (recorded["target"] if recorded else "twin")
     knobs = settings.typed.load
@@ -72,7 +76,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
         max_tokens = knobs.kv_pressure_max_tokens
         if target == "twin" and not kv_items and recorded is None:
             kv_items = [f"primary={knobs.twin_kv_pressure_capacity}"]
-    duration = ns.duration or knobs.duration_s[ns.profile]
+    duration = ns.duration or knobs.duration_s.get(ns.profile, 0.0)
     kv = parse_kv_overrides(kv_items, spec) if recorded is None else {}
     check_target_inputs(target)
     # Only now, with every input checked, does the run get a directory and a history line.
@@ -104,29 +108,37 @@ def cmd_load(ns: argparse.Namespace) -> int:
                 raise
             run.stack_up(stack)
             try:
-                progress(f"running {ns.profile} for {duration:.0f} s against {stack.router.url}")
-                if ns.workers:
-                    host, port = ns.master
-                    progress(
-                        f"waiting up to {ns.workers_wait:.0f} s for {ns.workers} worker(s): "
-                        f"harness load {ns.profile} --target attach --worker HOST:{port} on "
-                        f"each (the master listens on {host}:{port})"
+                if replay is not None:
+                    result = run_replay(
+                        stack, replay, run_dir / "load", speed=ns.speed or 1.0,
+                        settings=settings, source=ns.sessions, since=ns.since, progress=progress,
+                    )  # fmt: skip
+                else:
+                    url = stack.router.url
+                    progress(f"running {ns.profile} for {duration:.0f} s against {url}")
+                    if ns.workers:
+                        host, port = ns.master
+                        progress(
+                            f"waiting up to {ns.workers_wait:.0f} s for {ns.workers} worker(s): "
+                            f"harness load {ns.profile} --target attach --worker HOST:{port} on "
+                            f"each (the master listens on {host}:{port})"
+                        )
+                    result = run_profile(
+                        stack,
+                        ns.profile,
+                        run_dir / "load",
+                        duration_s=duration,
+                        users=ns.users,
+                        max_tokens=max_tokens,
+                        context_fraction=knobs.context_fraction,
+                        warmup_s=knobs.soak_warmup_s,
+                        distributed=distributed,
+                        slo=slo_table(settings, ns.profile, stack.target),
                     )
-                result = run_profile(
-                    stack,
-                    ns.profile,
-                    run_dir / "load",
-                    duration_s=duration,
-                    users=ns.users,
-                    max_tokens=max_tokens,
-                    context_fraction=knobs.context_fraction,
-                    warmup_s=knobs.soak_warmup_s,
-                    distributed=distributed,
-                    slo=slo_table(settings, ns.profile, stack.target),
-                )
             finally:
                 backend.down()
             violations = check_slos(settings, result.summary, stack.primary.name)
+            violations += reproduction_problems(result.summary.get("replay") or {})
         finally:
             if bad_input:
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -244,9 +256,13 @@ def add_load_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "harness up && harness load kv-pressure       # measure the stack kept up",
             "HARNESS_ROUTER_API_KEY=... harness load steady --target attach   # the live stack",
             "harness load steady --processes 4            # more load than one process sends",
+            "harness load replay --sessions router-logs --since 24h --speed 4",
         ),
     )  # fmt: skip
-    load.add_argument("profile", choices=PROFILES, help="the load profile")
+    load.add_argument(
+        "profile", choices=(*PROFILES, "replay"),
+        help="the load profile, or replay: the ai-router's session log sent again (--sessions)",
+    )  # fmt: skip
     load.add_argument(
         "--target", default=None, choices=("twin", "attach", "gpu"),
         help="where the stack comes from (default: the stack `harness up` started, else twin); "
@@ -324,4 +340,5 @@ def add_load_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="the outcome as one JSON document on stdout (run directory, summary, SLO "
         "violations, files); progress goes to stderr",
     )
+    add_replay_arguments(load)
     load.set_defaults(func=cmd_load)
