@@ -85,6 +85,14 @@ def percent(fraction: float | None, digits: int = 3, *, signed: bool = False) ->
     return f"{number(fraction * 100, digits, signed=signed)} %"
 
 
+def points(share_difference: float | None, digits: int = 3) -> str:
+    """'2 points' from 0.02: a difference between two shares (an accuracy drop, a rate's
+    rise), in percentage points; 'n/a' for None."""
+    if share_difference is None:
+        return "n/a"
+    return f"{number(share_difference * 100, digits)} points"
+
+
 def millis(value_ms: float | None, digits: int = 3, *, signed: bool = False) -> str:
     """'37.1 ms' from 37.1297, '1,240 ms' from 1238.6; 'n/a' for None."""
     return "n/a" if value_ms is None else f"{number(value_ms, digits, signed=signed)} ms"

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.load.records import RequestRecord
+from harness.units import percent, points
 
 
 def in_flight_at_send(records: Sequence[RequestRecord]) -> list[int]:
@@ -156,7 +157,8 @@ def drift_problem(routing: Mapping[str, Any] | None, max_drop: float, where: str
     Without solo routes there is nothing to judge: None."""
     drift = (routing or {}).get("drift") or {}
     worse = [
-        f"{route}: {v['accuracy_under_load']:.3f} under load against {v['accuracy_alone']:.3f} "
+        f"{route}: {percent(v['accuracy_under_load'])} under load against "
+        f"{percent(v['accuracy_alone'])} "
         f"alone over {v['requests']} requests ({v['changed_under_load']} routed otherwise than "
         "alone)"
         for route, v in drift.items()
@@ -165,11 +167,12 @@ def drift_problem(routing: Mapping[str, Any] | None, max_drop: float, where: str
     if not worse:
         return None
     flights = ", ".join(
-        f"{n}: {v['accuracy']:.3f} of {v['requests']}"
+        f"{n}: {percent(v['accuracy'])} of {v['requests']}"
         for n, v in ((routing or {}).get("by_in_flight") or {}).items()
     )
     return (
-        f"routing depends on load: {'; '.join(worse)}, a drop above {max_drop:g} ({where}); "
+        f"routing depends on load: {'; '.join(worse)}, a drop above {points(max_drop)} "
+        f"({where}); "
         f"accuracy by requests in flight at send time {{{flights}}}"
     )
 
@@ -186,18 +189,20 @@ def routing_problem(routing: Mapping[str, Any] | None, floor: float, where: str)
         return (
             f"no request carried both its prompt's expected route and a route header "
             f"({unrouted} labelled requests got no route), so routing accuracy under load "
-            f"cannot be judged against the floor {floor:g} ({where})"
+            f"cannot be judged against the floor {percent(floor)} ({where})"
         )
     low = []
     if routing["accuracy"] < floor:
-        low.append(f"{routing['accuracy']:.3f} overall ({routing['correct']} of "
+        low.append(f"{percent(routing['accuracy'])} overall ({routing['correct']} of "
                    f"{routing['labelled']} labelled requests)")  # fmt: skip
     if not low:
         return None
     flights = ", ".join(
-        f"{n}: {v['accuracy']:.3f} of {v['requests']}" for n, v in routing["by_in_flight"].items()
+        f"{n}: {percent(v['accuracy'])} of {v['requests']}"
+        for n, v in routing["by_in_flight"].items()
     )
     return (
-        f"routing accuracy under load {'; '.join(low)} is below the floor {floor:g} ({where}); "
+        f"routing accuracy under load {'; '.join(low)} is below the floor {percent(floor)} "
+        f"({where}); "
         f"accuracy by requests in flight at send time {{{flights}}}"
     )

@@ -35,7 +35,7 @@ from harness.load.significance import MIN_REQUESTS, p95_regression
 from harness.report import summary
 from harness.report.compose_hash import compose_difference, compose_hash, missing_note, shown
 from harness.report.run_dir import reports_root
-from harness.units import count, ms, number, percent
+from harness.units import count, ms, number, percent, points
 
 OK = "ok"
 REGRESSION = "regression"
@@ -388,7 +388,7 @@ def _acceptance_rows(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances)
         _num(br, "accuracy"),
         _num(cr, "accuracy"),
         tol.accuracy_drop,
-        f"may drop {tol.accuracy_drop * 100:g} points",
+        f"may drop {points(tol.accuracy_drop)}",
     )
     bf, cf = summary.fallbacks(base), summary.fallbacks(cur)
     for key in ("routing", "long_context", "long_context_silent"):
@@ -428,7 +428,7 @@ def _session_rows(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances) ->
         _num(b, "fallback_rate"),
         _num(c, "fallback_rate"),
         tol.fallback_rate_increase,
-        f"may rise {tol.fallback_rate_increase * 100:g} points",
+        f"may rise {points(tol.fallback_rate_increase)}",
     )
 
 

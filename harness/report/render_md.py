@@ -14,6 +14,10 @@ def _s(v: float | None, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def _pct(share: float | None) -> str:
+    return "-" if share is None else percent(share)
+
+
 def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -65,7 +69,7 @@ def acceptance(doc: dict[str, Any]) -> list[str]:
             for route, v in r.get("per_route", {}).items()
         )
         out.append(
-            f"- Routing accuracy **{r['accuracy']:.3f}** on {r.get('scored', '?')} items"
+            f"- Routing accuracy **{percent(r['accuracy'])}** on {r.get('scored', '?')} items"
             + (f" ({per})" if per else "")
             + f"; fallbacks {r['fallbacks']}"
             + (f"; ambiguous items went {_counts(r['either'])}" if r.get("either") else "")
@@ -212,7 +216,7 @@ def _routing_under_load(profiles: dict[str, dict[str, Any]]) -> list[str]:
             share = r.get("per_route", {}).get(expected, {}).get("accuracy")
             alone = ((r.get("drift") or {}).get(expected) or {}).get("accuracy_alone")
             rows.append(
-                [name, expected, *(str(row.get(g, 0)) for g in got), _s(share, 3), _s(alone, 3)]
+                [name, expected, *(str(row.get(g, 0)) for g in got), _pct(share), _pct(alone)]
             )
     out = ["Routing under load (expected route by the route taken):", ""]
     heads = ["profile", "expected", *(f"got {g}" for g in got), "accuracy", "same prompts alone"]
@@ -220,7 +224,8 @@ def _routing_under_load(profiles: dict[str, dict[str, Any]]) -> list[str]:
     flights = [
         f"{name} "
         + ", ".join(
-            f"{n}: {v['accuracy']:.3f} of {v['requests']}" for n, v in r["by_in_flight"].items()
+            f"{n}: {percent(v['accuracy'])} of {v['requests']}"
+            for n, v in r["by_in_flight"].items()
         )
         for name, r in runs.items()
         if r.get("by_in_flight")

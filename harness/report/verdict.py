@@ -142,9 +142,9 @@ def slo_value(key: str, v: float | None) -> str:
         return "n/a"
     if key.startswith("p95_") or key.endswith("_s"):
         return ms(v)
-    if key in ("max_error_rate", "max_fallback_rate", "min_kv_peak"):
+    if key in ("max_error_rate", "max_fallback_rate", "min_kv_peak", "routing_accuracy_floor"):
         return percent(v)
-    if key in ("routing_accuracy_floor", "kv_peak_tolerance"):
+    if key == "kv_peak_tolerance":
         return f"{v:.3f}"
     if key == "max_rss_growth_mib":
         return f"{count(v)} MiB"

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.units import percent
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -98,8 +100,8 @@ def acceptance_problems(report: RoutingReport, floor: float) -> list[str]:
         misses = ", ".join(f"{o.id} expected {o.expected} got {o.got}" for o in shown)
         more = len(report.misses) - len(shown)
         problems.append(
-            f"routing accuracy {report.accuracy:.3f} ({report.correct} of {report.scored} "
-            f"items) is below the floor {floor}; misrouted: {misses}"
+            f"routing accuracy {percent(report.accuracy)} ({report.correct} of {report.scored} "
+            f"items) is below the floor {percent(floor)}; misrouted: {misses}"
             + (f" and {more} more" if more else "")
         )
     problems += [f"the router never routes {r!r}" for r in report.routes if report.recall(r) == 0]
@@ -114,7 +116,7 @@ def below_floor_advice(target: str, accuracy: float) -> str:
         f"to raise the accuracy, change the classifier prompt (CLASSIFY_SYSTEM_PROMPT in "
         f"infra/ai-router/ai_router/classify_prompt.py; then rebuild the ai-router image, and "
         f"`harness twin build`, whose classifier learns that prompt) and rerun; "
-        f"to accept the measured {accuracy:.3f} as this classifier's level, lower "
+        f"to accept the measured {percent(accuracy)} as this classifier's level, lower "
         f"[targets.{target}] routing_accuracy_floor in harness.toml (or {env}); "
         f"every miss is in the run record's acceptance.routing"
     )

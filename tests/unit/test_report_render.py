@@ -78,7 +78,7 @@ def test_markdown_has_every_section() -> None:
     md = render_markdown(doc)
     assert md.startswith("# Run 20261126T062715Z-twin: PASSED")
     assert "target `twin`" in md and "compose ea965b03eff1" in md
-    assert "Routing accuracy **0.967** on 60 items" in md
+    assert "Routing accuracy **96.7 %** on 60 items" in md
     assert "Long context: 20 of 20 passed" in md
     assert "KV capacity vllm-primary: 232,448 tokens (7.09x max-model-len), predicted 232,960" in md
     assert "| steady | local | 20 | 1,700 | 3,060 |" in md

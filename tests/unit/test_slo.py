@@ -353,11 +353,11 @@ def test_a_sixth_of_search_going_local_fails_routing_accuracy_under_load() -> No
     }  # fmt: skip
     (found,) = check_slos(cfg, s, PRIMARY)
     assert found.startswith(
-        "steady on gpu: routing depends on load: search: 0.833 under load against 1.000 alone "
-        "over 60 requests (10 routed otherwise than alone), a drop above 0.05 ([targets.gpu] "
+        "steady on gpu: routing depends on load: search: 83.3 % under load against 100 % alone "
+        "over 60 requests (10 routed otherwise than alone), a drop above 5 points ([targets.gpu] "
         "routing_drop_under_load in harness.toml, or HARNESS_TARGETS_GPU_ROUTING_DROP_UNDER_LOAD)"
-        "; accuracy by requests in flight at send time {0: 1.000 of 1, 1: 1.000 of 1, "
-        "2: 1.000 of 1, 3: 0.914 of 117}"
+        "; accuracy by requests in flight at send time {0: 100 % of 1, 1: 100 % of 1, "
+        "2: 100 % of 1, 3: 91.5 % of 117}"
     ), found
     # The margin is the target's: widened, the same run passes.
     wide = {"gpu": {"routing_drop_under_load": 0.2}}
@@ -384,7 +384,7 @@ def test_a_chat_run_without_labelled_routes_cannot_pass() -> None:
     assert "no request carried both its prompt's expected route and a route header" in found
     s.pop("routing")
     (found,) = check_slos(settings({}), s, PRIMARY)
-    assert "cannot be judged against the floor 0.9" in found
+    assert "cannot be judged against the floor 90 %" in found
 
 
 def test_routing_under_load_by_requests_in_flight() -> None:
@@ -776,9 +776,9 @@ def test_routing_under_load_in_record_and_report(tmp_path: Path) -> None:
     md = render_markdown(doc)
     assert "| profile | expected | got local | got search | accuracy |" in md
     assert (
-        "| steady | local | 6 | 0 | 1.000 |" in md and "| steady | search | 1 | 5 | 0.833 |" in md
+        "| steady | local | 6 | 0 | 100 % |" in md and "| steady | search | 1 | 5 | 83.3 % |" in md
     )
-    assert "- Routing accuracy by requests in flight at send time: steady 0: 1.000 of 1, " in md
+    assert "- Routing accuracy by requests in flight at send time: steady 0: 100 % of 1, " in md
     doc["load"]["steady"]["routing"]["by_in_flight"] = {"two": {"requests": 1, "correct": 1}}
     with pytest.raises(InputError, match="by_in_flight"):
         validate_record(doc, str(tmp_path / "record.json"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.units import count, millis, ms, number, percent
+from harness.units import count, millis, ms, number, percent, points
 
 
 def test_a_share_prints_as_a_rounded_percentage() -> None:
@@ -16,6 +16,12 @@ def test_a_share_prints_as_a_rounded_percentage() -> None:
     assert percent(0.0) == "0 %"
     assert percent(0.02, signed=True) == "+2 %"
     assert percent(None) == "n/a"
+
+
+def test_a_difference_of_shares_prints_in_points() -> None:
+    assert points(0.02) == "2 points"
+    assert points(0.0512) == "5.12 points"
+    assert points(None) == "n/a"
 
 
 def test_milliseconds_print_rounded_with_their_unit() -> None:
