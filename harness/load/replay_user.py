@@ -104,6 +104,7 @@ class ReplayUser(_StreamingUser):
 
     def send(self) -> None:
         if self.request is None:
+            self.due_at = time.time() + 1.0  # nothing left to take: idle, not a busy loop
             return
         # locust runs a user's first task as soon as it has started, not after wait_time.
         early = self.due_at - time.time()
