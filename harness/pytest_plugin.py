@@ -496,10 +496,11 @@ def run_record(pytestconfig: pytest.Config, stack: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def router_client(stack: Any) -> Any:
-    """The official openai SDK, pointed at the ai-router with the harness's key."""
+    """The official openai SDK, pointed at the ai-router (through the stack's traefik where it
+    runs one) with the harness's key."""
     import openai
 
-    return openai.OpenAI(base_url=stack.router.url + "/v1", api_key=stack.api_key, max_retries=0)
+    return openai.OpenAI(base_url=stack.entry.url + "/v1", api_key=stack.api_key, max_retries=0)
 
 
 @pytest.fixture(scope="session")
@@ -518,11 +519,12 @@ def primary_client(stack: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def router_http(stack: Any) -> Iterator[Any]:
-    """httpx client on the ai-router, authorized, for what the SDK hides (headers, raw SSE)."""
+    """httpx client on the ai-router (through the stack's traefik where it runs one),
+    authorized, for what the SDK hides (headers, raw SSE)."""
     import httpx
 
     with httpx.Client(
-        base_url=stack.router.url,
+        base_url=stack.entry.url,
         headers={"Authorization": f"Bearer {stack.api_key}"},
         timeout=httpx.Timeout(600.0, connect=10.0),
     ) as client:

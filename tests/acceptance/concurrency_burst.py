@@ -334,7 +334,7 @@ async def run_burst(stack: Any, path: str, filler: list[str]) -> Burst:
     seqs = max_num_seqs(stack, loaded)
     count = seqs + EXTRA
     headers = {"Authorization": f"Bearer {stack.api_key}"} if path == "router" else {}
-    base = stack.router.url if path == "router" else engines(stack)[path].url
+    base = stack.entry.url if path == "router" else engines(stack)[path].url
     limits = httpx.Limits(max_connections=count + 4, max_keepalive_connections=count + 4)
     timeout = httpx.Timeout(600.0, connect=10.0)
     async with httpx.AsyncClient(

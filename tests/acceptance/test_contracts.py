@@ -75,7 +75,7 @@ def test_reasoning_field_when_the_primary_has_a_reasoning_parser(
 def test_missing_and_wrong_key_get_401(stack: Any) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong-key"}):
         r = httpx.post(
-            stack.router.url + "/v1/chat/completions",
+            stack.entry.url + "/v1/chat/completions",
             headers=headers,
             json={"model": "ai-router", "messages": [{"role": "user", "content": "hi"}]},
         )
@@ -83,7 +83,7 @@ def test_missing_and_wrong_key_get_401(stack: Any) -> None:
         assert set(r.json()["error"]) >= {"message", "type", "code"}
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(
-            base_url=stack.router.url + "/v1", api_key="nope", max_retries=0
+            base_url=stack.entry.url + "/v1", api_key="nope", max_retries=0
         ).models.list()
 
 

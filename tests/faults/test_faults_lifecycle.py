@@ -132,7 +132,7 @@ def test_interrupted_during_load(stack: Any, tmp_path: Path) -> None:
     # handling of the interrupt (the record, locust), not a bring-up of its own.
     attach = {
         "HARNESS_ROUTER_API_KEY": stack.api_key,
-        "HARNESS_TARGETS_ATTACH_ROUTER_URL": stack.router.url,
+        "HARNESS_TARGETS_ATTACH_ROUTER_URL": stack.entry.url,
         "HARNESS_TARGETS_ATTACH_CLASSIFIER_URL": stack.classifier.url,
         "HARNESS_TARGETS_ATTACH_PRIMARY_URL": stack.primary.url,
     }

@@ -35,7 +35,7 @@ def run_acceptance(stack: Any, select: list[str], tmp_path: Path) -> tuple[int, 
     env = {
         **os.environ,
         "HARNESS_ROUTER_API_KEY": stack.api_key,
-        "HARNESS_TARGETS_ATTACH_ROUTER_URL": stack.router.url,
+        "HARNESS_TARGETS_ATTACH_ROUTER_URL": stack.entry.url,
         "HARNESS_TARGETS_ATTACH_CLASSIFIER_URL": stack.classifier.url,
         "HARNESS_TARGETS_ATTACH_PRIMARY_URL": stack.primary.url,
         "HARNESS_REPORTS_DIR": str(tmp_path),

@@ -77,15 +77,20 @@ def test_services_start_in_compose_order_each_after_the_previous_is_healthy(
     b = make(real_compose, tmp_path, delays={"vllm-router": 1.0, "vllm-primary": 0.5})
     stack = b.up()
     try:
-        assert list(stack.services) == ["vllm-router", "vllm-primary", "fake-xai", "ai-router"]
+        order = ["vllm-router", "vllm-primary", "fake-xai", "ai-router", "traefik"]
+        assert list(stack.services) == order
         ev = read_events(b.events)
         starts = [e["name"] for e in ev if e["event"] == "start"]
-        assert starts == ["vllm-router", "vllm-primary", "fake-xai", "ai-router"]
+        assert starts == order[:-1]  # the stubs' own events; traefik is the real binary
         listening = {e["name"]: e["t"] for e in ev if e["event"] == "listening"}
         started = {e["name"]: e["t"] for e in ev if e["event"] == "start"}
         assert started["vllm-primary"] >= listening["vllm-router"]
         assert started["fake-xai"] >= listening["vllm-primary"]
         assert started["ai-router"] >= listening["fake-xai"]
+        # traefik started once the ai-router answered, and serves its /health on its own port.
+        proxy = stack.services["traefik"]
+        assert proxy.started_at is not None and proxy.started_at >= listening["ai-router"]
+        assert stack.entry is proxy and proxy.url != stack.router.url
         router = stack.services["vllm-router"]
         assert router.time_to_healthy_s is not None and router.time_to_healthy_s >= 1.0
         assert router.kv is not None and router.kv.tokens == 49_152

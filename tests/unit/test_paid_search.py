@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -148,6 +149,7 @@ def router(chats: list[dict[str, Any]], route: str) -> httpx.Client:
                 headers={"X-Route": route, "X-Route-Reason": "classified"},
             )
         chats.append(json.loads(request.content))
+        time.sleep(0.002)  # the classification it reports takes its time
         headers = {"X-Route": route, "X-Route-Reason": "classified", "X-Classifier-Ms": "1"}
         return httpx.Response(200, json={}, headers=headers)
 

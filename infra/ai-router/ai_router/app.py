@@ -244,6 +244,29 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
     return Response(json.dumps(obj), status, headers=headers, content_type=JSON_CONTENT_TYPE)
 
 
+# How much of a refused body is read and discarded, in multiples of the limit.
+DRAIN_FACTOR = 16
+
+
+def _drain_body(config: Config) -> None:
+    """Read and discard what is left of a body refused as too large, up to DRAIN_FACTOR times
+    the limit. A proxy in front (traefik) is still sending it when the 413 is decided on the
+    declared Content-Length; closing the connection on unread data resets it, and the proxy
+    then answers the client 502 instead of this 413. A larger body is left unread."""
+    stream = request.environ.get("wsgi.input")
+    if stream is None:
+        return
+    budget = config.max_body_bytes * DRAIN_FACTOR
+    if request.content_length is not None:
+        budget = min(budget, request.content_length)
+    read = 0
+    while read < budget:
+        chunk = stream.read(min(1 << 16, budget - read))
+        if not chunk:
+            break
+        read += len(chunk)
+
+
 def _from_http_exception(exc: HTTPException, config: Config) -> ApiError:
     status = exc.code or 500
     if status == 404:
@@ -256,6 +279,7 @@ def _from_http_exception(exc: HTTPException, config: Config) -> ApiError:
             headers={"Allow": ", ".join(allowed)} if allowed else {},
         )
     if status == 413:
+        _drain_body(config)
         return ApiError(
             413,
             f"Request body exceeds {config.max_body_bytes} bytes (ROUTER_MAX_BODY_BYTES)",

@@ -202,6 +202,26 @@ def test_413_over_body_limit(
     assert client.post(path, json=chat_body("x" * 500), headers=AUTH).status_code == 200
 
 
+def test_413_reads_the_refused_body_to_its_end(
+    make_client: Callable[..., FlaskClient], upstreams: Upstreams
+) -> None:
+    """Behind traefik, a 413 answered on an unread body resets the connection and the client
+    gets traefik's 502: the refused body is read to its declared end first."""
+    client = make_client(max_body_bytes=1000)
+    body = json.dumps(chat_body("x" * 5000)).encode()
+    environ = EnvironBuilder(
+        path="/v1/chat/completions",
+        method="POST",
+        data=body,
+        headers={**AUTH, "Content-Type": "application/json"},
+    ).get_environ()
+    stream = io.BytesIO(body)
+    environ["wsgi.input"] = stream
+    assert_openai_error(client.open(Request(environ)), 413)
+    assert stream.tell() == len(body)
+    assert upstreams.requests == []
+
+
 def test_413_without_content_length(
     make_client: Callable[..., FlaskClient], upstreams: Upstreams
 ) -> None:
