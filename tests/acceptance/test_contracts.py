@@ -82,9 +82,7 @@ def test_missing_and_wrong_key_get_401(stack: Any) -> None:
         assert r.status_code == 401
         assert set(r.json()["error"]) >= {"message", "type", "code"}
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(
-            base_url=stack.entry.url + "/v1", api_key="nope", max_retries=0
-        ).models.list()
+        openai.OpenAI(base_url=stack.entry.url + "/v1", api_key="nope", max_retries=0).models.list()
 
 
 def test_malformed_body_is_a_400_in_openai_shape(router_http: httpx.Client) -> None:
