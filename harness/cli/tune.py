@@ -285,9 +285,14 @@ def cmd_tune(ns: argparse.Namespace) -> int:
     overrides = {"check.gpu_memory": ns.gpu_memory} if ns.gpu_memory else {}
     settings = load_settings(ns.config, overrides)
     edits = [parse_flag_edit(t) for t in ns.changes] + [parse_env_edit(t) for t in ns.env]
-    check_flag_names(edits, load_stack(ns.compose))
-    proposal = propose(ns.compose, edits)
+    spec = load_stack(ns.compose)
+    check_services(edits, spec)
     target = choose_target(ns.target)
+    if engine_flag_edits(edits, spec):
+        flags = engine_flag_list(spec, target)
+        print(f"tune: {flags.sentence()}")
+        check_flag_names(edits, spec, flags)
+    proposal = propose(ns.compose, edits)
     # The twin is sized from the configured card; the GPU stack from the card NVML sees.
     nvml_total = None if target == "twin" or ns.gpu_memory else total_memory_or_none()
     restarter: TwinRestarter | GpuRestarter
@@ -320,8 +325,9 @@ def cmd_tune(ns: argparse.Namespace) -> int:
     return tune.run()
 
 
-# vLLM `serve` flags beyond those the compose parser types or the compose file already gives: a
-# name close to one of these but not one of them is a typo, not a change for human review.
+# vLLM `serve` flags beyond those the compose parser types or the compose file already gives,
+# for when vLLM itself cannot be asked (harness.stack.vllm_flags): a name close to one of these
+# but not one of them is a typo, not a change for human review.
 VLLM_SERVE_FLAGS = frozenset(
     {
         "--host", "--api-key", "--served-model-name", "--model", "--tokenizer", "--revision",
@@ -342,6 +348,30 @@ VLLM_SERVE_FLAGS = frozenset(
         "--hf-overrides", "--rope-scaling", "--max-cudagraph-capture-size",
     }
 )  # fmt: skip
+HARNESS_LIST = "the harness's list of vLLM flags"
+
+
+@dataclass(frozen=True)
+class FlagList:
+    """The engine flags a tune edit is checked against, and where they came from: vLLM's own
+    serve help (`from_vllm`), else the harness's list, with why vLLM was not reachable."""
+
+    flags: frozenset[str]
+    source: str
+    from_vllm: bool
+
+    def sentence(self) -> str:
+        return f"flag names checked against {self.source}"
+
+
+def compose_flags(spec: Any) -> set[str]:
+    """Every flag an engine of the compose file is given: the stack runs with them."""
+    known: set[str] = set()
+    for svc in spec.engines:
+        if svc.engine is not None:
+            known |= {flag for flag, _ in svc.engine.extra}
+            known |= {a for a in svc.engine.to_argv() if a.startswith("--")}
+    return known
 
 
 def known_engine_flags(spec: Any) -> set[str]:
@@ -351,28 +381,65 @@ def known_engine_flags(spec: Any) -> set[str]:
 
     known = set(VLLM_SERVE_FLAGS) | set(engine_args.BOOLEAN_FLAGS)
     known |= set(engine_args.MULTI_VALUE_FLAGS) | set(engine_args._TYPED)
-    for svc in spec.engines:
-        if svc.engine is not None:
-            known |= {flag for flag, _ in svc.engine.extra}
-    return known
+    return known | compose_flags(spec)
 
 
-def check_flag_names(edits: Sequence[Any], spec: Any) -> None:
-    """A flag edit of an engine whose name is not a known vLLM flag but close to one is a typo:
-    an InputError with the nearest names, before anything is judged or restarted."""
+def engine_flag_list(
+    spec: Any, target: str, sources: Sequence[Any] | None = None, cache: Path | None = None
+) -> FlagList:
+    """vLLM's own serve flags for `target` (the engines' image on gpu when Docker has it, the
+    twin's vllm), cached per version in `cache`; else the harness's list, saying why."""
+    from harness.stack import vllm_flags
+
+    if sources is None:
+        sources = vllm_flags.sources_for(target, [s.image for s in spec.engines if s.image])
+    found, reasons = vllm_flags.first_reachable(sources, cache)
+    if found is not None:
+        return FlagList(found.flags | compose_flags(spec), found.source, True)
+    why = "; ".join(reasons) or "no vLLM to ask"
+    source = f"{HARNESS_LIST}; vLLM itself was not reachable: {why}"
+    return FlagList(frozenset(known_engine_flags(spec)), source, False)
+
+
+def engine_flag_edits(edits: Sequence[Any], spec: Any) -> list[Any]:
+    engines = {s.name for s in spec.engines}
+    return [e for e in edits if e.kind == "flag" and e.service in engines]
+
+
+def check_services(edits: Sequence[Any], spec: Any) -> None:
+    """An edit of a service the compose file does not have: an InputError listing its
+    services, before anything else is looked at."""
     import difflib
 
-    engines = {s.name for s in spec.engines}
-    known = known_engine_flags(spec)
+    names = list(spec.services)
     for edit in edits:
-        if edit.kind != "flag" or edit.service not in engines or edit.name in known:
+        if edit.service in spec.services:
             continue
-        near = difflib.get_close_matches(edit.name, sorted(known), n=3, cutoff=0.8)
+        near = difflib.get_close_matches(edit.service, names, n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]}? " if near else ""
+        raise InputError(
+            f"{edit}: {spec.path} has no service {edit.service!r}; {hint}"
+            f"its services are {', '.join(names)}"
+        )
+
+
+def check_flag_names(edits: Sequence[Any], spec: Any, flags: FlagList | None = None) -> None:
+    """A flag edit of an engine whose name is not a vLLM flag: an InputError naming it, the
+    nearest flag and the list it was checked against. Against the harness's own list, which is
+    not complete, only a name close to a known one is refused (a typo); another is left to
+    human review."""
+    import difflib
+
+    flags = flags or FlagList(frozenset(known_engine_flags(spec)), HARNESS_LIST, False)
+    for edit in engine_flag_edits(edits, spec):
+        if edit.name in flags.flags:
+            continue
+        cutoff = 0.0 if flags.from_vllm else 0.8
+        near = difflib.get_close_matches(edit.name, sorted(flags.flags), n=1, cutoff=cutoff)
         if near:
             raise InputError(
                 f"{edit.service}.{edit.name}: unknown vLLM flag {edit.name}; did you mean "
-                + " or ".join(near)
-                + "?"
+                f"{near[0]}? ({flags.sentence()})"
             )
 
 
@@ -557,7 +624,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
             "steady, kv-pressure) runs against it, and the run is compared with the baseline. "
             "Safe knobs (e.g. --max-num-seqs) go ahead; anything else needs a human's look "
             "(--reviewed). A change that fails or regresses is refused or, with "
-            "--rollback-on-fail, rolled back (exit 1)."
+            "--rollback-on-fail, rolled back (exit 1). A flag's name is checked first against "
+            "vLLM's own serve flags (on gpu the engines' image when Docker has it locally, else "
+            "the twin's vllm; read once per version), else the harness's list, and the output "
+            "says which; a misspelt flag or service is refused (exit 2) with the nearest name."
         ),
         epilog=examples(
             "harness tune vllm-primary.--max-num-seqs=4",

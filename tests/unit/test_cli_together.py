@@ -284,8 +284,12 @@ def test_load_rejects_non_positive_numbers_naming_the_flag(
 
 
 def test_tune_misspelt_flag_is_bad_input_with_did_you_mean(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from harness.stack import vllm_flags
+
+    # No vLLM to ask: the harness's own list (tests/unit/test_tune_flag_names.py asks vLLM).
+    monkeypatch.setattr(vllm_flags, "sources_for", lambda target, images: [])
     compose = tmp_path / "docker-compose.yml"
     compose.write_text(COMPOSE.read_text())
     code = main(["tune", "--compose", str(compose), "vllm-primary.--max-num-seq=4"])

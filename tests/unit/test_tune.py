@@ -32,6 +32,15 @@ from harness.vram.check import CheckResult
 SETTINGS = Settings(path=None, environ={})
 
 
+@pytest.fixture(autouse=True)
+def no_vllm_to_ask(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flag names are checked against the harness's list here, never a vLLM started for it
+    (tests/unit/test_tune_flag_names.py asks vLLM)."""
+    from harness.stack import vllm_flags
+
+    monkeypatch.setattr(vllm_flags, "sources_for", lambda target, images: [])
+
+
 @dataclass
 class FakeRestarter:
     target: str = "twin"
