@@ -241,7 +241,7 @@ def _waterfall(doc: dict[str, Any]) -> list[str]:
     if not found:
         return []
     head, body = waterfall_table(found)
-    out = ["Where the time to first token goes (means over each route's answers):", ""]
+    out = ["", "Where the time to first token goes (means over each route's answers):", ""]
     return [*out, *_table(head, body), "", *(f"- {line}" for line in waterfall_lines(doc)), ""]
 
 
