@@ -333,6 +333,10 @@ def kv_and_vram(doc: dict[str, Any]) -> str:
                 "-" if v.get("predicted_tokens") is None else f"{v['predicted_tokens']:,}",
                 "-"
                 if v.get("prediction_error_pct") is None
+                else "forced, not measured (twin)"
+                if v.get("prediction_check") == "exact"
+                else "what-if override"
+                if v.get("prediction_check") == "override"
                 else f"{v['prediction_error_pct']:+.2f}%",
             ]
             for e, v in kv.items()

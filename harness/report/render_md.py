@@ -98,16 +98,10 @@ def acceptance(doc: dict[str, Any]) -> list[str]:
                 )
     for engine, kv in doc.get("acceptance", {}).get("kv_capacity", {}).items():
         conc = kv.get("log_max_concurrency")
-        err = kv.get("prediction_error_pct")
-        pred = kv.get("predicted_tokens")
         out.append(
             f"- KV capacity {engine}: {kv['log_tokens']:,} tokens"
             + (f" ({conc:.2f}x max-model-len)" if conc is not None else "")
-            + (
-                f", predicted {pred:,} ({err:+.2f}%)"
-                if pred is not None and err is not None
-                else ""
-            )
+            + kv_versus_prediction(kv)
         )
     det = doc.get("acceptance", {}).get("determinism")
     if det:
@@ -334,3 +328,17 @@ def render_markdown(doc: dict[str, Any], comparison_: Comparison | None = None) 
     results += sessions(doc)
     parts += preflight(doc) + (results or ["No acceptance or load results in this run.", ""])
     return "\n".join(parts).rstrip() + "\n"
+
+
+def kv_versus_prediction(kv: dict[str, Any]) -> str:
+    """The engine's KV pool against the VRAM model. On a twin the pool is set to the prediction
+    (--num-gpu-blocks-override), so agreement there is forced, not measured, and says so."""
+    pred, err = kv.get("predicted_tokens"), kv.get("prediction_error_pct")
+    if pred is None or err is None:
+        return ""
+    check = kv.get("prediction_check")
+    if check == "exact":
+        return f", set to the predicted {pred:,} (twin: forced, not measured)"
+    if check == "override":
+        return f", sized by a --kv-tokens what-if, not the predicted {pred:,}"
+    return f", predicted {pred:,} ({err:+.2f}%)"

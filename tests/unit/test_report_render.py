@@ -88,6 +88,19 @@ def test_markdown_has_every_section() -> None:
     assert len(md.splitlines()) < 60  # a screenful, for a chat message
 
 
+def test_a_twin_kv_pool_set_to_the_prediction_is_not_shown_as_a_measurement() -> None:
+    doc = fixtures.set_in(
+        fixtures.record(), "acceptance.kv_capacity.vllm-primary.prediction_check", "exact"
+    )
+    md = render_markdown(doc)
+    assert (
+        "vllm-primary: 232,448 tokens (7.09x max-model-len), set to the predicted 232,960 "
+        "(twin: forced, not measured)" in md
+    )
+    assert "predicted 232,960 (+" not in md and "232,960 (-" not in md
+    assert "forced, not measured (twin)" in render_html(doc)
+
+
 def test_markdown_names_long_context_failures_and_fallbacks() -> None:
     doc = fixtures.record()
     doc["acceptance"]["long_context"][0].update(reason="fallback:timeout")
