@@ -48,7 +48,11 @@ def replay_inputs(ns: argparse.Namespace, settings: Settings) -> list[LoggedRequ
 
     log = session_log(ns.sessions, ns.compose)
     if ns.since:
+        lines = len(log.records)
         log = log.window(datetime.now(UTC) - parse_since(ns.since))
+        if lines and not log.records:
+            raise InputError(f"{log.source}: none of its {lines:,} lines is from the last "
+                             f"{ns.since} (--since)")  # fmt: skip
     max_requests = settings.typed.replay.max_requests
     return select(log, limit=ns.limit, max_requests=max_requests, since=ns.since)
 

@@ -259,6 +259,11 @@ def test_cli_refuses_bad_flags(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"--sessions, --speed: only `harness load replay`"):
         replay_inputs(_ns(profile="steady", speed=2.0), settings)
     assert replay_inputs(_ns(profile="steady", sessions=None), settings) is None
+    with pytest.raises(InputError, match=r"ai-router-session\.jsonl: none of its 15 lines is "
+                       r"from the last 24h \(--since\)"):  # fmt: skip
+        replay_inputs(_ns(since="24h"), settings)
+    with pytest.raises(InputError, match=r"--since 'soon'"):
+        replay_inputs(_ns(since="soon"), settings)
     assert len(replay_inputs(_ns(limit=3), settings) or []) == 3
     assert settings.typed.replay.max_requests == 2000
 
