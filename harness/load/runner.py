@@ -233,9 +233,7 @@ def run_profile(
         solo=solo_routes_of(stack, records) if profile in CHAT_PROFILES else None,
     )  # fmt: skip
     summary["target"] = stack.target
-    summary["waterfall"] = run_waterfall(
-        records, sampler, stack.primary.name, stack.classifier.name
-    )
+    summary["waterfall"] = run_waterfall(records, sampler, stack)
     summary["kv_pool"] = kv_pool(
         capacity,
         records,

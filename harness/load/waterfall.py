@@ -17,21 +17,27 @@ network, and the HTTP server's accept and parsing before the router's code runs.
 should hold the client's mean within TOLERANCE; a route where they do not says by how much
 ("parts add up to 91 % of the client's mean TTFT").
 
-A proxy in front of the router (traefik) is one more hop: its own mean duration per route
-(`ingress_ms`, from its metrics or access log) minus the router's total is its part, and the
-parts then add up to the proxy's mean. No target has one in its path yet.
+A proxy in front of the router (traefik, where the stack runs one) is one more part: its own
+time per request, traefik's access-log `Overhead` (its duration less the time it waited on the
+ai-router), joined to each record by the X-Harness-Request header the access log keeps. It is
+traefik's whole own time, before the request went on and after the answer ended, so at most
+what it added to the first token. The extra network hop it brings stays outside every clock.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness.load.records import RequestRecord
 from harness.load.server_timing import CLASSIFY, CONNECT, TOTAL, TTFB
 from harness.load.stats import TTFT
+from harness.stack.base import Stack
+from harness.stack.ingress import ACCESS_LOG_REQUEST_ID, access_log_path
 from harness.telemetry.sampler import Sampler
 
 TOLERANCE = 0.05
@@ -111,7 +117,7 @@ def route_waterfall(
     ingress_ms: float | None = None,
 ) -> RouteWaterfall | None:
     """`records`: the route's requests through the router; `engine`: the TTFT of the engine
-    behind the route; `ingress_ms`: the mean duration of a proxy in front of the router. None
+    behind the route; `ingress_ms`: the mean own time of a proxy in front of the router. None
     when none of the route's answered requests carried Server-Timing."""
     timed = [r for r in records if r.ok and r.ttft_s is not None and r.server_timing]
     if not timed:
@@ -124,9 +130,7 @@ def route_waterfall(
     total, classify, connect, ttfb = mean(TOTAL), mean(CLASSIFY), mean(CONNECT), mean(TTFB)
     parts: list[Part] = []
     if ingress_ms is not None:
-        parts.append(
-            Part("ingress", ingress_ms - total, "the proxy's mean duration - router total")
-        )
+        parts.append(Part("traefik", ingress_ms, "traefik access log Overhead"))
     parts += [
         Part("router", total - classify - connect - ttfb, "Server-Timing total - its parts"),
         Part("classifier", classify, "Server-Timing classify"),
@@ -167,12 +171,13 @@ def waterfall(
     *,
     classifier: EngineTtft | None = None,
     ingress_ms: Mapping[str, float] | None = None,
+    ingress: str = NO_INGRESS,
 ) -> dict[str, Any]:
     """Every route of the requests through the router. `engines`: the exact TTFT of the engine
     behind a route, by route (search goes to xAI, which has none). `classifier`: the classifier
     engine's, shown beside the classifier part (it answers every route's classification, so it
-    is not split per route). `ingress_ms`: a proxy's mean duration per route, where one is in
-    the path."""
+    is not split per route). `ingress_ms`: a proxy's mean own time per route, where one is in
+    the path and timed; `ingress`: what the record says of the proxy."""
     routed = [r for r in records if r.target == "router" and r.route]
     routes: dict[str, Any] = {}
     problems: list[str] = []
@@ -190,7 +195,7 @@ def waterfall(
             problems.append(found.sentence())
     return {
         "tolerance": TOLERANCE,
-        "ingress": NO_INGRESS if ingress_ms is None else "timed",
+        "ingress": ingress,
         "routes": routes,
         "classifier_engine": None
         if classifier is None
@@ -209,13 +214,58 @@ def engine_ttft(sampler: Sampler, engine: str) -> EngineTtft | None:
     return EngineTtft(engine, total / count * 1000, count) if count > 0 else None
 
 
+def proxy_overhead_ms(
+    access_log: Path, records: Sequence[RequestRecord]
+) -> tuple[dict[str, float], int]:
+    """Per route, the mean access-log Overhead of the proxy over the answered records that a
+    line of `access_log` names, and how many such records no line names."""
+    own: dict[str, float] = {}
+    for line in access_log.read_text().splitlines() if access_log.is_file() else []:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short
+        rid, overhead = entry.get(ACCESS_LOG_REQUEST_ID), entry.get("Overhead")
+        if isinstance(rid, str) and isinstance(overhead, int | float):
+            own[rid] = overhead / 1e6  # ns
+    by_route: dict[str, list[float]] = {}
+    missing = 0
+    for r in records:
+        if r.target != "router" or not r.route or not r.ok or not r.server_timing:
+            continue
+        if r.request_id in own:
+            by_route.setdefault(r.route, []).append(own[r.request_id])
+        else:
+            missing += 1
+    return {route: statistics.fmean(v) for route, v in by_route.items()}, missing
+
+
 def run_waterfall(
-    records: Sequence[RequestRecord], sampler: Sampler, primary: str, classifier: str
+    records: Sequence[RequestRecord], sampler: Sampler, stack: Stack
 ) -> dict[str, Any]:
-    """The waterfall of a load run, with the engines' TTFT from its sampler's window."""
-    local = engine_ttft(sampler, primary)
+    """The waterfall of a load run: the engines' TTFT from its sampler's window, and the
+    proxy's own time from its access log where the clients entered through one."""
+    local = engine_ttft(sampler, stack.primary.name)
+    entry = stack.entry
+    ingress_ms: dict[str, float] | None = None
+    said = NO_INGRESS
+    if entry.role == "proxy":
+        said = f"in the path, not timed: no access log of {entry.name}"
+        if entry.log_path is not None:
+            path = access_log_path(entry.log_path, entry.name)
+            found, missing = proxy_overhead_ms(path, records)
+            if found and not missing:
+                ingress_ms, said = found, "timed by its access log's Overhead"
+            else:
+                said = (
+                    f"in the path, not timed: {missing} answers have no line in {path.name}"
+                    if found
+                    else f"in the path, not timed: no line of {path.name} names a request"
+                )
     return waterfall(
         records,
         {} if local is None else {"local": local},
-        classifier=engine_ttft(sampler, classifier),
+        classifier=engine_ttft(sampler, stack.classifier.name),
+        ingress_ms=ingress_ms,
+        ingress=said,
     )

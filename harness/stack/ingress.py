@@ -117,6 +117,17 @@ def label_routes(
     return {"http": {"routers": routers, "services": services}}
 
 
+# The load client's id of a request (harness.load.users); traefik's JSON access log keeps it
+# as the field `request_X-Harness-Request`.
+REQUEST_ID_HEADER = "X-Harness-Request"
+ACCESS_LOG_REQUEST_ID = f"request_{REQUEST_ID_HEADER}"
+
+
+def access_log_path(service_log: Path, name: str) -> Path:
+    """traefik's JSON access log, beside the service's own log."""
+    return service_log.with_name(f"{name}-access.jsonl")
+
+
 def ingress(
     spec: StackSpec,
     proxy: ServiceSpec,
@@ -158,6 +169,9 @@ def ingress(
         "--accesslog=true",
         f"--accesslog.filepath={access_log}",
         "--accesslog.format=json",
+        # Each line names the load client's request, so the harness joins traefik's own time
+        # to the request's record (harness.load.waterfall).
+        f"--accesslog.fields.headers.names.{REQUEST_ID_HEADER}=keep",
     ]
     subs = [
         Substitution(

@@ -30,7 +30,7 @@ from harness.errors import StackError
 from harness.stack.base import ServiceHandle, Stack
 from harness.stack.containers.plan import XAI_SERVICE
 from harness.stack.health import health_waiter, wait_healthy
-from harness.stack.ingress import binary, binary_version, ingress
+from harness.stack.ingress import access_log_path, binary, binary_version, ingress
 from harness.stack.kv_line import healthy_line
 from harness.stack.ports import free_port
 from harness.stack.procs import spawn, stop_group
@@ -265,7 +265,7 @@ class ProcessBackend:
         routes = log.with_name(f"{svc.name}-routes.yml")
         ing = ingress(
             self.spec, svc, upstreams, port=port, dynamic_path=routes,
-            access_log=log.with_name(f"{svc.name}-access.jsonl"), version=binary_version(exe),
+            access_log=access_log_path(log, svc.name), version=binary_version(exe),
         )  # fmt: skip
         routes.write_text(yaml.safe_dump(ing.dynamic, sort_keys=True))
         subs = [*ing.substitutions, Substitution("process", svc.name, "container", f"pid, :{port}")]

@@ -4,16 +4,19 @@ and shown in both reports."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import report_fixtures as fixtures
 
+from harness.compose import load_stack
 from harness.load.records import RequestRecord
 from harness.load.server_timing import parse_server_timing
 from harness.load.waterfall import (
     NO_INGRESS,
     EngineTtft,
+    proxy_overhead_ms,
     route_waterfall,
     run_waterfall,
     waterfall,
@@ -21,6 +24,7 @@ from harness.load.waterfall import (
 from harness.report.render_html import render_html
 from harness.report.render_md import render_markdown
 from harness.report.schema import validate_record
+from harness.stack.base import ServiceHandle, Stack
 from harness.telemetry.prom import parse
 from harness.telemetry.sampler import Sampler
 
@@ -128,29 +132,81 @@ def test_an_engine_that_timed_other_requests_is_noted() -> None:
     assert any("did not time the same requests" in n for n in w.notes)
 
 
-def test_an_ingress_hop_takes_its_share_in_front_of_the_router() -> None:
-    """A proxy's own mean duration (traefik's metrics) is one more part: it minus the router's
-    total. The parts then add up to the proxy's mean, and the client's is set against that."""
-    w = route_waterfall("local", LOCAL, PRIMARY, ingress_ms=76.5)
+def test_traefik_takes_its_own_time_in_front_of_the_router() -> None:
+    """traefik's own time per request (its access log's Overhead) is one more part; the parts
+    then hold the router's total and traefik's time, against the client's TTFT."""
+    w = route_waterfall("local", LOCAL, PRIMARY, ingress_ms=1.5)
     assert w is not None
-    assert w.parts[0].name == "ingress" and w.parts[0].ms == pytest.approx(1.5)
+    assert (w.parts[0].name, w.parts[0].ms) == ("traefik", 1.5)
     assert w.parts_ms == pytest.approx(76.5)
-    out = waterfall(LOCAL, {"local": PRIMARY}, ingress_ms={"local": 76.5})
+    out = waterfall(LOCAL, {"local": PRIMARY}, ingress_ms={"local": 1.5}, ingress="timed")
     assert out["ingress"] == "timed"
+
+
+def access_line(request_id: str | None, overhead_ns: int) -> str:
+    line = {"RequestPath": "/v1/chat/completions", "Overhead": overhead_ns, "Duration": 9}
+    if request_id is not None:
+        line["request_X-Harness-Request"] = request_id
+    return json.dumps(line)
+
+
+def test_traefik_access_log_joins_by_request_id(tmp_path: Path) -> None:
+    records = [rec(77.0, timing(20.0, 0.5, 50.0, 75.0)) for _ in range(3)]
+    records += [rec(31.0, timing(10.0, 0.0, 18.0, 30.0), route="search")]
+    for i, r in enumerate(records):
+        r.request_id = f"id{i}"
+    log = tmp_path / "traefik-access.jsonl"
+    lines = [access_line("id0", 1_000_000), access_line("id1", 2_000_000)]
+    lines += [access_line("id2", 3_000_000), access_line(None, 9_000_000), "{cut"]
+    log.write_text("\n".join([*lines, access_line("id3", 500_000)]) + "\n")
+    assert proxy_overhead_ms(log, records) == ({"local": 2.0, "search": 0.5}, 0)
+    log.write_text("\n".join(lines) + "\n")
+    assert proxy_overhead_ms(log, records) == ({"local": 2.0}, 1)
+
+
+def stack_with(tmp_path: Path, compose: Path, proxy: bool) -> Stack:
+    stack = Stack("twin", load_stack(compose), tmp_path)
+    for name, role in (("vllm-router", "classifier"), ("vllm-primary", "primary")):
+        stack.services[name] = ServiceHandle(name, role, "http://u")
+    stack.services["ai-router"] = ServiceHandle("ai-router", "router", "http://r")
+    if proxy:
+        log = tmp_path / "logs" / "traefik.log"
+        stack.services["traefik"] = ServiceHandle("traefik", "proxy", "http://t", log_path=log)
+    return stack
+
+
+def test_the_record_says_whether_traefik_is_timed(tmp_path: Path, real_compose: Path) -> None:
+    sampler = Sampler({"vllm-primary": "u"}, nvml=False)
+    records = [rec(77.0, timing(20.0, 0.5, 50.0, 75.0), route="local")]
+    records[0].request_id = "id0"
+    out = run_waterfall(records, sampler, stack_with(tmp_path, real_compose, proxy=False))
+    assert out["ingress"] == NO_INGRESS
+    stack = stack_with(tmp_path, real_compose, proxy=True)
+    assert "not timed" in run_waterfall(records, sampler, stack)["ingress"]
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "traefik-access.jsonl").write_text(access_line("id0", 1_200_000))
+    out = run_waterfall(records, sampler, stack)
+    assert out["ingress"] == "timed by its access log's Overhead"
+    assert out["routes"]["local"]["parts"][0] == {
+        "name": "traefik",
+        "ms": 1.2,
+        "source": "traefik access log Overhead",
+    }
 
 
 def scrape(total_s: float, count: int) -> str:
     return f"{TTFT}_sum {total_s}\n{TTFT}_count {count}\n"
 
 
-def test_the_engines_come_from_the_runs_window() -> None:
+def test_the_engines_come_from_the_runs_window(tmp_path: Path, real_compose: Path) -> None:
     sampler = Sampler({"vllm-primary": "u", "vllm-router": "u"}, nvml=False)
     sampler.first = {"vllm-primary": parse(scrape(1.0, 10)), "vllm-router": parse(scrape(0, 0))}
     sampler.last = {
         "vllm-primary": parse(scrape(1.0 + 4 * 0.045, 14)),
         "vllm-router": parse(scrape(0.08, 4)),
     }
-    out = run_waterfall(LOCAL, sampler, "vllm-primary", "vllm-router")
+    stack = stack_with(tmp_path, real_compose, proxy=False)
+    out = run_waterfall(LOCAL, sampler, stack)
     parts = {p["name"]: p["ms"] for p in out["routes"]["local"]["parts"]}
     assert parts["engine first token"] == pytest.approx(45.0)
     assert out["classifier_engine"] == {
@@ -159,7 +215,7 @@ def test_the_engines_come_from_the_runs_window() -> None:
         "requests": 4,
     }
     sampler.last = dict(sampler.first)
-    out = run_waterfall(LOCAL, sampler, "vllm-primary", "vllm-router")
+    out = run_waterfall(LOCAL, sampler, stack)
     assert "engine first token" not in {p["name"] for p in out["routes"]["local"]["parts"]}
     assert out["classifier_engine"] is None
 
