@@ -118,6 +118,7 @@ class CapacitySettings:
     resolution: float = 0.15
     goodput_share: float = 0.95
     max_request_s: float = 60.0
+    min_requests: int = 25
     saturation_queue_rise: float = 3.0
     saturation_ttft_rise: float = 0.5
     kv_full: float = 0.9

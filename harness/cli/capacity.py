@@ -48,10 +48,15 @@ def plan_and_config(ns: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
     )
     plan.check()
     probe_s = ns.probe if ns.probe is not None else knobs.probe_s
-    if not probe_s > 0 or not knobs.max_request_s > 0 or knobs.settle_s < 0:
+    if (
+        not probe_s > 0
+        or not knobs.max_request_s > 0
+        or min(knobs.settle_s, knobs.min_requests) < 0
+    ):
         raise InputError(
-            "[capacity] probe_s and max_request_s must be above 0 and settle_s 0 or more "
-            f"(got {probe_s:g}, {knobs.max_request_s:g}, {knobs.settle_s:g})"
+            "[capacity] probe_s and max_request_s must be above 0, settle_s and min_requests 0 "
+            f"or more (got {probe_s:g}, {knobs.max_request_s:g}, {knobs.settle_s:g}, "
+            f"{knobs.min_requests})"
         )
     max_tokens = load.kv_pressure_max_tokens if profile == "kv-pressure" else load.max_tokens
     cfg = ProbeConfig(
@@ -59,7 +64,7 @@ def plan_and_config(ns: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
         context_fraction=load.context_fraction,
         max_dispatch_delay_p95_s=load.max_dispatch_delay_p95_s,
         queue_rise=knobs.saturation_queue_rise, kv_full=knobs.kv_full,
-        bound_share=knobs.bound_share, settle_s=knobs.settle_s,
+        bound_share=knobs.bound_share, settle_s=knobs.settle_s, min_requests=knobs.min_requests,
     )  # fmt: skip
     return plan, cfg
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import InputError
-from harness.load.saturation import NOT_REACHED
+from harness.load.saturation import COMPUTE, NOT_REACHED
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def search(
 
     lo: float | None = None  # highest rate that held
     hi: float | None = None  # lowest rate that failed
-    stopped = ""
+    stops: list[str] = []
     while len(done) < budget and (lo is None or hi is None):
         if lo is None and hi is None:
             rate, phase = plan.start_rps, "grow"
@@ -138,7 +138,7 @@ def search(
         else:
             rate, phase = hi / plan.growth, "shrink"
         if rate < plan.min_rps:
-            stopped = f"no probe held down to {plan.min_rps:g} req/s"
+            stops.append(f"no probe held down to {plan.min_rps:g} req/s")
             break
         r = run(rate, phase)
         if r.holds(share):
@@ -146,7 +146,7 @@ def search(
         else:
             hi = rate if hi is None else min(hi, rate)
             if r.over_saturated and phase == "grow":
-                stopped = f"over-saturated at {rate:.3g} req/s: growth stopped there"
+                stops.append(f"growth stopped at {rate:.3g} req/s, over-saturated")
 
     def wide() -> bool:
         return lo is not None and hi is not None and hi / lo > 1 + plan.resolution
@@ -159,14 +159,15 @@ def search(
         else:
             hi = mid
     if lo is not None and hi is not None and not wide():
-        stopped = stopped or f"bracket within {plan.resolution:.0%}"
+        stops.append(f"bracket within {plan.resolution:.0%}")
     for i in range(min(plan.repeats, plan.max_probes - len(done))):
         nearest = [x for x in ((lo, hi) if i % 2 == 0 else (hi, lo)) if x is not None]
         if not nearest:
             break
         run(nearest[0], "repeat")
-    if not stopped:
-        stopped = "probe budget spent" if len(done) >= plan.max_probes else "search complete"
+    if len(done) >= plan.max_probes:
+        stops.append("probe budget spent")
+    stopped = "; ".join(stops) or "search complete"
     return SearchResult(done, knee([r for _, r in done], share), stopped)
 
 
@@ -215,8 +216,12 @@ def knee(results: Sequence[ProbeResult], share: float) -> Knee:
     )
     if upper is not None:
         found = [t.resource for t in by_rate[upper] if not t.holds(share) and t.resource]
-        if found:
-            resource, why = found[0]
+        # A queue at a named limit in any failing trial names it (the most often seen, the
+        # later on a tie); compute only where no trial queued at one.
+        named = [f for f in found if f[0] != COMPUTE] or found
+        if named:
+            names = [f[0] for f in named]
+            resource, why = max(reversed(named), key=lambda f: names.count(f[0]))
         else:
             resource, why = NOT_REACHED, f"no /metrics samples at {upper:.3g} req/s"
     return Knee(capacity, lower, upper, tok(capacity), tok(lower), tok(upper), resource, why)

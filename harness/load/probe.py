@@ -55,6 +55,16 @@ class ProbeConfig:
     kv_full: float = 0.9
     bound_share: float = 0.1
     settle_s: float = 30.0
+    # A probe runs until about this many requests arrived (longer than duration_s at low
+    # rates), for at most longest_share x duration_s.
+    min_requests: int = 25
+    longest_share: float = 2.0
+
+    def duration_for(self, rate_rps: float) -> float:
+        """The arrival window of a probe at `rate_rps`: duration_s, longer at a rate too low
+        to send min_requests in it (one bad request in ten is no share to judge by)."""
+        wanted = max(self.duration_s, self.min_requests / rate_rps)
+        return min(wanted, self.longest_share * self.duration_s)
 
 
 def ttft_rise_for(table: SloTable, share: float, default_s: float = 1.0) -> float:
@@ -130,6 +140,7 @@ def run_probe(
 ) -> ProbeResult:
     """One probe at `rate_rps`; its locust files, timeline, requests and stats.json in `out`."""
     out.mkdir(parents=True, exist_ok=True)
+    cfg = replace(cfg, duration_s=cfg.duration_for(rate_rps))
     primary = stack.spec.primary.engine
     assert primary is not None
     settings = profile_settings(
@@ -189,6 +200,7 @@ def run_probe(
             "settled_s": round(settled_s, 1),
             "users": settings.users,
             "dispatch_delay_p95_s": dispatch["p95"],
+            "duration_s": cfg.duration_s,
         },
     )
     stats: dict[str, Any] = {

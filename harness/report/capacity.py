@@ -38,6 +38,7 @@ def _probe_doc(n: int, phase: str, r: ProbeResult, share: float, run_dir: Path) 
         "abandoned": r.extra.get("abandoned"),
         "stopped_early_s": r.extra.get("stopped_early_s"),
         "dispatch_delay_p95_s": r.extra.get("dispatch_delay_p95_s"),
+        "duration_s": r.extra.get("duration_s"),
         "dir": where,
     }
 

@@ -101,7 +101,7 @@ def test_over_saturation_stops_the_growth_whatever_the_goodput() -> None:
     probe, asked = stack(100.0, oversat_from=3.0)
     result = search(probe, SearchPlan(start_rps=1.0, max_probes=8, repeats=0))
     assert max(asked) == 4.0  # never above the first over-saturated probe
-    assert "over-saturated at 4" in result.stopped
+    assert "growth stopped at 4 req/s, over-saturated" in result.stopped
     assert result.knee.upper_rps is not None and result.knee.upper_rps <= 4.0
     assert result.knee.lower_rps >= 2.0
     # the goodput held at the failing rate: the knee is the highest rate that held
@@ -135,6 +135,19 @@ def test_the_interval_spans_rates_whose_repeats_disagree() -> None:
     # goodput crosses 95 % between 2 (100 %) and 4 (mean 93.5 %): interpolated
     assert k.capacity_rps == pytest.approx(2.0 + 2.0 * (1.0 - 0.95) / (1.0 - 0.935))
     assert k.lower_tok_s == 20.0 and k.upper_tok_s == 50.0
+
+
+def test_a_queue_at_a_named_limit_in_any_failing_trial_names_the_resource() -> None:
+    def trial(rate: float, good: float, resource: str) -> ProbeResult:
+        return ProbeResult(rate, good, True, 40, resource=(resource, resource))
+
+    trials = [
+        trial(1.0, 1.0, COMPUTE),
+        trial(2.0, 0.9, COMPUTE),
+        trial(2.0, 0.6, PRIMARY_SLOTS),  # the repeat queued at the primary's slots
+    ]
+    assert knee(trials, SHARE).resource == PRIMARY_SLOTS
+    assert knee(trials[:2], SHARE).resource == COMPUTE
 
 
 def test_noisy_repeats_still_give_an_interval_around_the_truth() -> None:
@@ -280,6 +293,13 @@ def test_the_pool_covers_every_arrival_of_a_probe() -> None:
     assert pool_size(1000.0, 60.0) == 400  # capped
     with pytest.raises(ValueError):
         pool_size(0.0, 20.0)
+
+
+def test_a_probe_at_a_low_rate_runs_until_enough_requests_arrived() -> None:
+    cfg = ProbeConfig(duration_s=20.0, min_requests=25)
+    assert cfg.duration_for(5.0) == 20.0
+    assert cfg.duration_for(1.0) == 25.0
+    assert cfg.duration_for(0.1) == 40.0  # at most twice the probe
 
 
 def test_the_request_cut_and_ttft_rise_come_from_the_routes_limits() -> None:
