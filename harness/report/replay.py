@@ -224,6 +224,14 @@ def replay_report(
             "ratio_p95": _ratio(rep_s["p95"], log_s["p95"]),
         }
     checks = reproduction(logged, routes, turns)
+    # The synthesised lengths, as the primary counted them both times (route local, answered).
+    counted = [
+        (r["prompt_tokens_logged"], r["prompt_tokens_replayed"])
+        for r in rows
+        if r["route_logged"] == r["route_replayed"] == "local"
+        and r["prompt_tokens_logged"] is not None
+        and r["prompt_tokens_replayed"] is not None
+    ]
     return {
         "logged_requests": len(logged),
         "replayed_requests": len(rows),
@@ -233,6 +241,11 @@ def replay_report(
         "reproduction": checks,
         "reproduced": all(c["within"] for c in checks),
         "latency_by_route": per_route,
+        "prompt_tokens_local": {
+            "requests": len(counted),
+            "log": sum(a for a, _ in counted),
+            "replay": sum(b for _, b in counted),
+        },
         "requests": rows,
     }
 
@@ -291,6 +304,18 @@ def latency_table(section: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _prompt_line(section: Mapping[str, Any]) -> list[str]:
+    p = section.get("prompt_tokens_local") or {}
+    if not p.get("requests"):
+        return []
+    diff = (p["replay"] - p["log"]) / p["log"] if p["log"] else None
+    return [
+        f"Prompt tokens of the {p['requests']:,} requests the primary served both times (its own "
+        f"count): log {p['log']:,}, replay {p['replay']:,} ({percent(diff, signed=True)}).",
+        "",
+    ]
+
+
 def markdown(doc: Mapping[str, Any]) -> list[str]:
     """report.md's replay section, from record.json's load.replay.replay."""
     section = ((doc.get("load") or {}).get("replay") or {}).get("replay")
@@ -311,6 +336,7 @@ def markdown(doc: Mapping[str, Any]) -> list[str]:
         "",
         *reproduction_table(section),
         "",
+        *_prompt_line(section),
         "End-to-end latency of the requests answered both times, the log's `duration_ms` "
         "beside the replay's:",
         "",

@@ -213,8 +213,14 @@ def test_report_pairs_by_plan_index_never_text() -> None:
     local = section["latency_by_route"]["local"]
     assert local["pairs"] == 4 and local["log_ms"]["p50"] == 900
     assert local["replay_ms"]["p50"] == 1800 and local["ratio_p50"] == 2.0
+    assert section["prompt_tokens_local"] == {"requests": 0, "log": 0, "replay": 0}
+    for rec, r in zip(records, logged, strict=True):
+        rec.prompt_tokens = round((r.prompt_tokens or 0) * 1.1)  # 10 % more than logged
+    section = replay_report(logged, records, sent, router_log)
+    assert section["prompt_tokens_local"] == {"requests": 4, "log": 550, "replay": 605}
     md = "\n".join(markdown({"load": {"replay": {"replay": {**section, "speed": 2}}}}))
     assert "## Replay" in md and "reproduced." in md and "| turn distribution |" in md
+    assert "log 550, replay 605 (+10 %)" in md
 
 
 def test_refuses_bad_logs(tmp_path: Path) -> None:
