@@ -16,6 +16,7 @@ from harness.routing.corpus import ROUTING_EVAL, load_routing
 from harness.routing.evaluate import evaluate, route_of
 from harness.routing.metrics import acceptance_problems, below_floor_advice
 from harness.stack.base import PAID_SEARCH_REFUSED
+from harness.units import percent
 
 ROUTES = ("local", "search")
 
@@ -27,7 +28,8 @@ def test_eval_split_accuracy_meets_the_floor(
     run_record.put("acceptance", "routing", report.to_dict())
     floor = harness_settings.typed.target(harness_target).routing_accuracy_floor
     print(
-        f"routing accuracy {report.accuracy:.3f} on {report.scored} items (floor {floor}); "
+        f"routing accuracy {percent(report.accuracy)} on {report.scored} items "
+        f"(floor {percent(floor)}); "
         + ", ".join(f"{r}: P={report.precision(r):.2f} R={report.recall(r):.2f}" for r in ROUTES)
         + f"; either split {report.either}; fallbacks {report.fallbacks}"
     )
