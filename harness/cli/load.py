@@ -114,8 +114,7 @@ def cmd_load(ns: argparse.Namespace) -> int:
                         settings=settings, source=ns.sessions, since=ns.since, progress=progress,
                     )  # fmt: skip
                 else:
-                    url = stack.router.url
-                    progress(f"running {ns.profile} for {duration:.0f} s against {url}")
+                    progress(f"running {ns.profile} for {duration:.0f} s against {stack.entry.url}")
                     if ns.workers:
                         host, port = ns.master
                         progress(
