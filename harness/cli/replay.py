@@ -117,7 +117,7 @@ def run_replay(
     write_plan(plan, out / PLAN)
     progress(
         f"replaying {len(plan.requests):,} requests of {source} at speed {speed:g} "
-        f"({plan.duration_s:.0f} s, {plan.users} users) against {stack.router.url}"
+        f"({plan.duration_s:.0f} s, {plan.users} users) against {stack.entry.url}"
     )
     result = run_profile(
         stack, "replay", out_root, duration_s=plan.duration_s + LEAD_S, users=plan.users,
