@@ -18,10 +18,12 @@ should hold the client's mean within TOLERANCE; a route where they do not says b
 ("parts add up to 91 % of the client's mean TTFT").
 
 A proxy in front of the router (traefik, where the stack runs one) is one more part: its own
-time per request, traefik's access-log `Overhead` (its duration less the time it waited on the
-ai-router), joined to each record by the X-Harness-Request header the access log keeps. It is
-traefik's whole own time, before the request went on and after the answer ended, so at most
-what it added to the first token. The extra network hop it brings stays outside every clock.
+time per request, traefik's access-log `Overhead`, joined to each record by the
+X-Harness-Request header the access log keeps. Overhead is traefik's duration less the time its
+proxy spent on the request to the ai-router (connecting, forwarding, copying the answer back):
+its routing and middlewares, before the request went on and after the answer ended, so at most
+what it added to the first token. The proxying itself and the extra network hop stay outside
+every clock here.
 """
 
 from __future__ import annotations
