@@ -148,7 +148,10 @@ def _waterfall(doc: dict[str, Any]) -> str:
     if not found:
         return ""
     names = part_names(found)
-    colours = {name: svg.PALETTE[i % len(svg.PALETTE)] for i, name in enumerate(names)}
+    # The palette's grey is kept for the time outside the router's clock; a brown takes its
+    # place, so that seven parts still differ.
+    palette = [*(c for c in svg.PALETTE if c != "#bbbbbb"), "#aa7744"]
+    colours = {name: palette[i % len(palette)] for i, name in enumerate(names)}
     colours[UNACCOUNTED] = "#dddddd"
     bars = [
         (
