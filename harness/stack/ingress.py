@@ -111,8 +111,8 @@ def label_routes(
             if "service" not in r and len(own) == 1:
                 r["service"] = next(iter(own))  # as the docker provider links them
         routers.update(mine)
-    for name, router in routers.items():
-        if "rule" not in router:
+    for name, declared in routers.items():
+        if "rule" not in declared:
             raise StackError(f"{spec.path}: traefik router {name!r} has no rule label")
     return {"http": {"routers": routers, "services": services}}
 
