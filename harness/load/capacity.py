@@ -8,9 +8,12 @@ the stack was not over-saturated (harness.load.saturation).
 
 The search brackets the knee: it starts low and grows the rate geometrically until a probe
 fails (or, when the first one fails, shrinks it until one holds), then bisects geometrically
-until the bracket is narrow or the probe budget is spent, keeping back `repeats` probes to
-repeat the two rates nearest the knee. An over-saturated probe fails whatever its goodput, so
-the search never goes above it.
+until the bracket is narrow or the probe budget is spent. It keeps back `repeats` probes for
+the rates nearest the knee: the first failure is repeated at once (a transient, such as another
+process busy on the machine, must not cap the whole search: held on its repeat, the rate counts
+as held and the growth goes on), the rest repeat the highest rate that held, then the lowest
+that failed, at the end. An over-saturated probe fails whatever its goodput, so the search
+never grows past it.
 
 The answer (`knee`): the interval runs from the highest rate that held in every trial to the
 lowest rate above it that failed in every trial; rates with mixed trials lie inside it. The
@@ -116,8 +119,8 @@ def search(
     plan.check()
     share = plan.goodput_share
     done: list[tuple[str, ProbeResult]] = []
-    reserve = min(plan.repeats, max(0, plan.max_probes - 3))
-    budget = plan.max_probes - reserve
+    # Probes kept back for repeats; the first failure draws one of them at once.
+    repeats = min(plan.repeats, max(0, plan.max_probes - 3))
 
     def run(rate: float, phase: str) -> ProbeResult:
         r = probe(rate)
@@ -126,10 +129,14 @@ def search(
             on_probe(len(done), phase, r)
         return r
 
+    def budget() -> int:
+        return plan.max_probes - repeats
+
     lo: float | None = None  # highest rate that held
     hi: float | None = None  # lowest rate that failed
     stops: list[str] = []
-    while len(done) < budget and (lo is None or hi is None):
+    confirmed = False
+    while len(done) < budget() and (lo is None or hi is None):
         if lo is None and hi is None:
             rate, phase = plan.start_rps, "grow"
         elif hi is None:
@@ -141,6 +148,12 @@ def search(
             stops.append(f"no probe held down to {plan.min_rps:g} req/s")
             break
         r = run(rate, phase)
+        if not r.holds(share) and not confirmed and repeats > 0:
+            # The first failure is repeated at once: a transient (another process on the
+            # machine, one slow burst of arrivals) must not cap the whole search. Held once of
+            # twice, the rate counts as held here and lies inside the interval (knee).
+            confirmed, repeats = True, repeats - 1
+            r = run(rate, "repeat")
         if r.holds(share):
             lo = rate if lo is None else max(lo, rate)
         else:
@@ -151,7 +164,7 @@ def search(
     def wide() -> bool:
         return lo is not None and hi is not None and hi / lo > 1 + plan.resolution
 
-    while wide() and len(done) < budget:
+    while wide() and len(done) < budget():
         assert lo is not None and hi is not None
         mid = math.sqrt(lo * hi)
         if run(mid, "bisect").holds(share):
@@ -160,7 +173,7 @@ def search(
             hi = mid
     if lo is not None and hi is not None and not wide():
         stops.append(f"bracket within {plan.resolution:.0%}")
-    for i in range(min(plan.repeats, plan.max_probes - len(done))):
+    for i in range(min(repeats, plan.max_probes - len(done))):
         nearest = [x for x in ((lo, hi) if i % 2 == 0 else (hi, lo)) if x is not None]
         if not nearest:
             break
@@ -205,17 +218,21 @@ def knee(results: Sequence[ProbeResult], share: float) -> Knee:
     def tok(x: float | None) -> float | None:
         return None if x is None or per_request is None else x * per_request
 
-    resource, why = (
-        NOT_REACHED,
-        (
-            f"every probe held, up to {max(rates):.3g} req/s: allow more probes (--max-probes) or "
-            f"start higher ([capacity] start_rps)"
-            if rates
-            else "no probe ran"
-        ),
-    )
-    if upper is not None:
-        found = [t.resource for t in by_rate[upper] if not t.holds(share) and t.resource]
+    # Where the resource is read: the lowest rate that failed in every trial, else the lowest
+    # rate above the capacity that failed in some trial.
+    failing = [x for x in rates if x > lower and not all(t.holds(share) for t in by_rate[x])]
+    at = upper if upper is not None else (min(failing) if failing else None)
+    if at is None:
+        reach = f"up to {max(rates):.3g} req/s" if rates else "no probe ran"
+        resource, why = (
+            NOT_REACHED,
+            (
+                f"every probe held, {reach}: allow more probes (--max-probes) or start higher "
+                f"([capacity] start_rps)"
+            ),
+        )
+    else:
+        found = [t.resource for t in by_rate[at] if not t.holds(share) and t.resource]
         # A queue at a named limit in any failing trial names it (the most often seen, the
         # later on a tie); compute only where no trial queued at one.
         named = [f for f in found if f[0] != COMPUTE] or found
@@ -223,5 +240,7 @@ def knee(results: Sequence[ProbeResult], share: float) -> Knee:
             names = [f[0] for f in named]
             resource, why = max(reversed(named), key=lambda f: names.count(f[0]))
         else:
-            resource, why = NOT_REACHED, f"no /metrics samples at {upper:.3g} req/s"
+            resource, why = NOT_REACHED, f"no /metrics samples at {at:.3g} req/s"
+        if upper is None:
+            why += f"; no rate failed in every trial, {at:.3g} req/s failed in some"
     return Knee(capacity, lower, upper, tok(capacity), tok(lower), tok(upper), resource, why)

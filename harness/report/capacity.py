@@ -91,7 +91,7 @@ def _tok(v: float | None) -> str:
 
 def _interval(lo: float | None, hi: float | None, unit: str) -> str:
     if hi is None:
-        return f"at least {number(lo)} {unit} (no probe failed)"
+        return f"at least {number(lo)} {unit} (no rate failed in every trial)"
     return f"{number(lo)} - {number(hi)} {unit}"
 
 

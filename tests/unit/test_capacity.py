@@ -76,9 +76,28 @@ def test_the_search_brackets_the_capacity_within_its_budget() -> None:
     assert k.capacity_rps == pytest.approx(knee_of(5.0), rel=0.05)
     assert k.capacity_tok_s == pytest.approx(k.capacity_rps * 40.0)
     assert k.resource == PRIMARY_SLOTS
-    assert [phase for phase, _ in result.probes][-2:] == ["repeat", "repeat"]
-    # the repeats are the two rates nearest the knee
-    assert {r.rate_rps for _, r in result.probes[-2:]} == {k.lower_rps, k.upper_rps}
+    # the repeats are the two rates nearest the knee: the first failure at once, the highest
+    # rate that held at the end
+    phases = [phase for phase, _ in result.probes]
+    assert phases[4] == "repeat" and asked[4] == 8.0
+    assert phases[-1] == "repeat" and asked[-1] == k.lower_rps
+    assert phases.count("repeat") == 2
+
+
+def test_a_first_failure_that_holds_on_its_repeat_lets_the_search_grow_on() -> None:
+    probe, asked = stack(10.0)
+    transient = {"left": 1}
+
+    def flaky(rate: float) -> ProbeResult:
+        r = probe(rate)
+        if rate == 2.0 and transient["left"]:
+            transient["left"] -= 1  # one slow burst from another process on the machine
+            return ProbeResult(rate, 0.8, True, 40, resource=(COMPUTE, "busy"))
+        return r
+
+    result = search(flaky, SearchPlan(start_rps=1.0, max_probes=8, repeats=2))
+    assert asked[:5] == [1.0, 2.0, 2.0, 4.0, 8.0]
+    assert result.knee.lower_rps >= 8.0
 
 
 @pytest.mark.parametrize("most", [1, 2, 3, 4, 5, 8, 12])
@@ -148,6 +167,16 @@ def test_a_queue_at_a_named_limit_in_any_failing_trial_names_the_resource() -> N
     ]
     assert knee(trials, SHARE).resource == PRIMARY_SLOTS
     assert knee(trials[:2], SHARE).resource == COMPUTE
+
+
+def test_a_rate_that_failed_once_and_held_once_leaves_the_interval_open() -> None:
+    def trial(rate: float, good: float) -> ProbeResult:
+        return ProbeResult(rate, good, True, 40, resource=(PRIMARY_SLOTS, "slots full"))
+
+    k = knee([trial(0.5, 1.0), trial(0.9, 1.0), trial(1.0, 0.8), trial(1.0, 0.97)], SHARE)
+    assert (k.lower_rps, k.upper_rps) == (0.9, None)
+    assert k.resource == PRIMARY_SLOTS
+    assert "1 req/s failed in some" in k.resource_why
 
 
 def test_noisy_repeats_still_give_an_interval_around_the_truth() -> None:
