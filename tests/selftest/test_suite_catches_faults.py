@@ -149,7 +149,7 @@ def stub_classifier(model: str, max_model_len: int) -> Iterator[str]:
 def test_classifier_with_a_shorter_context(twin: Any, tmp_path: Path) -> None:
     with stub_classifier(twin.classifier.model_name, max_model_len=8192) as url:
         attached = SimpleNamespace(
-            api_key=twin.api_key, router=twin.router, primary=twin.primary,
+            api_key=twin.api_key, router=twin.router, entry=twin.entry, primary=twin.primary,
             classifier=SimpleNamespace(url=url),
         )  # fmt: skip
         rc, out = run_acceptance(
