@@ -72,9 +72,9 @@ def test_sweep_ends_the_twin_of_a_killed_harness(real_compose: Path, tmp_path: P
         child.wait(timeout=10)
     (pids_file,) = (tmp_path / "elsewhere" / "runs").glob("*/pids.json")
     pids = json.loads(pids_file.read_text())
-    assert set(pids) == {"vllm-router", "vllm-primary", "fake-xai", "ai-router", "traefik"}
     groups = [entry["pid"] for entry in pids.values()]
-    try:
+    try:  # every group the killed harness left is stopped, whichever assertion fails
+        assert set(pids) == {"vllm-router", "vllm-primary", "fake-xai", "ai-router", "traefik"}
         assert all(group_alive(g) for g in groups), "the stand-ins should outlive the harness"
         down = subprocess.run(
             [HARNESS, "down", "--sweep"], cwd=tmp_path, env=env, capture_output=True, text=True,
