@@ -4,7 +4,8 @@ beside it, then what the search needs (harness.load.capacity.ProbeResult).
 
 Before each probe the engines are given time to finish what an earlier probe left (abandoned
 requests may still run there). During the probe a watcher reads the sampler's rows: once a
-queue has grown significantly through at least MIN_WATCH_SHARE of the arrival window, it asks
+queue has grown significantly through at least MIN_WATCH_SHARE of the arrival window (after
+the first FILL_SHARE of it, in which the queues fill to their level), it asks
 the locust shape to end the probe (harness.load.open_loop.STOP_FILE): an over-saturated probe
 fails whatever it would measure next, and a longer one only builds a longer queue to drain.
 """
@@ -20,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from harness.load.arrivals import LEAD_S, STOP_FILE, pool_size
+from harness.load.arrivals import STOP_FILE, pool_size
 from harness.load.capacity import ProbeResult
 from harness.load.goodput import goodput
 from harness.load.processes import run_locust
@@ -38,6 +39,8 @@ LOCUSTFILE = HARNESS_ROOT / "tests" / "load" / "locustfile_capacity.py"
 # The profiles whose requests are independent of each other, so that they can arrive open-loop.
 OPEN_LOOP_PROFILES = ("steady", "saturate", "kv-pressure")
 MIN_WATCH_SHARE = 0.4
+# The share of a probe's start in which the queues fill (fill_s).
+FILL_SHARE = 0.15
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,6 @@ class _Watcher:
         self._thread = threading.Thread(target=self._run, name="probe-watch", daemon=True)
 
     def __enter__(self) -> _Watcher:
-        self.t0 = time.time() + LEAD_S
         self._thread.start()
         return self
 
@@ -120,19 +122,34 @@ class _Watcher:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        end = self.t0 + self.cfg.duration_s
-        while not self._done.wait(1.0) and time.time() < end:
+        start: float | None = None  # the arrivals' start: the first sample of a busy engine
+        duration = self.cfg.duration_s
+        while not self._done.wait(1.0):
+            rows = list(self.sampler.rows)
+            if start is None:
+                start = next((float(r["t"]) for r in rows if r["running"] + r["waiting"]), None)
+                if start is None:
+                    continue
             now = time.time()
-            if now - self.t0 < MIN_WATCH_SHARE * self.cfg.duration_s:
+            if now - start > duration:
+                return
+            begin = start + fill_s(duration)
+            if now - begin < MIN_WATCH_SHARE * duration:
                 continue
             why = over_saturation(
-                list(self.sampler.rows), [], window=(self.t0, now),
+                rows, [], window=(begin, now),
                 queue_rise=self.cfg.queue_rise, ttft_rise_s=self.cfg.ttft_rise_s,
             )  # fmt: skip
             if why:
-                self.reason, self.at_s = why, round(now - self.t0, 1)
+                self.reason, self.at_s = why, round(now - start, 1)
                 self.stop.write_text(why + "\n")
                 return
+
+
+def fill_s(duration_s: float) -> float:
+    """The start of a probe that the over-saturation checks leave out: the queues fill from
+    empty to their level at this rate, a rise that is no growth."""
+    return max(2.0, FILL_SHARE * duration_s)
 
 
 def run_probe(
@@ -165,7 +182,7 @@ def run_probe(
     records = read_records(settings.records)
     seqs = {e.name: e.engine.max_num_seqs for e in stack.spec.engines if e.engine is not None}
     starts = [r.intended_start for r in records]
-    window = (min(starts), max(starts)) if starts else (watcher.t0, watcher.t0)
+    window = (min(starts) + fill_s(cfg.duration_s), max(starts)) if starts else (0.0, 0.0)
     oversat = watcher.reason or over_saturation(
         sampler.rows, records, window=window, queue_rise=cfg.queue_rise,
         ttft_rise_s=cfg.ttft_rise_s,
@@ -176,8 +193,9 @@ def run_probe(
     latency = latency_stats(records)
     ok_tokens = [r.output_tokens for r in records if r.ok and r.output_tokens]
     arrival_s = watcher.at_s or cfg.duration_s
+    arriving = [r for r in sampler.rows if not starts or min(starts) <= r["t"] <= max(starts)]
     resource = limiting_resource(
-        sampler.rows, classifier=stack.classifier.name, primary=stack.primary.name,
+        arriving or sampler.rows, classifier=stack.classifier.name, primary=stack.primary.name,
         max_num_seqs=seqs, kv_full=cfg.kv_full, bound_share=cfg.bound_share,
     )  # fmt: skip
     result = ProbeResult(

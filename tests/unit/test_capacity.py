@@ -17,7 +17,7 @@ from harness.cli import main
 from harness.errors import InputError
 from harness.load.arrivals import LEAD_S, PoissonSchedule, pool_size
 from harness.load.capacity import ProbeResult, SearchPlan, knee, search
-from harness.load.probe import ProbeConfig, request_cut_for, ttft_rise_for
+from harness.load.probe import ProbeConfig, fill_s, request_cut_for, ttft_rise_for
 from harness.load.records import RequestRecord
 from harness.load.saturation import (
     CLASSIFIER,
@@ -288,6 +288,17 @@ def test_a_steady_queue_is_not_over_saturation() -> None:
     for r in series:
         r["waiting"] = float(rng.choice([0, 1, 2]))
     assert over_saturation(series, [], window=(1000.0, 1020.0), queue_rise=3, ttft_rise_s=1) is None
+
+
+def test_queues_filling_at_the_probes_start_are_no_growth() -> None:
+    series = rows("vllm-primary", 80, running=3)
+    for i, r in enumerate(series):
+        r["waiting"] = min(6.0, i * 0.6)  # fills to 6 in the first 2.5 s, then holds
+    start = 1000.0 + fill_s(20.0)
+    assert fill_s(20.0) == 3.0
+    assert over_saturation(series, [], window=(start, 1020.0), queue_rise=3, ttft_rise_s=1) is None
+    # the same series judged from its first sample would call the fill a growth
+    assert over_saturation(series, [], window=(1000.0, 1008.0), queue_rise=3, ttft_rise_s=1)
 
 
 def record(t: float, ttft: float) -> RequestRecord:
