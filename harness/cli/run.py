@@ -125,7 +125,7 @@ def cmd_nightly(ns: argparse.Namespace) -> int:
     if run_dir is None:
         print("nightly: no run directory was written (the stack never came up)")
         return from_pytest(code) or CANNOT_RUN
-    from harness.cli.tune import add_sessions
+    from harness.cli.sessions import add_sessions
     from harness.report.finalize import finalize_run
 
     # The router's session log joins the record, and so the report and the comparison.

@@ -1,5 +1,5 @@
 """`harness tune | sessions | vram`, and `harness check --against`: changing the stack and
-watching what it does."""
+watching what it does. The edits' checks are in tune_flags.py, `sessions` in sessions.py."""
 
 from __future__ import annotations
 
@@ -12,12 +12,18 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness.cli.common import DEFAULT_COMPOSE, examples
-from harness.errors import InputError, StackError
+from harness.cli.sessions import add_sessions, cmd_sessions
+from harness.cli.tune_flags import (
+    check_flag_names,
+    check_services,
+    engine_flag_edits,
+    engine_flag_list,
+)
+from harness.errors import StackError
 
 # -- harness check --against ------------------------------------------------------------------
 
@@ -323,228 +329,6 @@ def cmd_tune(ns: argparse.Namespace) -> int:
         pytest_args=shlex.split(ns.pytest_args or ""),
     )
     return tune.run()
-
-
-# vLLM `serve` flags beyond those the compose parser types or the compose file already gives,
-# for when vLLM itself cannot be asked (harness.stack.vllm_flags): a name close to one of these
-# but not one of them is a typo, not a change for human review.
-VLLM_SERVE_FLAGS = frozenset(
-    {
-        "--host", "--api-key", "--served-model-name", "--model", "--tokenizer", "--revision",
-        "--max-model-len", "--max-num-seqs", "--max-num-batched-tokens", "--max-seq-len-to-capture",
-        "--gpu-memory-utilization", "--kv-cache-dtype", "--kv-cache-memory-bytes", "--block-size",
-        "--swap-space", "--cpu-offload-gb", "--num-gpu-blocks-override", "--dtype",
-        "--quantization", "--tensor-parallel-size", "--pipeline-parallel-size", "--seed",
-        "--enforce-eager", "--enable-prefix-caching", "--no-enable-prefix-caching",
-        "--enable-chunked-prefill", "--no-enable-chunked-prefill", "--reasoning-parser",
-        "--tool-call-parser", "--enable-auto-tool-choice", "--chat-template", "--generation-config",
-        "--max-logprobs", "--disable-log-requests", "--enable-log-requests", "--disable-log-stats",
-        "--trust-remote-code", "--download-dir", "--load-format", "--port", "--uvicorn-log-level",
-        "--max-num-partial-prefills", "--long-prefill-token-threshold", "--scheduling-policy",
-        "--async-scheduling", "--compilation-config", "--speculative-config",
-        "--limit-mm-per-prompt",
-        "--override-generation-config", "--enable-prompt-tokens-details", "--middleware",
-        "--disable-fastapi-docs", "--disable-frontend-multiprocessing", "--headless",
-        "--hf-overrides", "--rope-scaling", "--max-cudagraph-capture-size",
-    }
-)  # fmt: skip
-HARNESS_LIST = "the harness's list of vLLM flags"
-
-
-@dataclass(frozen=True)
-class FlagList:
-    """The engine flags a tune edit is checked against, and where they came from: vLLM's own
-    serve help (`from_vllm`), else the harness's list, with why vLLM was not reachable."""
-
-    flags: frozenset[str]
-    source: str
-    from_vllm: bool
-
-    def sentence(self) -> str:
-        return f"flag names checked against {self.source}"
-
-
-def compose_flags(spec: Any) -> set[str]:
-    """Every flag an engine of the compose file is given: the stack runs with them."""
-    known: set[str] = set()
-    for svc in spec.engines:
-        if svc.engine is not None:
-            known |= {flag for flag, _ in svc.engine.extra}
-            known |= {a for a in svc.engine.to_argv() if a.startswith("--")}
-    return known
-
-
-def known_engine_flags(spec: Any) -> set[str]:
-    """The engine flags the harness knows: the parser's typed and shaped flags, the list above,
-    and every flag an engine of the compose file is given."""
-    from harness.compose import engine_args
-
-    known = set(VLLM_SERVE_FLAGS) | set(engine_args.BOOLEAN_FLAGS)
-    known |= set(engine_args.MULTI_VALUE_FLAGS) | set(engine_args._TYPED)
-    return known | compose_flags(spec)
-
-
-def engine_flag_list(
-    spec: Any, target: str, sources: Sequence[Any] | None = None, cache: Path | None = None
-) -> FlagList:
-    """vLLM's own serve flags for `target` (the engines' image on gpu when Docker has it, the
-    twin's vllm), cached per version in `cache`; else the harness's list, saying why."""
-    from harness.stack import vllm_flags
-
-    if sources is None:
-        sources = vllm_flags.sources_for(target, [s.image for s in spec.engines if s.image])
-    found, reasons = vllm_flags.first_reachable(sources, cache)
-    if found is not None:
-        return FlagList(found.flags | compose_flags(spec), found.source, True)
-    why = "; ".join(reasons) or "no vLLM to ask"
-    source = f"{HARNESS_LIST}; vLLM itself was not reachable: {why}"
-    return FlagList(frozenset(known_engine_flags(spec)), source, False)
-
-
-def engine_flag_edits(edits: Sequence[Any], spec: Any) -> list[Any]:
-    engines = {s.name for s in spec.engines}
-    return [e for e in edits if e.kind == "flag" and e.service in engines]
-
-
-def check_services(edits: Sequence[Any], spec: Any) -> None:
-    """An edit of a service the compose file does not have: an InputError listing its
-    services, before anything else is looked at."""
-    import difflib
-
-    names = list(spec.services)
-    for edit in edits:
-        if edit.service in spec.services:
-            continue
-        near = difflib.get_close_matches(edit.service, names, n=1, cutoff=0.6)
-        hint = f"did you mean {near[0]}? " if near else ""
-        raise InputError(
-            f"{edit}: {spec.path} has no service {edit.service!r}; {hint}"
-            f"its services are {', '.join(names)}"
-        )
-
-
-def check_flag_names(edits: Sequence[Any], spec: Any, flags: FlagList | None = None) -> None:
-    """A flag edit of an engine whose name is not a vLLM flag: an InputError naming it, the
-    nearest flag and the list it was checked against. Against the harness's own list, which is
-    not complete, only a name close to a known one is refused (a typo); another is left to
-    human review."""
-    import difflib
-
-    flags = flags or FlagList(frozenset(known_engine_flags(spec)), HARNESS_LIST, False)
-    for edit in engine_flag_edits(edits, spec):
-        if edit.name in flags.flags:
-            continue
-        cutoff = 0.0 if flags.from_vllm else 0.8
-        near = difflib.get_close_matches(edit.name, sorted(flags.flags), n=1, cutoff=cutoff)
-        if near:
-            raise InputError(
-                f"{edit.service}.{edit.name}: unknown vLLM flag {edit.name}; did you mean "
-                f"{near[0]}? ({flags.sentence()})"
-            )
-
-
-# -- harness sessions -------------------------------------------------------------------------
-
-
-def session_log(path: str | None, compose: Path, settings: Any) -> Any:
-    """A path (file or run directory), else targets.attach.router_session_log, else the log of
-    the twin `harness up` started when targets.attach.router_url is its router, else the compose
-    project's router-logs volume."""
-    from harness.compose import load_stack
-    from harness.report.sessions import compose_location, in_run_dir, read_log, volume_log
-
-    if path:
-        p = Path(path)
-        if p.is_dir():
-            found = in_run_dir(p) or (p / "session.jsonl")
-            if not found.is_file():
-                raise InputError(
-                    f"{p}: no session log in it (looked for logs/ai-router-session.jsonl)"
-                )
-            p = found
-        return read_log(p)
-    attach = settings.typed.target("attach")
-    configured = attach.router_session_log
-    if configured:
-        return read_log(Path(configured))
-    from harness.stack.state import twin_session_log
-
-    twin = twin_session_log(attach.url("router"))
-    if twin is not None:
-        return read_log(twin)
-    spec = load_stack(compose)
-    volume, inner, service = compose_location(spec)
-    return volume_log(spec.project, volume, inner, service)
-
-
-def primary_max_model_len(compose: Path) -> int | None:
-    from harness.compose import load_stack
-    from harness.errors import HarnessError
-
-    try:
-        engine = load_stack(compose).primary.engine
-    except HarnessError:
-        return None
-    return engine.max_model_len if engine else None
-
-
-def cmd_sessions(ns: argparse.Namespace) -> int:
-    from harness.config import load_settings
-    from harness.report.sessions import parse_since, render_text, summarize
-
-    settings = load_settings(ns.config)
-    log = session_log(ns.path, ns.compose, settings)
-    if ns.since:
-        log = log.window(datetime.now(UTC) - parse_since(ns.since))
-    summary = summarize(log, max_model_len=primary_max_model_len(ns.compose), since=ns.since)
-    print(json.dumps(summary.to_dict(), indent=2) if ns.json else render_text(summary))
-    return 0
-
-
-def add_sessions(
-    run_dir: Path, target: str, compose: Path, config: Path | None, *, run_only: bool = False
-) -> str:
-    """Put the session log's summary in the run's record (telemetry.sessions): the twin's own
-    log, or the live stack's (attach) over the last day, or with `run_only` over the run's own
-    time. Returns the summary as text, or why there is none."""
-    from harness.config import load_settings
-    from harness.errors import HarnessError
-    from harness.report.schema import load_record
-    from harness.report.sessions import (
-        in_run_dir,
-        parse_since,
-        parse_ts,
-        read_log,
-        render_text,
-        summarize,
-    )
-
-    doc = load_record(run_dir)
-    since = None
-    try:
-        own = in_run_dir(run_dir)
-        if own is not None:
-            log = read_log(own)
-        elif target == "attach":
-            log = session_log(None, compose, load_settings(config))
-            if run_only:
-                since = str(doc["started_at"])
-                log = log.window(
-                    parse_ts(doc["started_at"]), parse_ts(doc.get("finished_at") or "")
-                )
-            else:
-                since = "24h"
-                log = log.window(datetime.now(UTC) - parse_since(since))
-        else:
-            return f"no session log for a {target} run"
-    except HarnessError as exc:
-        return f"no session summary: {exc}"
-    summary = summarize(log, max_model_len=primary_max_model_len(compose), since=since)
-    doc.setdefault("telemetry", {})["sessions"] = summary.to_dict()
-    tmp = run_dir / "record.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    tmp.replace(run_dir / "record.json")
-    return render_text(summary)
 
 
 # -- harness vram -----------------------------------------------------------------------------

@@ -300,7 +300,7 @@ def test_tune_misspelt_flag_is_bad_input_with_did_you_mean(
 
 
 def test_tune_known_flags_pass_the_name_check() -> None:
-    from harness.cli.tune import check_flag_names
+    from harness.cli.tune_flags import check_flag_names
     from harness.compose import load_stack
     from harness.compose.edit import parse_flag_edit
 

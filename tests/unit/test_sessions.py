@@ -136,7 +136,7 @@ def test_compare_gates_on_the_fallback_rate() -> None:
 def test_the_nightly_record_and_report_carry_the_summary(
     tmp_path: Path, real_compose: Path
 ) -> None:
-    from harness.cli.tune import add_sessions
+    from harness.cli.sessions import add_sessions
     from harness.report.finalize import finalize_run
 
     run_dir = tmp_path / "runs" / "20261129T010000Z-twin"

@@ -13,7 +13,7 @@ import pytest
 
 from harness.cli import main
 from harness.cli.exit_codes import BAD_INPUT
-from harness.cli.tune import FlagList, check_flag_names, check_services, engine_flag_list
+from harness.cli.tune_flags import FlagList, check_flag_names, check_services, engine_flag_list
 from harness.compose import load_stack
 from harness.compose.edit import parse_env_edit, parse_flag_edit
 from harness.errors import CapabilityError, InputError
