@@ -226,6 +226,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         "",
         ("infra/ai-router/tests/test_router_http.py::test_413_reads_the_refused_body_to_its_end",),
     ),
+    Mutation(
+        "negative-client-ttft",
+        "a client TTFT below zero fails reconciliation on its own",
+        "harness/load/reconcile.py",
+        "    negative = [t for t in client if t < 0]",
+        "    negative = [t for t in client if t < -1.0]",
+        ("tests/unit/test_load_reconcile.py::test_a_negative_client_ttft_is_named_on_its_own",),
+    ),
+    Mutation(
+        "ingress-enable-label",
+        "the twin's traefik routes only the services the compose labels enable",
+        "harness/stack/ingress.py",
+        "        if not enabled or svc.name == proxy.name:",
+        "        if svc.name == proxy.name:",
+        ("tests/unit/test_ingress_routes.py::test_a_service_not_enabled_is_not_routed",),
+    ),
 )
 
 
