@@ -242,6 +242,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        if svc.name == proxy.name:",
         ("tests/unit/test_ingress_routes.py::test_a_service_not_enabled_is_not_routed",),
     ),
+    Mutation(
+        "probe-stop-arrivals",
+        "an over-saturated capacity probe sends nothing once the harness ends it",
+        "harness/load/open_loop.py",
+        "        gevent.sleep(max(0.0, due - time.time()))\n        if stopped():",
+        "        gevent.sleep(max(0.0, due - time.time()))\n        if False:",
+        ("tests/unit/test_probe_stop.py::test_no_arrival_goes_out_after_the_stop_file",),
+    ),
 )
 
 

@@ -135,7 +135,7 @@ def cmd_capacity(ns: argparse.Namespace) -> int:
                 raise
             run.stack_up(stack)
             progress(
-                f"capacity of {stack.router.url}: {cfg.profile} requests, open-loop Poisson "
+                f"capacity of {stack.entry.url}: {cfg.profile} requests, open-loop Poisson "
                 f"arrivals, {cfg.duration_s:g} s per probe, at most {plan.max_probes} probes, "
                 f"goodput share {plan.goodput_share:.0%}"
             )

@@ -30,6 +30,15 @@ from harness.load.records import RequestRecord
 ABANDONED = "abandoned: no answer within the probe's request cut"
 _schedule: PoissonSchedule | None = None
 _in_flight = 0
+_stopped = False
+
+
+def stopped() -> bool:
+    """Whether the harness asked the probe to end (its stop file exists); once seen, kept."""
+    global _stopped
+    if not _stopped:
+        _stopped = users.SETTINGS.records.with_name(STOP_FILE).exists()
+    return _stopped
 
 
 def schedule() -> PoissonSchedule:
@@ -56,11 +65,16 @@ class OpenLoop:
 
     def send(self) -> None:
         global _in_flight
-        due = schedule().next_due()
+        due = None if stopped() else schedule().next_due()
         if due is None:
             self.idle = True  # the schedule is over; the shape ends the run
             return
         gevent.sleep(max(0.0, due - time.time()))
+        if stopped():
+            # Asked to end while waiting for its due time: locust lets a stopping user finish
+            # its task (--stop-timeout), and an arrival after the stop is none of the probe's.
+            self.idle = True
+            return
         me: Any = self
         me.due_at = due
         _in_flight += 1
@@ -100,8 +114,7 @@ class OpenLoopShape(LoadTestShape):
         s = users.SETTINGS
         t = self.get_run_time()
         arrivals_end = (s.duration_s or 0.0) + 2.0
-        stop = s.records.with_name(STOP_FILE).exists()
-        if stop or (t >= arrivals_end and _in_flight == 0):
+        if stopped() or (t >= arrivals_end and _in_flight == 0):
             return None
         if t >= arrivals_end + (s.request_cut_s or 60.0) + 5.0:
             return None

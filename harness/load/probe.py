@@ -175,7 +175,7 @@ def run_probe(
     watcher = _Watcher(sampler, out / STOP_FILE, cfg)
     with sampler, watcher:
         run_locust(
-            LOCUSTFILE, stack.router.url, settings, out, cwd=HARNESS_ROOT,
+            LOCUSTFILE, stack.entry.url, settings, out, cwd=HARNESS_ROOT,
             timeout_s=cfg.duration_s + cfg.request_cut_s + 300,
         )  # fmt: skip
     sampler.save(out / "timeline.jsonl")

@@ -1,11 +1,16 @@
-"""Fixtures for the harness's own unit tests: compose variants made from the real file."""
+"""Fixtures for the harness's own unit tests: compose variants made from the real file, and the
+no-op streaming server the load client is run against."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -32,3 +37,27 @@ def compose_variant(tmp_path: Path) -> Callable[[Callable[[Doc], None]], Path]:
         return path
 
     return make
+
+
+@pytest.fixture
+def noop_server() -> Iterator[str]:
+    """benchmarks/noop_stream_server.py on a free loopback port (4 token chunks per answer)."""
+    from harness.stack.ports import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks" / "noop_stream_server.py"), str(port), "4"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(url + "/stats", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -5,11 +5,7 @@ requests.jsonl, once, named by the worker that sent it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,27 +17,6 @@ from harness.load.settings import LoadSettings
 from harness.stack.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def noop_server() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "benchmarks" / "noop_stream_server.py"), str(port), "4"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(url + "/stats", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def settings_for(records: Path, url: str) -> LoadSettings:
