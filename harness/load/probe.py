@@ -24,6 +24,7 @@ import httpx
 from harness.load.arrivals import STOP_FILE, pool_size
 from harness.load.capacity import ProbeResult
 from harness.load.goodput import goodput
+from harness.load.gpu_cost import gpu_power_section
 from harness.load.processes import run_locust
 from harness.load.profiles import max_tokens_for
 from harness.load.records import read_records
@@ -32,6 +33,7 @@ from harness.load.saturation import limiting_resource, over_saturation
 from harness.load.slo import SloTable
 from harness.load.stats import client_behind, dispatch_summary, engine_stats, latency_stats
 from harness.stack.base import Stack
+from harness.telemetry.gpu_power import GpuPowerSampler
 from harness.telemetry.prom import scrape
 from harness.telemetry.sampler import Sampler
 
@@ -172,13 +174,15 @@ def run_probe(
     )  # fmt: skip
     settled_s = settle(stack, cfg.settle_s)
     sampler = Sampler({e.name: e.url for e in stack.engines}, interval_s=0.25)
+    power = GpuPowerSampler.for_target(stack.target, sampler.interval_s)
     watcher = _Watcher(sampler, out / STOP_FILE, cfg)
-    with sampler, watcher:
+    with sampler, power, watcher:
         run_locust(
             LOCUSTFILE, stack.entry.url, settings, out, cwd=HARNESS_ROOT,
             timeout_s=cfg.duration_s + cfg.request_cut_s + 300,
         )  # fmt: skip
     sampler.save(out / "timeline.jsonl")
+    power.save(out)
     records = read_records(settings.records)
     seqs = {e.name: e.engine.max_num_seqs for e in stack.spec.engines if e.engine is not None}
     starts = [r.intended_start for r in records]
@@ -230,6 +234,7 @@ def run_probe(
         "over_saturated": oversat,
         "invalid_reason": behind,
         "resource": list(result.resource or ()),
+        "gpu_power": gpu_power_section(power, records),
         **result.extra,
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=2, default=str))

@@ -17,6 +17,7 @@ from harness import config_schema
 from harness.errors import ConfigError
 from harness.load.conversations import TURN_LOG, conversation_report, read_turns
 from harness.load.goodput import goodput
+from harness.load.gpu_cost import gpu_power_section
 from harness.load.kvmodel import KvCapacity, capacity_from_cache_config, users_for_kv_pressure
 from harness.load.processes import Distributed, run_locust
 from harness.load.profiles import (
@@ -46,6 +47,7 @@ from harness.load.stats import (
 )
 from harness.load.waterfall import run_waterfall
 from harness.stack.base import Stack
+from harness.telemetry.gpu_power import GpuPowerSampler
 from harness.telemetry.prom import Scrape, scrape
 from harness.telemetry.sampler import Sampler
 
@@ -205,6 +207,7 @@ def run_profile(
     dist = distributed or Distributed(processes=processes)
     engines = {s.name: s.url for s in stack.engines}
     sampler = Sampler(engines, interval_s=interval_s)
+    power = GpuPowerSampler.for_target(stack.target, interval_s)
     watch = ResourceWatch(watched_groups(stack) if profile in WATCHED else {})
     from harness.progress import load_ticker
 
@@ -214,7 +217,7 @@ def run_profile(
         from harness.stack.base import PAID_SEARCH_REFUSED
 
         current().line(f"{profile}: chat users send only local prompts: {PAID_SEARCH_REFUSED}")
-    with sampler, watch, ticker:
+    with sampler, power, watch, ticker:
         run_locust(
             lf,
             stack.entry.url,
@@ -225,6 +228,7 @@ def run_profile(
             distributed=dist,
         )
     sampler.save(out / "timeline.jsonl")
+    power.save(out)
     records = read_records(settings.records)
     seqs = {e.name: e.engine.max_num_seqs for e in stack.spec.engines if e.engine is not None}
     summary = summarize(
@@ -234,6 +238,7 @@ def run_profile(
     )  # fmt: skip
     summary["target"] = stack.target
     summary["waterfall"] = run_waterfall(records, sampler, stack)
+    summary["gpu_power"] = gpu_power_section(power, records)
     summary["kv_pool"] = kv_pool(
         capacity,
         records,

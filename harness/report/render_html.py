@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.report import capacity, conversation, summary, svg, verdict
+from harness.report import capacity, conversation, gpu_cost, summary, svg, verdict
 from harness.report.compare import Comparison, cells, verdict_line
 from harness.report.html_load import load, trends
 from harness.report.svg import esc, fmt, table
@@ -430,7 +430,8 @@ def render_html(
     body = [header(doc, comparison_), why_failed(doc), slo_table(doc)]
     if comparison_ is not None:
         body.append(comparison(comparison_))
-    body += [routing(doc), long_context(doc), load(doc, run_dir), conversation.html(doc)]
+    body += [routing(doc), long_context(doc), load(doc, run_dir), gpu_cost.html(doc, run_dir)]
+    body.append(conversation.html(doc))
     body.append(capacity.html(doc))
     body.append(kv_and_vram(doc))
     body += [trends(history or []), stack(doc)]

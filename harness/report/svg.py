@@ -226,8 +226,10 @@ def line_chart(
     y_fmt: Callable[[float], str] = fmt,
     width: int = 372,
     height: int = 230,
+    bands: Sequence[tuple[float, float, str]] = (),
 ) -> str:
-    """Lines over x; dashed horizontal reference lines; with `x_labels`, x is a run index."""
+    """Lines over x; dashed horizontal reference lines; with `x_labels`, x is a run index;
+    `bands` (x from, x to, label) shade stretches of x behind the lines."""
     items = [(label, PALETTE[i % len(PALETTE)]) for i, (label, _) in enumerate(series)]
     items += [(label, AXIS) for _, label in hlines]
     legend, lines = _legend(items, 40, 34, width - 8, [label for _, label in hlines])
@@ -254,6 +256,13 @@ def line_chart(
         y = py(t)
         out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" stroke="{GRID}"/>')
         out.append(_text(left - 5, y + 4, y_fmt(t), "end"))
+    for a, b, label in bands:
+        x0, x1 = px(a), max(px(b), px(a) + 2)
+        out.append(
+            f'<rect class="band" x="{x0:.1f}" y="{top}" width="{x1 - x0:.1f}" '
+            f'height="{bottom - top}" fill="{blend(LIMIT, 0.18)}">'
+            f"<title>{esc(label)}</title></rect>"
+        )
     out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="{AXIS}"/>')
     out.append(f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="{AXIS}"/>')
     if unit:

@@ -32,7 +32,8 @@ CATALOGUE: dict[str, str] = {
     "there (HARNESS_TWIN_RUNTIME), else skipped; the images are the local base image",
     "gpu-probe": "no NVIDIA GPU: the gpu target's probe (nvidia-smi -L in the compose file's "
     "vLLM image, with its device request) cannot run",
-    "nvml": "no NVML: the preflight reads a recorded idle card of the configured size",
+    "nvml": "no NVML: the preflight reads a recorded idle card of the configured size, and a "
+    "load run's GPU power, energy, clocks and throttle reasons are not measured",
     "env-files": "the owner's env files are absent here; the services start without them",
     "compile": "vLLM's torch.compile warm-up (inductor) costs 20-45 s of every engine start on "
     "two CPU cores; the twin engines run uncompiled (--optimization-level 0)",
