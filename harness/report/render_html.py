@@ -4,8 +4,9 @@ Plots (each an `<svg>` with a stable id): latency percentiles per profile and ro
 (`plot-latency-ttft|itl|e2e`), KV usage and queue timelines per profile and engine
 (`plot-timeline-<profile>-<engine>-kv|queue`, max-num-seqs dashed), the routing confusion
 matrix (`plot-confusion`), the long-context matrix (`plot-long-context`), the capacity curve
-(`plot-capacity-curve`), the VRAM budget (`plot-vram`) and, given history, trends
-(`plot-trend-accuracy`, `plot-trend-ttft-<profile>`).
+(`plot-capacity-curve`), the safe envelope per engine (`plot-envelope-<engine>`), the VRAM
+budget (`plot-vram`) and, given history, trends (`plot-trend-accuracy`,
+`plot-trend-ttft-<profile>`, `plot-trend-capacity-<profile>`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.report import capacity, conversation, gpu_cost, summary, svg, verdict
+from harness.report import capacity, conversation, envelope, gpu_cost, summary, svg, verdict
 from harness.report.compare import Comparison, cells, verdict_line
 from harness.report.html_load import load, trends
 from harness.report.svg import esc, fmt, table
@@ -432,7 +433,7 @@ def render_html(
         body.append(comparison(comparison_))
     body += [routing(doc), long_context(doc), load(doc, run_dir), gpu_cost.html(doc, run_dir)]
     body.append(conversation.html(doc))
-    body.append(capacity.html(doc))
+    body += [capacity.html(doc), envelope.html(doc)]
     body.append(kv_and_vram(doc))
     body += [trends(history or []), stack(doc)]
     csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.report import capacity, conversation, gpu_cost, replay, summary, verdict
+from harness.report import capacity, conversation, envelope, gpu_cost, replay, summary, verdict
 from harness.report.compare import Comparison, render_table, verdict_line
 from harness.report.waterfall_table import waterfall_lines, waterfall_rows, waterfall_table
 from harness.units import number, percent
@@ -326,7 +326,7 @@ def render_markdown(doc: dict[str, Any], comparison_: Comparison | None = None) 
         parts += comparison(comparison_)
     results = acceptance(doc) + load(doc) + gpu_cost.markdown(doc)
     results += conversation.markdown(doc) + replay.markdown(doc)
-    results += capacity.markdown(doc)
+    results += capacity.markdown(doc) + envelope.markdown(doc)
     results += sessions(doc)
     parts += preflight(doc) + (results or ["No acceptance or load results in this run.", ""])
     return "\n".join(parts).rstrip() + "\n"
