@@ -217,10 +217,29 @@ def boxes(
     CSS selector: {selector: [{top, bottom, left, right, text}, ...]}, in page pixels. An
     element whose top is below HEIGHT is off the first screen."""
     with _page(html, timeout_s) as (pipe, session):
-        expression = f"({_BOXES_JS.strip()})({json.dumps(list(selectors))})"
-        result = pipe.call(
-            "Runtime.evaluate", {"expression": expression, "returnByValue": True}, session
-        )
+        return _measure(pipe, session, html, selectors)
+
+
+def check(
+    html: Path, png: Path, selectors: Sequence[str], *, timeout_s: float = 60.0
+) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
+    """One browser start for the whole check of a report: the full-page PNG written to `png`,
+    and (console errors, `boxes` of each selector)."""
+    with _page(html, timeout_s) as (pipe, session):
+        found = _measure(pipe, session, html, selectors)
+        image = _full_page(pipe, session)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    png.write_bytes(image)
+    return console_errors(pipe.events), found
+
+
+def _measure(
+    pipe: _Pipe, session: str, html: Path, selectors: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    expression = f"({_BOXES_JS.strip()})({json.dumps(list(selectors))})"
+    result = pipe.call(
+        "Runtime.evaluate", {"expression": expression, "returnByValue": True}, session
+    )
     if "exceptionDetails" in result:
         raise HarnessError(f"chromium could not measure {html}: {result['exceptionDetails']}")
     value: dict[str, list[dict[str, Any]]] = result["result"]["value"]

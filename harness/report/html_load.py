@@ -13,7 +13,7 @@ from typing import Any
 from harness.load.profiles import PROFILES
 from harness.load.records import read_records
 from harness.load.series import by_concurrency, over_time
-from harness.report import summary, svg, verdict
+from harness.report import capacity_trend, summary, svg, verdict
 from harness.report.svg import esc, fmt, slug, table
 from harness.report.waterfall_table import (
     UNACCOUNTED,
@@ -392,7 +392,10 @@ def trends(history: list[dict[str, Any]]) -> str:
                 width=480,
             )
         )
+    capacity_plots, notes = capacity_trend.html(history, _short_id)
+    plots += capacity_plots
     return (
         f"<h2>Trends over the last {len(history)} runs</h2>"
         f'<div class="plots">{"".join(plots)}</div>'
+        + "".join(f"<p class=meta>{esc(n)}</p>" for n in notes)
     )

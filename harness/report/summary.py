@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from harness.report import capacity_trend
 from harness.units import percent
 
 # Long-context outcomes, in the order a reader scans them.
@@ -208,6 +209,7 @@ def history_line(doc: dict[str, Any], run_dir: str | None = None) -> dict[str, A
         else sum(x.outcome not in PASSING for x in rows),
         "fallbacks": fallbacks(doc),
         "load": load,
+        "capacity": capacity_trend.history_entry(doc),
     }
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
+import capacity_fixtures
 import pytest
 import report_fixtures as fixtures
 
@@ -67,9 +69,9 @@ def parse(html: str) -> Tags:
     return t
 
 
-def full_run(tmp_path: Path) -> Path:
+def full_run(tmp_path: Path, doc: dict[str, Any] | None = None) -> Path:
     miss = {"id": EVIL, "expected": "local", "got": "search", "reason": EVIL}
-    doc = fixtures.set_in(fixtures.record(), "acceptance.routing.misses", [miss])
+    doc = fixtures.set_in(doc or fixtures.record(), "acceptance.routing.misses", [miss])
     return fixtures.write_run(tmp_path, doc)
 
 
@@ -189,19 +191,39 @@ def test_finalize_writes_both_reports_with_trends(tmp_path: Path) -> None:
 
 
 def test_report_html_renders_in_chromium(tmp_path: Path) -> None:
-    from harness.report.browser import find_chromium, screenshot
+    """The whole page, with a capacity curve, the envelope heatmaps and a capacity trend, in
+    one headless Chromium: no console error, and each of those plots laid out with a size."""
+    from harness.report.browser import check, find_chromium
 
     try:
         find_chromium()
     except CapabilityError as exc:
         pytest.skip(f"headless check needs Debian's chromium: {exc}")
-    run_dir = full_run(tmp_path)
+    for day, rps in ((23, 2.1), (24, 2.4)):
+        doc = capacity_fixtures.capacity_record(
+            f"202611{day}T050000Z-twin-capacity", rps, (rps - 0.3, rps + 0.4)
+        )
+        finalize_run(fixtures.write_run(tmp_path, doc, timelines=False))
     fixtures.write_run(tmp_path, fixtures.record("20261125T062715Z-twin", started_at="2026-11-25"))
     finalize_run(tmp_path / "runs" / "20261125T062715Z-twin")
+    doc = capacity_fixtures.envelope_record(
+        capacity={"result": capacity_fixtures.capacity_result(2.6, (2.3, None))}
+    )
+    run_dir = full_run(tmp_path, doc)
     finalize_run(run_dir, baseline=tmp_path / "runs" / "20261125T062715Z-twin" / "record.json")
     png = run_dir / "report.png"
-    errors = screenshot(run_dir / "report.html", png)
+    plots = [
+        "#plot-capacity-curve",
+        "#plot-envelope-vllm-primary",
+        "#plot-envelope-vllm-router",
+        "#plot-trend-capacity-steady",
+    ]
+    errors, found = check(run_dir / "report.html", png, plots)
     assert errors == []
+    for plot in plots:
+        assert len(found[plot]) == 1, (plot, found)
+        box = found[plot][0]
+        assert box["right"] - box["left"] > 100 and box["bottom"] - box["top"] > 100, (plot, box)
     assert png.stat().st_size > 10_000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
