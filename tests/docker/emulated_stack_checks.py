@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from harness.stack.containers.base_image import BASE_IMAGE
-from harness.stack.containers.plan import LABEL
+from harness.stack.containers.ingress import run_constraint
+from harness.stack.containers.plan import LABEL, network_name
 
-ORDER = ["vllm-router", "vllm-primary", "fake-xai", "ai-router"]
+ORDER = ["vllm-router", "vllm-primary", "fake-xai", "ai-router", "traefik"]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def emulated(stack: Any, stack_backend: Any) -> Any:
     return stack_backend
 
 
-def test_the_gpu_plans_come_up_as_four_containers_in_order(stack: Any, emulated: Any) -> None:
+def test_the_gpu_plans_come_up_as_five_containers_in_order(stack: Any, emulated: Any) -> None:
     assert list(stack.services) == ORDER
     for name, handle in stack.services.items():
         attrs = emulated.container(name).attrs
@@ -51,6 +52,8 @@ def test_the_run_names_every_substitution_it_made(stack: Any, emulated: Any) -> 
         for sub in ("image", "model", "gpu-device", "gpu-flags", "kv-dtype", "kv-capacity"):
             assert (sub, name) in made, f"{sub} on {name} was not recorded"
     assert ("image", "ai-router") in made and ("nvml", "preflight") in made
+    assert {("ingress-binary", "traefik"), ("ingress-network", "traefik")} <= made
+    assert ("tunnel", "cloudflared") in made
     printed = [n for n in stack.notes if n.startswith("substitution ")]
     assert len(printed) == len(emulated.substitutions)
 
@@ -71,3 +74,19 @@ def test_the_engines_run_the_compose_command_under_the_twin_model(
 def test_the_router_key_is_masked_in_every_log(stack: Any) -> None:
     for log in (stack.run_dir / "logs").glob("*.log"):
         assert stack.api_key not in log.read_text(errors="replace"), log.name
+
+
+def test_clients_enter_through_traefik_which_reads_only_this_runs_containers(
+    stack: Any, emulated: Any
+) -> None:
+    assert stack.entry.name == "traefik" and stack.entry.role == "proxy"
+    attrs = emulated.container("traefik").attrs
+    args = attrs["Args"]
+    net = network_name(emulated.run_id, stack.spec)
+    assert f"--providers.docker.network={net}" in args
+    assert f"--providers.docker.constraints={run_constraint(emulated.run_id)}" in args
+    assert "--providers.docker.exposedbydefault=false" in args
+    socket = [m for m in attrs["Mounts"] if m["Destination"] == "/var/run/docker.sock"]
+    assert len(socket) == 1 and socket[0]["RW"] is False
+    for name in ("traefik", "ai-router"):
+        assert net in emulated.container(name).attrs["NetworkSettings"]["Networks"], name

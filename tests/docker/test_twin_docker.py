@@ -38,13 +38,17 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "infra" / "docker-compose.yml"
-ORDER = ["vllm-router", "vllm-primary", "fake-xai", "ai-router"]
+ORDER = ["vllm-router", "vllm-primary", "fake-xai", "ai-router", "traefik"]
 GPU_HOST_VENV = ".venv-gpu-host"
 # What the twin's install has and the GPU box's does not; the harness must not need any of them.
 TWIN_ONLY = ("vllm", "torch", "tokenizers", "safetensors")
-# A production-shaped compose project: what `--harness-replace-running` replaces, and the edge.
-REPLACED = ("vllm-router", "vllm-primary", "ai-router")
-PROD_SERVICES = (*REPLACED, "traefik", "cloudflared")
+# A production-shaped compose project: what `--harness-replace-running` replaces (traefik too:
+# the run starts its own, and production's docker provider would read the run's labels), and
+# the tunnel, which keeps running.
+REPLACED = ("vllm-router", "vllm-primary", "ai-router", "traefik")
+PROD_SERVICES = (*REPLACED, "cloudflared")
+# The ingress checks, each of which must pass through the run's traefik, none skip.
+INGRESS_TESTS = 7
 STANDIN_READY_S = 2.0
 # Healthy STANDIN_READY_S after each start (the marker file is removed first), and stopped
 # within a second of SIGTERM.
@@ -139,10 +143,12 @@ def test_the_emulated_gpu_from_a_gpu_box_install_replaces_and_restores_productio
     - the harness has only the core dependencies (no vllm, torch or tokenizers), no HF cache and
       no twin build; the engines' weights (the twin's models) are only in the compose project's
       HF cache volume, where the bring-up's prefetch check reads them;
-    - the contract tests, the classifier band (predicted from the engines' own /tokenize) and
-      the steady profile pass through the containerised stack;
-    - `--harness-replace-running` stops exactly the engines and the ai-router, leaves the edge
-      running, and restores them in start order, each gated on its healthcheck; the marker goes.
+    - the contract tests, the ingress checks, the classifier band (predicted from the engines'
+      own /tokenize) and the steady profile pass through the containerised stack, entered
+      through the compose file's traefik;
+    - `--harness-replace-running` stops exactly the engines, the ai-router and traefik, leaves
+      cloudflared running, and restores them in start order, each gated on its healthcheck; the
+      marker goes.
     """
     from harness.compose import load_stack
     from harness.stack.containers.twin_weights import TWIN_RUNTIME_ENV, seed_volume
@@ -174,6 +180,7 @@ def test_the_emulated_gpu_from_a_gpu_box_install_replaces_and_restores_productio
         select = [
             "tests/docker/emulated_stack_checks.py",
             "tests/acceptance/test_contracts.py",
+            "tests/acceptance/test_ingress.py",
             "tests/acceptance/test_long_context.py::test_the_band_matches_harness_check",
             "tests/load/test_profiles.py::test_chat_profiles[steady]",
         ]
@@ -195,7 +202,11 @@ def test_the_emulated_gpu_from_a_gpu_box_install_replaces_and_restores_productio
         print(out[-8000:])
         assert proc.returncode == 0, f"the emulated GPU session failed (rc {proc.returncode})"
         passed = re.search(r"(\d+) passed", out)
-        assert passed and int(passed.group(1)) >= 14, "the emulated GPU's tests did not all run"
+        assert passed and int(passed.group(1)) >= 14 + INGRESS_TESTS, (
+            "the emulated GPU's tests did not all run"
+        )
+        ingress = re.findall(r"^PASSED tests/acceptance/test_ingress\.py::", out, re.M)
+        assert len(ingress) == INGRESS_TESTS, "the ingress checks did not all pass through traefik"
         # One console line for the substitutions; every one of them is in the record's notes.
         assert re.search(r"\b\d+ named substitutions, see the report", out)
         assert "PASSED tests/load/test_profiles.py::test_chat_profiles[steady]" in out

@@ -14,6 +14,7 @@ from harness.compose import load_stack
 from harness.config import Settings
 from harness.stack.containers.backend import ContainersBackend
 from harness.stack.containers.emulate import Emulation, emulate
+from harness.stack.containers.ingress import with_ingress
 from harness.stack.containers.plan import ContainerPlan, gpu_plans, port_bindings
 from harness.telemetry.recorded_card import recorded_card
 from harness.twin.engines import CPU_BLOCK_SIZE, TwinModelDirs
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "infra" / "docker-compose.yml"
 RUN = "em1d"
 OWNER_XAI_KEY = "xai-owner-real-key-9c1e"
+EMULATED = ["vllm-router", "vllm-primary", "fake-xai", "ai-router"]
 
 
 def tiny_model(path: Path) -> Path:
@@ -104,9 +106,13 @@ def test_the_router_talks_to_the_fake_xai_unless_real_xai_is_asked_for(
 
 def test_the_emulated_gpu_is_the_gpu_plans_with_named_substitutions(tmp_path: Path) -> None:
     be = backend(tmp_path)
-    gpu = {p.service: p for p in gpu_plans(be.spec, RUN, "hk", env_files_required=False)}
+    # The gpu target's plans where it starts its own edge (traefik, cloudflared): the emulated
+    # GPU starts traefik and names the tunnel as not started.
+    edge = gpu_plans(be.spec, RUN, "hk", include_edge=True, env_files_required=False)
+    gpu = {p.service: p for p in with_ingress(be.spec, edge, RUN, be.run_dir)[0]}
     emulated = {p.service: p for p in be.plans("hk")}
-    assert list(emulated) == list(gpu) == ["vllm-router", "vllm-primary", "fake-xai", "ai-router"]
+    assert list(emulated) == [*EMULATED, "traefik"]
+    assert list(gpu) == [*EMULATED, "traefik", "cloudflared"]
     for name, plan in emulated.items():
         real = gpu[name]
         # What is not a substitution is the gpu plan's own.
@@ -116,7 +122,7 @@ def test_the_emulated_gpu_is_the_gpu_plans_with_named_substitutions(tmp_path: Pa
         assert all(m in plan.mounts for m in real.mounts)
     names = {s.name for s in be.substitutions}
     assert {"image", "model", "gpu-device", "gpu-flags", "kv-dtype", "kv-capacity"} <= names
-    assert {"nvml", "env-files", "classifier-timeout"} <= names
+    assert {"nvml", "env-files", "classifier-timeout", "ingress-binary", "tunnel"} <= names
     assert names <= set(CATALOGUE)
     lines = describe(be.substitutions)
     assert lines[0].startswith("substitution image: vllm-router: vllm/vllm-openai:v0.33.0 -> ")

@@ -309,7 +309,7 @@ def prepared(
     backend = containers.ContainersBackend(spec, tmp_path, target=target, progress=said.append)
     images = FakeImages(present=("ai-router:local", PINNED))  # the tag exists, stale or not
     backend._client = SimpleNamespace(images=images)
-    monkeypatch.setattr(containers, "running_production", lambda *a: [])
+    monkeypatch.setattr(containers, "running_production", lambda *a, **kw: [])
     monkeypatch.setattr(containers.ContainersBackend, "_check_prefetched", lambda self: None)
     plans = gpu_plans(spec, "r1", "k", environ={}, env_files_required=False)
     backend._prepare_gpu(plans)

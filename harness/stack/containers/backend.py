@@ -10,18 +10,17 @@ and a `harness-<run id>-` name, so production containers are never touched unles
 The `gpu` target runs the compose file's images and commands on the NVIDIA GPU. `twin-docker`
 (the emulated GPU) runs the very same plans and code path, with the named substitutions of
 emulate.py applied to the plans and a recorded card in place of NVML; the run prints each one.
+Where the run starts traefik (ingress.py), it comes last and is the stack's entry.
 What a container looks like is decided in plan.py; this module only runs it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,9 +37,12 @@ from harness.stack.containers.client import (
     configure_ryuk,
     container_capability,
     docker_client,
+    published_port,
+    started_at,
     sweep,
 )
 from harness.stack.containers.emulate import Emulation, emulate
+from harness.stack.containers.ingress import with_ingress
 from harness.stack.containers.logs import LogFollower
 from harness.stack.containers.plan import (
     HOST_IP,
@@ -73,28 +75,13 @@ __all__ = [
     "container_capability",
     "docker_client",
     "new_run_id",
+    "started_at",
     "sweep",
 ]
-_NANOS = re.compile(r"(\.\d{6})\d*")
 
 
 def new_run_id() -> str:
     return secrets.token_hex(4)
-
-
-def started_at(container: Any) -> float | None:
-    """State.StartedAt as time.time(): docker's nanoseconds cut to what Python parses."""
-    text = (container.attrs.get("State") or {}).get("StartedAt") or ""
-    if not text or text.startswith("0001-"):
-        return None
-    return datetime.fromisoformat(_NANOS.sub(r"\1", text).replace("Z", "+00:00")).timestamp()
-
-
-def published_port(container: Any, port: int) -> int:
-    for binding in (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []:
-        if binding.get("HostIp") in (HOST_IP, "") and binding.get("HostPort"):
-            return int(binding["HostPort"])
-    raise StackError(f"{container.name}: port {port} is not published on {HOST_IP}")
 
 
 @dataclass
@@ -109,7 +96,7 @@ class ContainersBackend:
     # The card the preflight reads: None is live NVML; the emulated GPU's is recorded.
     gpu_snapshot: Callable[[], GpuSnapshot] | None = None
     real_xai: bool = False  # the ai-router talks to the real xAI (paid), not the fake
-    include_edge: bool = False  # gpu: also traefik and cloudflared
+    include_edge: bool = False  # gpu: also traefik and cloudflared (twin-docker: traefik only)
     replace_running: bool = False  # gpu: stop a running production stack, restore it after
     keep_stack: bool = False  # leave the stack (and production stopped) after the run
     use_ryuk: bool = True  # where its image is present; never with keep_stack
@@ -133,19 +120,23 @@ class ContainersBackend:
     # -- public -------------------------------------------------------------------------------
 
     def plans(self, api_key: str = "") -> list[ContainerPlan]:
-        """The containers this backend would start, in order (no Docker needed). On the
-        emulated GPU, `self.substitutions` lists every change made to the gpu plans."""
+        """The containers this backend would start, in order (no Docker needed).
+        `self.substitutions` lists every change made to the compose file's services."""
         emu = self.emulation
         plans = gpu_plans(
-            self.spec, self.run_id, api_key, include_edge=self.include_edge,
+            self.spec, self.run_id, api_key, include_edge=self.include_edge and emu is None,
             real_xai=self.real_xai, env_files_required=emu is None,
         )  # fmt: skip
-        if emu is None:
-            return plans
-        plans, subs = emulate(self.spec, plans, emu, self.run_dir)
-        missing = missing_env_files(self.spec, [p.service for p in plans])
-        subs += [Substitution("env-files", svc, path, "absent") for svc, path in missing]
-        if self.vram_plan is not None:
+        subs: list[Substitution] = []
+        if emu is not None:
+            plans, subs = emulate(self.spec, plans, emu, self.run_dir)
+        # traefik where the run starts it, after the ai-router (ingress.py says where and why).
+        plans, edge = with_ingress(self.spec, plans, self.run_id, self.run_dir, emu)
+        subs += edge
+        if emu is not None:
+            missing = missing_env_files(self.spec, [p.service for p in plans])
+            subs += [Substitution("env-files", svc, path, "absent") for svc, path in missing]
+        if emu is not None and self.vram_plan is not None:
             card = f"{self.vram_plan.assumptions.total_bytes / 2**30:.1f} GiB"
             subs.append(Substitution("nvml", "preflight", "NVML", f"recorded idle card, {card}"))
         self.substitutions = subs
@@ -228,7 +219,9 @@ class ContainersBackend:
             raise StackError("; ".join(missing))
 
     def _prepare_gpu(self, plans: list[ContainerPlan]) -> None:
-        found = running_production(self._client, self.spec, self.include_edge)
+        # A run's own traefik replaces production's, whose docker provider would read its labels.
+        proxies = [p.service for p in plans if p.role == "proxy"]
+        found = running_production(self._client, self.spec, self.include_edge, also=proxies)
         if found and not self.replace_running:
             raise refusal(self.spec, found)
         if self.target == "gpu":  # before production stops: a missing image stops nothing

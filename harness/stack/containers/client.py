@@ -1,17 +1,20 @@
 """Docker itself for the containers backend: the client, the capability probe, throwaway
-containers, the reaper (Ryuk) decision, and `sweep()`, which removes whatever carries the harness
-label."""
+containers, the reaper (Ryuk) decision, `sweep()`, which removes whatever carries the harness
+label, and what a container's attributes say (its start time, its published ports)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from harness.compose import DeviceReservation
-from harness.errors import CapabilityError
+from harness.errors import CapabilityError, StackError
 from harness.stack.containers.plan import (
+    HOST_IP,
     LABEL,
     ORDER_LABEL,
     RUN_LABEL,
@@ -21,6 +24,7 @@ from harness.stack.containers.plan import (
 
 RYUK_ENV = "TESTCONTAINERS_RYUK_DISABLED"
 PREFETCH_HINT = "run `make prefetch` (or `harness prefetch`) first"
+_NANOS = re.compile(r"(\.\d{6})\d*")
 
 
 def docker_errors() -> tuple[type[Exception], ...]:
@@ -214,3 +218,18 @@ def sweep(
     for item in removed:
         progress(f"removed {item}")
     return removed
+
+
+def started_at(container: Any) -> float | None:
+    """State.StartedAt as time.time(): docker's nanoseconds cut to what Python parses."""
+    text = (container.attrs.get("State") or {}).get("StartedAt") or ""
+    if not text or text.startswith("0001-"):
+        return None
+    return datetime.fromisoformat(_NANOS.sub(r"\1", text).replace("Z", "+00:00")).timestamp()
+
+
+def published_port(container: Any, port: int) -> int:
+    for binding in (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []:
+        if binding.get("HostIp") in (HOST_IP, "") and binding.get("HostPort"):
+            return int(binding["HostPort"])
+    raise StackError(f"{container.name}: port {port} is not published on {HOST_IP}")

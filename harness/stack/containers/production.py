@@ -5,7 +5,10 @@ The production stack holds the GPU, so a test run either refuses (and points at
 the engines, the primary before the router engine), runs, and restores them one service at a
 time in the compose start order, each gated on its own healthcheck, exactly as `make up` would.
 traefik and cloudflared keep running unless the run brings up its own edge: they hold no GPU
-memory, and stopping them takes the public endpoint down for nothing.
+memory, and stopping them takes the public endpoint down for nothing. A run that starts its own
+traefik (the emulated GPU always does) replaces production's too: its docker provider reads every
+container on the engine, and would merge the run's ai-router, labelled as the compose file labels
+it, into the owner's public route.
 
 While anything is stopped, prod_marker's file says which run stopped what, so that a run that
 dies before its teardown still leaves `harness status` and `make up` an answer.
@@ -20,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,12 +54,12 @@ class ProdContainer:
 
 
 def running_production(
-    client: Any, spec: StackSpec, include_edge: bool = False
+    client: Any, spec: StackSpec, include_edge: bool = False, also: Collection[str] = ()
 ) -> list[ProdContainer]:
     """Running (or restarting) containers of the compose project that run a service this run
-    replaces, matched by the compose labels only: a container that merely shares a service's
-    name belongs to someone else. Never a harness container."""
-    replaced = set(gpu_service_order(spec, include_edge))
+    replaces (`also`: more such services), matched by the compose labels only: a container that
+    merely shares a service's name belongs to someone else. Never a harness container."""
+    replaced = set(gpu_service_order(spec, include_edge)) | set(also)
     filters = {"label": [f"{COMPOSE_PROJECT}={spec.project}"], "status": list(LIVE_STATES)}
     found: dict[str, ProdContainer] = {}
     for c in client.containers.list(all=True, filters=filters):
