@@ -1,5 +1,6 @@
 """What a run record says about the stack that ran: per service its role, URL, model, start-up
-facts and image ID; per engine the vLLM version it reports (`GET /version`)."""
+facts and image ID; per engine the vLLM version it reports (`GET /version`); on gpu and attach
+the owner's cloudflared, its token and its origin (`harness doctor`'s tunnel checks)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from harness.stack.base import Stack
 
 # /version answers at once on a healthy engine; a hung one must not hold up the run.
 VERSION_TIMEOUT_S = 5.0
+# The targets whose tunnel is the owner's; the twins name it as a substitution instead.
+TUNNEL_TARGETS = ("gpu", "attach")
+NOT_CHECKED = "not checked: substitution tunnel"
 
 
 def preflight_section(compose: Path, settings: Settings, target: str) -> dict[str, Any]:
@@ -29,6 +33,7 @@ def stack_section(stack: Stack, *, transport: httpx.BaseTransport | None = None)
     """The record's `stack` section after bring-up: compose digest, engine argv, image
     references and IDs, engine versions, per-service facts, notes."""
     spec = stack.spec
+    tunnel = tunnel_section(stack)
     return {
         "compose_sha256": spec.sha256,
         "engine_args": {e.name: e.engine.to_argv() for e in spec.engines if e.engine is not None},
@@ -39,8 +44,39 @@ def stack_section(stack: Stack, *, transport: httpx.BaseTransport | None = None)
             e.name: engine_version(e.url, transport=transport) for e in stack.engines if e.url
         },
         "services": stack_facts(stack),
-        "notes": list(stack.notes),
+        "tunnel": tunnel,
+        "notes": [*stack.notes, *tunnel_notes(tunnel)],
     }
+
+
+def tunnel_section(stack: Stack) -> dict[str, Any]:
+    """cloudflared's token and origin on gpu and attach, read where the stack runs (a stack
+    elsewhere, or no Docker here, reads as WARN: not known); on the twins, not checked."""
+    if stack.target not in TUNNEL_TARGETS:
+        return {"checked": False, "checks": [], "detail": NOT_CHECKED}
+    from harness.stack.discover import docker_or_none
+    from harness.stack.tunnel_check import tunnel_checks
+
+    # A gpu run that brought its own edge checks its own cloudflared container.
+    own = next((s.container_id for s in stack.services.values() if s.role == "tunnel"), None)
+    client = docker_or_none()
+    try:
+        checks = [
+            {"name": c.name, "status": c.status, "detail": c.detail}
+            for c in tunnel_checks(stack.spec, client, own)
+        ]
+    except OSError as exc:  # .secrets or a mounted config.yml unreadable
+        checks = [{"name": "tunnel", "status": "FAIL", "detail": f"{type(exc).__name__}: {exc}"}]
+    finally:
+        if client is not None:
+            client.close()
+    return {"checked": True, "checks": checks, "detail": ""}
+
+
+def tunnel_notes(tunnel: dict[str, Any]) -> list[str]:
+    if not tunnel["checked"]:
+        return [f"tunnel: {tunnel['detail']}"]
+    return [f"{c['name']} {c['status']}: {c['detail']}" for c in tunnel["checks"]]
 
 
 def engine_version(

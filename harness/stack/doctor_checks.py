@@ -1,11 +1,13 @@
-"""`harness doctor`'s checks: whether `make gpu` can start on this box, one answer per check.
+"""`harness doctor`'s checks: whether `make gpu` can start on this box, one answer per check, and
+on gpu and attach whether the owner's cloudflared has its token and sends to traefik.
 
-Each check returns a `Check` (OK, FAIL with what to do, or SKIP when an earlier failure makes it
-impossible) and never raises for what it checks. Each reads through the helpers the bring-up
-itself uses (NVML, the GPU probe, `missing_for_bringup`, `running_production`, the env files),
-so a check passes here exactly when that step passes there. `run_checks` bounds each one in
-time: a wedged driver or Docker engine gives a FAIL, not a hang. Secrets are read only to tell
-set from unset; only their names are ever written.
+Each check returns a `Check` (OK, FAIL with what to do, WARN where the answer is not known
+here, or SKIP when an earlier failure makes it impossible) and never raises for what it checks.
+Each reads through the helpers the bring-up itself uses (NVML, the GPU probe,
+`missing_for_bringup`, `running_production`, the env files), so a check passes here exactly when
+that step passes there. `run_checks` bounds each one in time: a wedged driver or Docker engine
+gives a FAIL, not a hang. Secrets are read only to tell set from unset, and the tunnel token
+well formed from not; only their names are ever written.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ from harness.stack.containers.client import (
 from harness.stack.containers.plan import gpu_service_order
 from harness.stack.containers.prefetch import WeightsItem, missing_for_bringup, prefetch_items
 from harness.stack.containers.production import running_production
+from harness.stack.tunnel_check import TUNNEL_CHECKS, tunnel_checks
 from harness.telemetry.nvml import _pynvml as nvml_library
 from harness.telemetry.nvml import nvml_errors
 from harness.units import GIB, gib
 from harness.vram.arch import resolve_arch
 
-Status = Literal["OK", "FAIL", "SKIP"]
+Status = Literal["OK", "FAIL", "SKIP", "WARN"]
 T = TypeVar("T")
 Which = Callable[[str], "str | None"]
 
@@ -50,7 +53,9 @@ RESERVE_BYTES = 10 * GIB
 DOCKER_TIMEOUT_S = 10  # each Docker API call
 # Each check's bound; the probe runs a container (up to 120 s) per image, prefetch may read a
 # volume through a throwaway container (up to 60 s) per model.
-LIMIT_S = {"nvidia-driver": 30.0, "docker": 30.0, "gpu-probe": 240.0, "prefetch": 300.0}
+LIMIT_S = {"nvidia-driver": 30.0, "docker": 30.0, "gpu-probe": 240.0, "prefetch": 300.0,
+           "tunnel": 60.0}  # fmt: skip
+TARGETS = ("gpu", "attach")
 CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
 NEEDS_DOCKER = "needs Docker (see docker)"
 TOOLKIT_FIX = (
@@ -71,6 +76,11 @@ class Check:
 
     def line(self) -> str:
         return f"{self.status:<4} {self.name}: {self.detail}"
+
+
+def ready(checks: list[Check]) -> bool:
+    """Nothing failed or was skipped: a WARN (not known here) does not stop a run."""
+    return all(c.status in ("OK", "WARN") for c in checks)
 
 
 def passed(name: str, detail: str) -> Check:
@@ -289,6 +299,19 @@ def check_production(client: Any, spec: StackSpec, marker_path: Path | None = No
     return passed(name, f"{spec.project!r} is not running and not marked stopped")
 
 
+def check_tunnel(client: Any, spec: StackSpec) -> list[Check]:
+    """cloudflared's token and origin (harness.stack.tunnel_check), each a line of its own; the
+    production tunnel keeps running on gpu, and attach tests it as it runs."""
+
+    def run() -> list[Check]:
+        return [Check(c.name, c.status, c.detail) for c in tunnel_checks(spec, client)]
+
+    try:
+        return within(LIMIT_S["tunnel"], run, [late(n, "tunnel") for n in TUNNEL_CHECKS])
+    except OSError as exc:  # .secrets or a mounted config.yml unreadable
+        return [failed(n, f"{type(exc).__name__}: {exc}") for n in TUNNEL_CHECKS]
+
+
 def within(timeout_s: float, fn: Callable[[], T], on_timeout: T) -> T:
     """fn() in a daemon thread, or `on_timeout` after timeout_s: a call that never returns (a
     wedged driver or engine) is left behind, not waited for."""
@@ -311,9 +334,9 @@ def within(timeout_s: float, fn: Callable[[], T], on_timeout: T) -> T:
     return cast(T, value)
 
 
-def late(name: str) -> Check:
+def late(name: str, bound: str = "") -> Check:
     why = "check `nvidia-smi` and `docker info`, one of them may hang"
-    return failed(name, f"no answer within {LIMIT_S.get(name, 30.0):.0f} s; {why}")
+    return failed(name, f"no answer within {LIMIT_S.get(bound or name, 30.0):.0f} s; {why}")
 
 
 def bounded(name: str, fn: Callable[[], Check]) -> Check:
@@ -326,9 +349,14 @@ def bounded(name: str, fn: Callable[[], Check]) -> Check:
         return failed(name, f"{type(exc).__name__}: {exc}")
 
 
-def run_checks(compose: Path) -> list[Check]:
-    """Every check, in order, each bounded in time (LIMIT_S)."""
+def run_checks(compose: Path, target: str = "gpu") -> list[Check]:
+    """Every check of `target`, in order, each bounded in time (LIMIT_S): on gpu all of them,
+    on attach (nothing to start) the compose file, Docker and the tunnel."""
+    if target not in TARGETS:
+        raise ValueError(f"doctor checks {' and '.join(TARGETS)}, not {target!r}")
     first, spec = check_compose(compose)
+    if target == "attach":
+        return attach_checks(first, spec)
     images = vllm_images(spec) if spec else []
     driver = bounded("nvidia-driver", lambda: check_nvml(images, nvml_library))
     no_answer: tuple[Check, Any, dict[str, Any]] = (late("docker"), None, {})
@@ -336,7 +364,7 @@ def run_checks(compose: Path) -> list[Check]:
     ok_info = info if docker.ok else None
     checks = [first, driver, docker, bounded("container-toolkit", lambda: check_toolkit(ok_info))]
     if spec is None:
-        rest = ("gpu-probe", "prefetch", "disk", "secrets", "production")
+        rest = ("gpu-probe", "prefetch", "disk", "secrets", "production", *TUNNEL_CHECKS)
         return checks + [skipped(n, "needs the compose file (see compose)") for n in rest]
     devices = spec.primary.devices
     probe = bounded("gpu-probe", lambda: check_gpu_probe(client, images, driver.ok, devices))
@@ -347,4 +375,18 @@ def run_checks(compose: Path) -> list[Check]:
         bounded("disk", lambda: check_disk(ok_info, spec, prefetched)),
         bounded("secrets", lambda: check_secrets(spec)),
         bounded("production", lambda: check_production(client, spec)),
+        *check_tunnel(client, spec),
     ]  # fmt: skip
+
+
+def attach_checks(first: Check, spec: StackSpec | None) -> list[Check]:
+    no_answer: tuple[Check, Any, dict[str, Any]] = (late("docker"), None, {})
+    docker, client, _ = within(LIMIT_S["docker"], lambda: check_docker(docker_client), no_answer)
+    if not docker.ok:  # attach itself needs no Docker; only reading cloudflared here does
+        why = "attach needs none, but cloudflared's container cannot be read without it"
+        docker = Check(docker.name, "WARN", f"{docker.detail}; {why}")
+    if spec is None:
+        return [first, docker, *(skipped(n, "needs the compose file (see compose)")
+                                 for n in TUNNEL_CHECKS)]  # fmt: skip
+    # Without Docker the tunnel checks still read .secrets; the origin is then not known (WARN).
+    return [first, docker, *check_tunnel(client, spec)]
