@@ -127,6 +127,18 @@ class CapacitySettings:
 
 
 @dataclass(frozen=True)
+class EnvelopeSettings:
+    """`harness envelope` (harness.toml's [envelope] says where each value comes from)."""
+
+    output_tokens: int = 256
+    prompt_steps: int = 4
+    request_timeout_s: float = 600.0
+    # The primary's objectives per cell on the twins; elsewhere those of steady's local route.
+    twin_p95_ttft_s: float = 0.0
+    twin_p95_e2e_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class CompareSettings:
     ttft_p95_growth: float = 0.15
     ttft_p95_slack_s: float = 0.05
@@ -170,6 +182,7 @@ class HarnessSettings:
     )
     load: LoadSettings = field(default_factory=LoadSettings)
     capacity: CapacitySettings = field(default_factory=CapacitySettings)
+    envelope: EnvelopeSettings = field(default_factory=EnvelopeSettings)
     compare: CompareSettings = field(default_factory=CompareSettings)
     replay: ReplaySettings = field(default_factory=ReplaySettings)
     slo: Mapping[str, Any] = field(default_factory=dict)
@@ -183,6 +196,7 @@ SECTIONS: dict[str, type] = {
     "twin": TwinSettings,
     "load": LoadSettings,
     "capacity": CapacitySettings,
+    "envelope": EnvelopeSettings,
     "compare": CompareSettings,
     "replay": ReplaySettings,
 }

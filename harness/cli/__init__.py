@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from harness.cli import capacity as cli_capacity
     from harness.cli import doctor as cli_doctor
+    from harness.cli import envelope as cli_envelope
     from harness.cli import report as cli_report
     from harness.cli import run as cli_run
     from harness.cli import stack as cli_stack
@@ -200,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_stack.add_parsers(sub)
     cli_run.add_parsers(sub)
     cli_capacity.add_parsers(sub)
+    cli_envelope.add_parsers(sub)
     cli_report.add_parsers(sub)
     cli_tune.add_parsers(sub)
     cli_doctor.add_parsers(sub)
@@ -209,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The subcommands that read harness.toml: each says which file is in force.
 READS_CONFIG = {
-    "check", "up", "load", "capacity", "run", "nightly", "compare", "tune", "sessions", "vram",
+    "check", "up", "load", "capacity", "envelope", "run", "nightly", "compare", "tune",
+    "sessions", "vram",
 }  # fmt: skip
 
 

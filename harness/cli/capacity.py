@@ -5,8 +5,6 @@ harness.load.probe runs each probe, harness.report.capacity renders)."""
 from __future__ import annotations
 
 import argparse
-import shutil
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -17,11 +15,9 @@ from harness.cli.common import (
     examples,
     positive_float,
     positive_int,
-    raise_interrupt,
-    recorded_misfit,
     seconds,
 )
-from harness.errors import InputError, StackError
+from harness.errors import InputError
 
 
 def plan_and_config(ns: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
@@ -69,107 +65,58 @@ def plan_and_config(ns: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
     return plan, cfg
 
 
-def recorded(ns: argparse.Namespace) -> dict[str, Any] | None:
-    """The stack `harness up` recorded when it fits this run, None when none is up or the run
-    attaches; a stack up that does not fit refuses the run (no second stack beside it)."""
-    from harness.stack import state
-
-    doc = state.load()
-    if doc is None or ns.target == "attach":
-        return None
-    why = recorded_misfit(doc, ns.target, ns.compose, "capacity")
-    if why:
-        raise StackError(why)
-    return doc
-
-
 def cmd_capacity(ns: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from harness.compose import load_stack
+    from harness.cli.stack_run import stack_run
     from harness.config import load_settings
     from harness.load.capacity import search
     from harness.load.probe import request_cut_for, run_probe, ttft_rise_for
     from harness.load.slo import check_slo_settings, slo_table
-    from harness.progress import reporting
     from harness.report.capacity import capacity_section, console_lines, probe_line
-    from harness.report.finalize import finalize_run
-    from harness.report.load_run import LoadRunRecord
-    from harness.report.run_dir import new_run_dir
-    from harness.stack.base import Backend
-    from harness.stack.factory import make_backend
-    from harness.stack.state import RecordedBackend
 
     settings = load_settings(ns.config)
     check_slo_settings(settings)
     plan, cfg = plan_and_config(ns, settings)
-    up = recorded(ns)
-    target = ns.target or (up["target"] if up else "twin")
-    spec = load_stack(ns.compose)
-    check_target_inputs(target)
-    slo = slo_table(settings, cfg.profile, target)
-    knobs = settings.typed.capacity
-    cfg = replace(
-        cfg,
-        request_cut_s=request_cut_for(slo, knobs.max_request_s),
-        ttft_rise_s=ttft_rise_for(slo, knobs.saturation_ttft_rise),
-    )
-    run_dir = new_run_dir(f"{target}-capacity")
-    run = LoadRunRecord.start(run_dir, target, ns.compose, settings)
-    signal.signal(signal.SIGTERM, raise_interrupt)
+    check_target_inputs(ns.target or "twin")
     started = time.monotonic()
     section: dict[str, Any] | None = None
-    bad_input = False
-    with reporting() as progress:
-        try:
-            try:
-                backend: Backend
-                if up is not None:
-                    backend = RecordedBackend(up, spec, run_dir)
-                    progress(f"using the {target} stack `harness up` started ({up['run_dir']})")
-                else:
-                    backend = make_backend(target, ns.compose, settings, run_dir, progress=progress)
-                stack = backend.up()
-            except InputError:
-                bad_input = True
-                raise
-            run.stack_up(stack)
-            progress(
-                f"capacity of {stack.entry.url}: {cfg.profile} requests, open-loop Poisson "
-                f"arrivals, {cfg.duration_s:g} s per probe, at most {plan.max_probes} probes, "
-                f"goodput share {plan.goodput_share:.0%}"
-            )
-            count = iter(range(1, 10_000))
+    with stack_run(ns, settings, "capacity") as sr:
+        stack, target, progress = sr.stack, sr.stack.target, sr.progress
+        slo = slo_table(settings, cfg.profile, target)
+        knobs = settings.typed.capacity
+        cfg = replace(
+            cfg,
+            request_cut_s=request_cut_for(slo, knobs.max_request_s),
+            ttft_rise_s=ttft_rise_for(slo, knobs.saturation_ttft_rise),
+        )
+        progress(
+            f"capacity of {stack.entry.url}: {cfg.profile} requests, open-loop Poisson "
+            f"arrivals, {cfg.duration_s:g} s per probe, at most {plan.max_probes} probes, "
+            f"goodput share {plan.goodput_share:.0%}"
+        )
+        count = iter(range(1, 10_000))
 
-            def probe(rate: float) -> Any:
-                n = next(count)
-                out = run_dir / "load" / f"probe-{n:02d}"
-                return run_probe(stack, rate, out, cfg, slo, seed=n)
+        def probe(rate: float) -> Any:
+            n = next(count)
+            return run_probe(stack, rate, sr.run_dir / "load" / f"probe-{n:02d}", cfg, slo, seed=n)
 
-            try:
-                result = search(
-                    probe, plan,
-                    on_probe=lambda n, phase, r: progress(
-                        probe_line(n, plan.max_probes, phase, r, plan.goodput_share)
-                    ),
-                )  # fmt: skip
-            finally:
-                backend.down()
-            section = capacity_section(
-                result, plan, cfg, run_dir, wall_s=time.monotonic() - started,
-                target=target, slo=slo,
-            )  # fmt: skip
-            run.record.put("capacity", "result", section)
-        finally:
-            if bad_input:
-                shutil.rmtree(run_dir, ignore_errors=True)
-            else:
-                run.record.finish("passed" if section is not None else "failed")
-                written = finalize_run(run_dir)
+        result = search(
+            probe, plan,
+            on_probe=lambda n, phase, r: progress(
+                probe_line(n, plan.max_probes, phase, r, plan.goodput_share)
+            ),
+        )  # fmt: skip
+        section = capacity_section(
+            result, plan, cfg, sr.run_dir, wall_s=time.monotonic() - started,
+            target=target, slo=slo,
+        )  # fmt: skip
+        sr.run.record.put("capacity", "result", section)
+        sr.passed = True
     assert section is not None
     for line in console_lines(section):
         print(line)
-    print(f"reports: {', '.join(str(p) for p in written)}")
+    print(f"reports: {', '.join(str(p) for p in sr.written)}")
     return 0
 
 

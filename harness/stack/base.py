@@ -60,6 +60,8 @@ class Stack:
     # Whether a chat the router would forward to xAI may be sent. False on attach without
     # --harness-xai: production's ai-router forwards search-routed chats to the paid xAI API.
     search_allowed: bool = True
+    # KV pools set by a --kv-tokens what-if (engine name -> tokens), not the preflight's.
+    kv_what_if: dict[str, int] = field(default_factory=dict)
 
     def by_role(self, role: str) -> ServiceHandle:
         for s in self.services.values():

@@ -66,6 +66,10 @@ class ProcessBackend:
 
     def up(self) -> Stack:
         stack = Stack(self.target, self.spec, self.run_dir, api_key=secrets.token_urlsafe(24))
+        for svc in self.spec.engines:
+            tokens = self.kv_overrides.get(svc.name, self.kv_overrides.get(svc.role))
+            if tokens is not None:
+                stack.kv_what_if[svc.name] = tokens
         self.stack = stack
         try:
             for name in self.service_order():

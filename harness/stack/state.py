@@ -30,6 +30,7 @@ def state_doc(stack: Stack, run_id: str | None = None) -> dict[str, Any]:
         "compose": str(stack.spec.path),
         "api_key": stack.api_key,
         "run_id": run_id,
+        "kv_what_if": dict(stack.kv_what_if),
         "services": [
             {"name": s.name, "role": s.role, "url": s.url, "pid": s.pid, "model": s.model_name}
             for s in stack.services.values()
@@ -97,6 +98,7 @@ class RecordedBackend:
         from harness.stack.health import wait_healthy
 
         stack = Stack(self.target, self.spec, self.run_dir, api_key=self.doc.get("api_key", ""))
+        stack.kv_what_if = {str(k): int(v) for k, v in (self.doc.get("kv_what_if") or {}).items()}
         for svc in self.doc["services"]:
             handle = ServiceHandle(
                 svc["name"], svc["role"], svc["url"], pid=svc.get("pid"),
