@@ -294,6 +294,8 @@ class Tune:
     reviewed: bool = False
     rollback_on_fail: bool = False
     pytest_args: Sequence[str] = ()
+    # Measured on the stack as it is, before anything is written (--judge capacity).
+    before_change: Callable[[], None] | None = None
     say: Say = print
     steps: list[str] = field(default_factory=list)
 
@@ -326,6 +328,9 @@ class Tune:
         if problems:
             say("tune: refused before touching anything: " + "; ".join(problems))
             return 1
+        if self.before_change is not None:
+            self.before_change()
+            self.steps.append("measured before")
         prev = write_change(p)
         self.steps.append("written")
         say(f"\nwrote {p.compose} (previous version kept as {prev})")

@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.cli import run as cli_run
     from harness.cli import stack as cli_stack
     from harness.cli import tune as cli_tune
+    from harness.cli import vram as cli_vram
 
     cli_stack.add_parsers(sub)
     cli_run.add_parsers(sub)
@@ -204,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_envelope.add_parsers(sub)
     cli_report.add_parsers(sub)
     cli_tune.add_parsers(sub)
+    cli_vram.add_parsers(sub)
     cli_doctor.add_parsers(sub)
     _explain(sub)
     return parser

@@ -1,4 +1,4 @@
-"""`harness tune | sessions | vram`, and `harness check --against`: changing the stack and
+"""`harness tune | sessions`, and `harness check --against`: changing the stack and
 watching what it does. The edits' checks are in tune_flags.py, `sessions` in sessions.py."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from harness.cli.tune_flags import (
     engine_flag_edits,
     engine_flag_list,
 )
+from harness.cli.tune_judge import add_judge_arguments
 from harness.errors import StackError
 
 # -- harness check --against ------------------------------------------------------------------
@@ -309,7 +310,18 @@ def cmd_tune(ns: argparse.Namespace) -> int:
         changed = {c.key[0] for c in proposal.diff.changes}
         restarter = GpuRestarter(ns.compose, bool(changed & engines), bool(changed - engines))
 
+    capacity: Any = None
+    if ns.judge == "capacity":
+        from harness.cli.tune_judge import CapacityJudge
+
+        capacity = CapacityJudge(
+            ns.compose, "twin" if target == "twin" else "attach", ns.config,
+            ns.capacity_probes, ns.capacity_probe,
+        )  # fmt: skip
+
     def decide(v: Verification) -> Any:
+        if capacity is not None:
+            return capacity.decide(v.code, v.run_dir)
         if v.run_dir is not None:
             from harness.report.finalize import finalize_run
 
@@ -327,71 +339,9 @@ def cmd_tune(ns: argparse.Namespace) -> int:
         reviewed=ns.reviewed,
         rollback_on_fail=ns.rollback_on_fail,
         pytest_args=shlex.split(ns.pytest_args or ""),
+        before_change=capacity.measure_before if capacity is not None else None,
     )
     return tune.run()
-
-
-# -- harness vram -----------------------------------------------------------------------------
-
-
-def _live_engines(spec: Any, settings: Any) -> list[Any]:
-    """Handles of the running engines: a harness stack's (state), else the attach URLs'."""
-    from harness.stack import state
-    from harness.stack.base import ServiceHandle
-    from harness.stack.discover import discover, docker_or_none
-
-    doc = state.load()
-    if doc is not None:
-        return [
-            ServiceHandle(s["name"], s["role"], s["url"], pid=s.get("pid"))
-            for s in doc["services"]
-            if s["role"] in ("classifier", "primary")
-        ]
-    client = docker_or_none()
-    handles = []
-    for role in ("classifier", "primary"):
-        svc = spec.role(role)
-        url = settings.typed.target("attach").url(role)
-        found = discover(svc.name, url, spec.project, client)
-        h = ServiceHandle(svc.name, role, url)
-        if found is not None:
-            h.container_id, h.pid = found.container_id, found.pid
-        handles.append(h)
-    if client is not None:
-        client.close()
-    return handles
-
-
-def cmd_vram(ns: argparse.Namespace) -> int:
-    import contextlib
-
-    from harness.config import load_settings
-    from harness.telemetry.nvml import nvml_errors, snapshot
-    from harness.vram.check import run_check
-    from harness.vram.table import build, render
-    from harness.vram.usage import engine_use
-
-    overrides = {"check.gpu_memory": ns.gpu_memory} if ns.gpu_memory else {}
-    settings = load_settings(ns.config, overrides)
-    snap, note = None, ""
-    try:
-        snap = snapshot(0)
-    except nvml_errors() as exc:  # no library, driver or device: predictions only
-        note = f"NVML sees no GPU here ({exc})"
-    result = run_check(ns.compose, settings, nvml_total=snap.total_bytes if snap else None)
-    uses: list[Any] = []
-    if snap is not None:
-        pgids = {}
-        for p in snap.processes:
-            with contextlib.suppress(OSError):
-                pgids[p.pid] = os.getpgid(p.pid)
-        uses = engine_use(snap, _live_engines(result.spec, settings), result.plan, pgids)
-        missing = [u.service for u in uses if not u.pids]
-        if missing:
-            note = "no GPU process found for " + ", ".join(missing) + " (not running here?)"
-    table = build(result, snap, uses, note)
-    print(json.dumps(table.to_dict(), indent=2) if ns.json else render(table))
-    return 0
 
 
 # -- parsers ----------------------------------------------------------------------------------
@@ -418,6 +368,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
             "harness tune vllm-primary.--gpu-memory-utilization=0.6 --rollback-on-fail",
             "harness tune --env ai-router.XAI_MODEL=grok-4-fast --reviewed",
             "harness tune --target gpu vllm-primary.--max-num-seqs=4   # on the GPU box",
+            "harness tune vllm-primary.--max-num-seqs=4 --judge capacity --rollback-on-fail",
         ),
     )
     tune.add_argument(
@@ -454,6 +405,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     tune.add_argument(
         "--pytest-args", default="", metavar="ARGS", help='extra pytest arguments, e.g. "-x"'
     )
+    add_judge_arguments(tune)
     tune.set_defaults(func=cmd_tune)
 
     ses = sub.add_parser(
@@ -482,22 +434,3 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     ses.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
     ses.add_argument("--json", action="store_true", help="the summary as JSON")
     ses.set_defaults(func=cmd_sessions)
-
-    vram = sub.add_parser(
-        "vram", help="per container: utilization, usage, CUDA overhead, free; NVML beside it",
-        description=(
-            "Where does the GPU's memory go? For each engine of the running stack: its "
-            "--gpu-memory-utilization budget, what it actually uses, the CUDA overhead beyond "
-            "the budget, and what is left free, beside NVML's reading of the card. Without a "
-            "GPU it shows the budgets of `harness check` only."
-        ),
-        epilog=examples("harness vram", "harness vram --gpu-memory 96GiB --json"),
-    )  # fmt: skip
-    vram.add_argument("--compose", type=Path, default=DEFAULT_COMPOSE)
-    vram.add_argument(
-        "--gpu-memory", default=None,
-        help="total GPU memory, e.g. 96GiB (default: the GPU NVML sees, else [check] "
-        "gpu_memory in harness.toml)",
-    )  # fmt: skip
-    vram.add_argument("--json", action="store_true")
-    vram.set_defaults(func=cmd_vram)

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2] / "harness"
 LAYERS: list[tuple[str, ...]] = [
     ("cli", "pytest_plugin"),
     ("pytest_require",),
+    ("tune_capacity",),
     ("tune",),
     ("report",),
     ("load",),
