@@ -250,6 +250,46 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        gevent.sleep(max(0.0, due - time.time()))\n        if False:",
         ("tests/unit/test_probe_stop.py::test_no_arrival_goes_out_after_the_stop_file",),
     ),
+    Mutation(
+        "envelope-arrival-queue",
+        "a queue seen only as a cell's requests arrive is no bound when all of them ran",
+        "harness/load/envelope.py",
+        "    if running_max >= concurrency:\n        return NONE",
+        "    if running_max >= concurrency and waiting_max == 0:\n        return NONE",
+        ("tests/unit/test_envelope.py::test_the_measured_bound_comes_from_the_engines_gauges",),
+    ),
+    Mutation(
+        "envelope-unique-prefix",
+        "no two requests of an envelope share a first KV block (no prefix-cache hit)",
+        "harness/load/envelope_probe.py",
+        "    start = (k * 97) % len(ids)",
+        "    start = 0",
+        (
+            "tests/unit/test_envelope.py::test_no_two_requests_of_an_envelope_share_a_first_kv_block",
+        ),
+    ),
+    Mutation(
+        "tune-capacity-noise",
+        "tune --judge capacity keeps a change only when the capacity rose beyond the noise",
+        "harness/tune_capacity.py",
+        "    return Judgement(acceptance_passed and moved == RAISED, tuple(lines))",
+        "    return Judgement(acceptance_passed and moved != LOWERED, tuple(lines))",
+        (
+            "tests/unit/test_tune_capacity.py::"
+            "test_kept_only_when_acceptance_passed_and_the_capacity_rose",
+        ),
+    ),
+    Mutation(
+        "tune-capacity-before-write",
+        "tune --judge capacity measures the file as it was, before the change is written",
+        "harness/tune.py",
+        "            self.before_change()\n",
+        "            pass\n",
+        (
+            "tests/unit/test_tune_capacity.py::"
+            "test_capacity_is_measured_before_the_write_and_after_the_verification",
+        ),
+    ),
 )
 
 

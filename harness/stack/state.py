@@ -97,7 +97,10 @@ class RecordedBackend:
     def up(self) -> Stack:
         from harness.stack.health import wait_healthy
 
-        stack = Stack(self.target, self.spec, self.run_dir, api_key=self.doc.get("api_key", ""))
+        # A state file written without the key (one a test wrote, so that no file holds it)
+        # leaves it to HARNESS_ROUTER_API_KEY, as attach reads it.
+        key = self.doc.get("api_key") or os.environ.get("HARNESS_ROUTER_API_KEY", "")
+        stack = Stack(self.target, self.spec, self.run_dir, api_key=key)
         stack.kv_what_if = {str(k): int(v) for k, v in (self.doc.get("kv_what_if") or {}).items()}
         for svc in self.doc["services"]:
             handle = ServiceHandle(

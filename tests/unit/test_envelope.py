@@ -133,3 +133,14 @@ def test_bad_input_exits_2_before_anything_starts(
     assert main(["--config", str(path), "envelope", *argv]) == 2
     assert named in capsys.readouterr().err
     assert not reports.exists()
+
+
+def test_no_two_requests_of_an_envelope_share_a_first_kv_block() -> None:
+    from harness.load.envelope_probe import Engine, prompt_ids
+
+    engine = Engine("http://127.0.0.1:1", "m", ids=list(range(3, 1868)))
+    block = 128
+    prompts = [prompt_ids(engine, n) for n in (256, 256, 10837, 10837, 10837, 32512)]
+    assert [len(p) for p in prompts] == [256, 256, 10837, 10837, 10837, 32512]
+    firsts = {tuple(p[:block]) for p in prompts}
+    assert len(firsts) == len(prompts), "two requests share their first block: a prefix-cache hit"
