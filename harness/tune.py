@@ -263,7 +263,8 @@ def running_lines(record: dict[str, Any]) -> list[str]:
 def judge(v: Verification, baseline: str | None, settings: Settings) -> Judgement:
     """Keep when the main job passed and `harness compare` finds no regression against the
     baseline (the pinned one, else the last green run of the same target)."""
-    from harness.report.compare import compare, render_table, run_dirs_of, tolerances
+    from harness.report.compare import compare, run_dirs_of, tolerances
+    from harness.report.compare_render import render_table
     from harness.report.history import resolve_baseline, root_of
     from harness.report.schema import load_record
 

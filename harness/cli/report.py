@@ -35,13 +35,9 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
 def cmd_compare(ns: argparse.Namespace) -> int:
     from harness.config import load_settings
-    from harness.report.compare import (
-        compare,
-        refuse_unlike,
-        render_table,
-        run_dirs_of,
-        tolerances,
-    )
+    from harness.report.comparable import refuse_unlike
+    from harness.report.compare import compare, run_dirs_of, tolerances
+    from harness.report.compare_render import render_table
     from harness.report.history import resolve_baseline, resolve_run, root_of
     from harness.report.schema import load_record
 

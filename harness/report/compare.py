@@ -22,20 +22,20 @@ current run alone. A metric the other run lacks is "not compared": neither a pas
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness.config import Settings
 from harness.config_schema import CompareSettings
-from harness.errors import InputError
 from harness.load.records import RequestRecord, read_records
 from harness.load.significance import MIN_REQUESTS, p95_regression
 from harness.report import summary
-from harness.report.compose_hash import compose_difference, compose_hash, missing_note, shown
+from harness.report.comparable import unlike
+from harness.report.compose_hash import compose_difference, compose_hash, missing_note
 from harness.report.run_dir import reports_root
-from harness.units import count, ms, number, percent, points
+from harness.units import ms, points
 
 OK = "ok"
 REGRESSION = "regression"
@@ -46,18 +46,6 @@ CHANGED = "changed"  # what ran differs (an engine's vLLM version, an image): no
 NOT_COMPARABLE = "not comparable"
 # The row of the compose file's sha256: which file each run was brought up from.
 COMPOSE_METRIC = "stack.compose_sha256"
-
-# A load profile's settings (the summary's "settings") that make two runs of it alike, with how
-# a difference is named.
-LIKE_WITH_LIKE = (
-    ("duration_s", "duration", " s"),
-    ("users", "users", ""),
-    ("max_tokens", "max_tokens", ""),
-    ("context_fraction", "context_fraction", ""),
-    ("processes", "processes", ""),
-    ("remote_workers", "remote workers", ""),
-    ("search_allowed", "search routed", ""),
-)
 
 
 # The comparison's tolerances are the [compare] settings: one schema, one set of defaults
@@ -229,86 +217,6 @@ def _run_dir(doc: dict[str, Any], run_dirs: Mapping[str, Path] | None) -> Path |
         return run_dirs[doc["run_id"]]
     path = reports_root() / "runs" / str(doc["run_id"])
     return path if path.is_dir() else None
-
-
-def _shown(value: Any, unit: str) -> str:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return f"{value:g}{unit}" if isinstance(value, int | float) and unit else str(value)
-
-
-def unlike(
-    base: dict[str, Any], cur: dict[str, Any], bs: dict[str, Any], cs: dict[str, Any]
-) -> str:
-    """How one profile's two runs differ in what they ran, e.g. "duration 20 s vs 60 s"
-    (baseline first); "" when alike. A setting one record lacks (an older record) is not held
-    against it."""
-    parts = []
-    bt, ct = bs.get("target") or base.get("target"), cs.get("target") or cur.get("target")
-    if bt and ct and bt != ct:
-        parts.append(f"target {bt} vs {ct}")
-    bset, cset = bs.get("settings") or {}, cs.get("settings") or {}
-    for key, name, unit in LIKE_WITH_LIKE:
-        if key in bset and key in cset and bset[key] != cset[key]:
-            parts.append(f"{name} {_shown(bset[key], unit)} vs {_shown(cset[key], unit)}")
-    return ", ".join(parts)
-
-
-def kind_difference(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
-    """How two runs differ in kind, baseline first: target, the set of load profiles, and
-    each shared profile's settings (duration, users, shape), e.g. ["steady: duration 20 s vs
-    60 s"]. Empty for runs of the same kind: a `make run` and a `harness load steady` differ."""
-    parts = []
-    if base.get("target") != cur.get("target"):
-        parts.append(f"target {base.get('target')} vs {cur.get('target')}")
-    bp, cp = summary.profiles(base), summary.profiles(cur)
-    if set(bp) != set(cp):
-        parts.append(f"profiles {', '.join(bp) or 'none'} vs {', '.join(cp) or 'none'}")
-    parts += unlike_profiles(base, cur)
-    compose = compose_difference(base, cur)
-    if compose:
-        parts.append(compose)
-    return parts
-
-
-def unlike_profiles(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
-    """Each load profile both runs ran with other settings or target, as "steady: duration
-    20 s vs 60 s"."""
-    bp, cp = summary.profiles(base), summary.profiles(cur)
-    out = []
-    for profile in sorted(set(bp) & set(cp)):
-        why = unlike(base, cur, bp[profile], cp[profile])
-        if why:
-            out.append(f"{profile}: {why}")
-    return out
-
-
-class NotComparableError(InputError):
-    """`harness compare` of two runs whose load profiles ran with other settings (exit 2,
-    the message names each difference; --force compares them anyway)."""
-
-
-def refuse_unlike(
-    current: dict[str, Any], baseline: dict[str, Any], *, force: bool = False
-) -> None:
-    """Raise NotComparableError when a load profile of `current` ran with other settings or
-    against another target than the baseline's, or the runs used other compose files, unless
-    `force`. Profiles only one run has are not held against it (their rows are "not
-    compared"), nor is a compose file an older record has no hash of."""
-    if force:
-        return
-    diffs = unlike_profiles(baseline, current)
-    if baseline.get("target") != current.get("target"):
-        diffs.insert(0, f"target {baseline.get('target')} vs {current.get('target')}")
-    compose = compose_difference(baseline, current)
-    if compose:
-        diffs.append(compose)
-    if diffs:
-        raise NotComparableError(
-            f"{current['run_id']} is not comparable with baseline {baseline['run_id']} "
-            f"(baseline first): {'; '.join(diffs)}. Compare with a run of the same kind "
-            "(--baseline last-green picks the newest green one), or pass --force"
-        )
 
 
 def _load_rows(
@@ -510,107 +418,3 @@ def compare(
         tuple(rows),
         unlike_compose="" if force else unlike_compose,
     )
-
-
-def unit_of(metric: str) -> Callable[[float], str]:
-    """How a metric's numbers are printed for people: latencies (`..._s`) in ms, rates and
-    accuracies in %, tokens and counts whole with thousands separators."""
-    if metric.endswith("_s"):
-        return ms
-    if metric.endswith(("_rate", "accuracy")):
-        return percent
-    if metric.endswith((".tokens", ".preemptions", ".failures")) or metric.startswith("fallbacks."):
-        return count
-    return number
-
-
-def _cell(v: Value, metric: str = "") -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return shown(v) if metric == COMPOSE_METRIC else v
-    return unit_of(metric)(v)
-
-
-def cells(r: Row) -> tuple[str, str, str, str]:
-    """A row's baseline, current, delta and limit as people read them (the limit without its
-    bound sign); --json keeps the raw values."""
-    unit = unit_of(r.metric)
-    if r.delta is None:
-        delta = "-"
-    elif unit is count:
-        delta = f"{r.delta:+,.0f}"
-    else:
-        delta = unit(r.delta) if r.delta == 0 else _signed(unit, r.delta)
-    limit = "-" if r.limit is None else _cell(r.limit, r.metric)
-    return _cell(r.baseline, r.metric), _cell(r.current, r.metric), delta, limit
-
-
-def _signed(unit: Callable[..., str], v: float) -> str:
-    return str(unit(v, signed=True))
-
-
-def render_table(c: Comparison, *, only_interesting: bool = False) -> str:
-    """A plain-text table for the terminal, then the verdict."""
-    rows = [r for r in c.rows if not only_interesting or r.verdict != OK]
-    head = ("metric", "baseline", "current", "delta", "limit", "verdict")
-    body = []
-    for r in rows:
-        base, cur, delta, limit = cells(r)
-        if r.limit is not None:
-            limit = ("<= " if r.bound == "max" else ">= ") + limit
-        verdict = r.verdict + (f" ({_reason(r)})" if _reason(r) else "")
-        body.append((r.metric, base, cur, delta, limit, verdict))
-    widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
-    lines = [f"{c.current_id} against baseline {c.baseline_id}"]
-    for row in [head, *body]:
-        lines.append(
-            "  ".join(x.ljust(w) for x, w in zip(row[:5], widths, strict=True)) + "  " + row[5]
-        )
-    lines.append(verdict_line(c))
-    return "\n".join(lines)
-
-
-def past_limit(r: Row) -> bool:
-    """The current value lies beyond the row's limit (whatever the verdict)."""
-    if r.limit is None or not isinstance(r.current, int | float):
-        return False
-    if r.bound == "max":
-        return float(r.current) > r.limit + 1e-12
-    if r.bound == "min":
-        return float(r.current) < r.limit - 1e-12
-    return False
-
-
-def _reason(r: Row) -> str:
-    """What the text table says beside the verdict: the note of every row that is not plainly
-    ok, and of an ok row whose value is past its limit (judged within noise)."""
-    if r.verdict == OK and past_limit(r):
-        return f"within noise: {r.note}" if r.note else "past the limit, judged within noise"
-    if r.verdict == OK and "forced: " in r.note:  # compared although the runs differ: say how
-        return r.note[r.note.index("forced: ") :]
-    return r.note if r.verdict != OK else ""
-
-
-def verdict_line(c: Comparison) -> str:
-    compared = sum(r.verdict not in (NOT_COMPARED, NOT_COMPARABLE) for r in c.rows)
-    skipped = sum(r.verdict == NOT_COMPARED for r in c.rows)
-    tail = f"{compared} metrics compared, {skipped} not compared"
-    unlike_rows = {r.metric.split(".")[1]: r.note for r in c.rows if r.verdict == NOT_COMPARABLE}
-    if c.unlike_compose:
-        tail += (
-            f"; NOT COMPARABLE, another compose file than the baseline's: {c.unlike_compose} "
-            "(a baseline run with the same compose file, or --force)"
-        )
-    elif unlike_rows:
-        tail += "; NOT COMPARABLE, other settings than the baseline's: " + "; ".join(
-            f"load.{p} ({why})" for p, why in unlike_rows.items()
-        )
-        tail += " (a baseline of the same kind of run, or --force)"
-    changed = [r.metric for r in c.rows if r.verdict == CHANGED]
-    if changed:
-        tail += f"; changed: {', '.join(changed)}"
-    if not c.regression:
-        return f"no regression against {c.baseline_id}: {tail}"
-    names = ", ".join(r.metric for r in c.regressions)
-    return f"REGRESSION against {c.baseline_id}: {names} ({tail})"

@@ -112,7 +112,7 @@ def last_green(
     `like` (the current run's record), only runs of the same kind: same target, same compose
     file, same load profiles, each run with the same settings (a `make run` is no baseline for
     a 60 s `harness load steady`)."""
-    from harness.report.compare import kind_difference
+    from harness.report.comparable import kind_difference
 
     history = root / HISTORY
     target = target or (like or {}).get("target")

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import capacity, conversation, envelope, gpu_cost, summary, svg, verdict
-from harness.report.compare import Comparison, cells, verdict_line
+from harness.report.compare import Comparison
+from harness.report.compare_render import cells, verdict_line
 from harness.report.html_load import load, trends
 from harness.report.svg import esc, fmt, table
 from harness.units import percent

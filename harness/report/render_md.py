@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from harness.report import capacity, conversation, envelope, gpu_cost, replay, summary, verdict
-from harness.report.compare import Comparison, render_table, verdict_line
+from harness.report.compare import Comparison
+from harness.report.compare_render import render_table, verdict_line
 from harness.report.waterfall_table import waterfall_lines, waterfall_rows, waterfall_table
 from harness.units import number, percent
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import report_fixtures as fixtures
 
-from harness.report.compare import Comparison, Row, compare, render_table
+from harness.report.compare import Comparison, Row, compare
+from harness.report.compare_render import render_table
 from harness.report.render_html import render_html
 from harness.report.render_md import render_markdown
 from harness.report.verdict import slo_value

@@ -14,18 +14,16 @@ import report_fixtures as fixtures
 
 from harness.cli.exit_codes import BAD_INPUT
 from harness.config import Settings
+from harness.report.comparable import NotComparableError, kind_difference, refuse_unlike
 from harness.report.compare import (
     CHANGED,
     COMPOSE_METRIC,
     NOT_COMPARABLE,
     NOT_COMPARED,
     OK,
-    NotComparableError,
     compare,
-    kind_difference,
-    refuse_unlike,
-    render_table,
 )
+from harness.report.compare_render import render_table
 from harness.tune import Verification, judge
 
 BASE_HASH = "1a2b3c4d5e6f" + "0" * 52

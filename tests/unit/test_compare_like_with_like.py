@@ -12,16 +12,9 @@ import pytest
 import report_fixtures as fixtures
 
 from harness.cli.exit_codes import BAD_INPUT
-from harness.report.compare import (
-    NOT_COMPARABLE,
-    OK,
-    REGRESSION,
-    NotComparableError,
-    Row,
-    compare,
-    refuse_unlike,
-    render_table,
-)
+from harness.report.comparable import NotComparableError, refuse_unlike
+from harness.report.compare import NOT_COMPARABLE, OK, REGRESSION, Row, compare
+from harness.report.compare_render import render_table
 
 CUR = "20261127T062715Z-twin-load"
 

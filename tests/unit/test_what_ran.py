@@ -20,7 +20,8 @@ from harness.compose import StackSpec, load_stack, parse_stack
 from harness.config import Settings
 from harness.errors import CapabilityError, HarnessError, SpecError
 from harness.report import stack_facts
-from harness.report.compare import CHANGED, OK, compare, verdict_line
+from harness.report.compare import CHANGED, OK, compare
+from harness.report.compare_render import verdict_line
 from harness.report.record import RunRecord
 from harness.report.render_md import render_markdown
 from harness.report.schema import load_record
