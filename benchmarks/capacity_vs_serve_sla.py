@@ -63,7 +63,7 @@ from benchmarks.serve_sla import (  # noqa: E402
     vllm_goodput_share,
 )
 from harness.load.capacity import ProbeResult, SearchPlan, SearchResult, search  # noqa: E402
-from harness.load.slo import SloTable  # noqa: E402
+from harness.load.slo_table import SloTable  # noqa: E402
 
 LOCUSTFILE = ROOT / "benchmarks" / "locustfile_capacity_direct.py"
 RESULTS = ROOT / "benchmarks" / "results" / "capacity-vs-serve-sla.md"
@@ -344,7 +344,7 @@ def start_engine(progress: Callable[[str], None]) -> tuple[Any, Engine]:
 def plan_and_shape(ns: argparse.Namespace) -> tuple[SearchPlan, Shape]:
     from harness.config import load_settings
     from harness.load.probe import ProbeConfig, request_cut_for, ttft_rise_for
-    from harness.load.slo import slo_table
+    from harness.load.slo_table import slo_table
 
     settings = load_settings(ROOT / "harness.toml")
     knobs, load = settings.typed.capacity, settings.typed.load

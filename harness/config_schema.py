@@ -6,7 +6,7 @@ against them, and `unknown_variables` the environment, so that a mistyped key is
 names the nearest known one instead of a silently ignored knob.
 
 Free tables (any key): `check.activation_reserve_by_service` (compose service names) and `slo`
-(profiles, targets and routes: harness/load/slo.py validates those against its own keys).
+(profiles, targets and routes: harness/load/slo_table.py validates those against its own keys).
 """
 
 from __future__ import annotations

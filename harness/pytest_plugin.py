@@ -130,7 +130,7 @@ def _check_settings() -> None:
     error (exit 2 through `harness run`) naming the key, not a failed test after a bring-up."""
     from harness.config import load_settings
     from harness.errors import ConfigError
-    from harness.load.slo import check_slo_settings
+    from harness.load.slo_table import check_slo_settings
 
     try:
         check_slo_settings(load_settings())

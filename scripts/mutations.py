@@ -165,7 +165,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "slo-unknown-key",
         "an unknown SLO key is a config error, not a silently missing limit",
-        "harness/load/slo.py",
+        "harness/load/slo_table.py",
         '            raise _unknown(f"{where}.{key}", key, PROFILE_KEYS, hint, near=ROUTE_KEYS)',
         "            continue",
         ("tests/unit/test_slo.py::test_unknown_or_malformed_keys_are_config_errors",),

@@ -37,7 +37,7 @@ TOP_EXAMPLES = (
 
 def _cmd_check(ns: argparse.Namespace) -> int:
     from harness.config import load_settings
-    from harness.load.slo import check_slo_settings
+    from harness.load.slo_table import check_slo_settings
     from harness.routing.headroom import for_spec
     from harness.telemetry.nvml import total_memory_or_none
     from harness.vram.check import run_check

@@ -72,7 +72,7 @@ def cmd_capacity(ns: argparse.Namespace) -> int:
     from harness.config import load_settings
     from harness.load.capacity import search
     from harness.load.probe import request_cut_for, run_probe, ttft_rise_for
-    from harness.load.slo import check_slo_settings, slo_table
+    from harness.load.slo_table import check_slo_settings, slo_table
     from harness.report.capacity import capacity_section, console_lines, probe_line
 
     settings = load_settings(ns.config)

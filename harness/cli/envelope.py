@@ -22,7 +22,7 @@ TWINS = ("twin", "twin-docker")
 def primary_limits(settings: Any, target: str) -> tuple[dict[str, float], str]:
     """The primary's per-cell objectives: [envelope] twin_* on the twins, else the steady
     profile's local-route p95 TTFT and E2E for the target; and where they come from."""
-    from harness.load.slo import slo_table
+    from harness.load.slo_table import slo_table
 
     knobs = settings.typed.envelope
     if target in TWINS and (knobs.twin_p95_ttft_s > 0 or knobs.twin_p95_e2e_s > 0):

@@ -43,7 +43,8 @@ def cmd_load(ns: argparse.Namespace) -> int:
     from harness.config import load_settings
     from harness.load.processes import Distributed
     from harness.load.runner import LoadResult, run_profile
-    from harness.load.slo import check_slo_settings, check_slos, slo_table
+    from harness.load.slo import check_slos
+    from harness.load.slo_table import check_slo_settings, slo_table
     from harness.report.load_run import LoadRunRecord
     from harness.report.render_md import load as load_section
     from harness.report.replay import reproduction_problems

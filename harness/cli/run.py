@@ -67,7 +67,7 @@ def check_inputs(target: str, config: Path | None) -> None:
     """The settings ([slo.*] included) and what the target needs, checked before pytest starts:
     a run that stops on bad input leaves no run directory and no history line."""
     from harness.config import load_settings
-    from harness.load.slo import check_slo_settings
+    from harness.load.slo_table import check_slo_settings
 
     check_slo_settings(load_settings(config))
     check_target_inputs(target)

@@ -2,7 +2,7 @@
 
 vLLM bench's `--goodput` counts a request as good when its TTFT, TPOT and E2E are each within a
 limit. The harness's objectives are p95 limits per route (`[slo.<profile>.<route>]`, see
-harness.load.slo); here each one is applied to every request as its own limit: p95_ttft_s to
+harness.load.slo_table); here each one is applied to every request as its own limit: p95_ttft_s to
 its TTFT, p95_itl_s to its TPOT (the decode time spread over the tokens after the first: one
 request's typical inter-token latency) and p95_e2e_s to its E2E. A request must meet its own
 route's limits and those of route `all`. Failed requests are never good.
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.load.records import RequestRecord
-from harness.load.slo import SloTable
+from harness.load.slo_table import SloTable
 from harness.load.stats import throughput
 
 

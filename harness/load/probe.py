@@ -30,7 +30,7 @@ from harness.load.profiles import max_tokens_for
 from harness.load.records import read_records
 from harness.load.runner import HARNESS_ROOT, profile_settings
 from harness.load.saturation import limiting_resource, over_saturation
-from harness.load.slo import SloTable
+from harness.load.slo_table import SloTable
 from harness.load.stats import client_behind, dispatch_summary, engine_stats, latency_stats
 from harness.stack.base import Stack
 from harness.telemetry.gpu_power import GpuPowerSampler

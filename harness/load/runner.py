@@ -34,7 +34,7 @@ from harness.load.records import RequestRecord, read_records
 from harness.load.resources import ResourceWatch, descendants, group_pids
 from harness.load.routing import routing_under_load, solo_routes
 from harness.load.settings import LoadSettings
-from harness.load.slo import SloTable
+from harness.load.slo_table import SloTable
 from harness.load.stats import (
     client_behind,
     client_overhead_ms,

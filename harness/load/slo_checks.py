@@ -17,16 +17,8 @@ from harness.config import Settings, env_name
 from harness.load.kvmodel import kv_model_problem
 from harness.load.profiles import CHAT_PROFILES
 from harness.load.routing import routing_problem
-from harness.load.slo import (
-    ENGINE_KEYS,
-    ROUTE_KEYS,
-    SloTable,
-    fallback_problem,
-    fallback_share,
-    limit_source,
-    slo_table,
-    trimmed_turns,
-)
+from harness.load.slo import ENGINE_KEYS, fallback_problem, fallback_share, trimmed_turns
+from harness.load.slo_table import ROUTE_KEYS, SloTable, limit_source, slo_table
 
 BUILT_IN = "built-in default"
 

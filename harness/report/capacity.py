@@ -10,7 +10,7 @@ from typing import Any
 
 from harness.load.capacity import ProbeResult, SearchPlan, SearchResult
 from harness.load.probe import ProbeConfig
-from harness.load.slo import SloTable
+from harness.load.slo_table import SloTable
 from harness.report import svg
 from harness.report.svg import esc, table
 from harness.units import ms, number, percent

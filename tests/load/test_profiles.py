@@ -26,7 +26,8 @@ import pytest
 from harness.load.gate import gate
 from harness.load.records import read_records
 from harness.load.runner import run_profile
-from harness.load.slo import check_slos, slo_table
+from harness.load.slo import check_slos
+from harness.load.slo_table import slo_table
 from harness.units import millis, percent
 
 pytestmark = [pytest.mark.load, pytest.mark.slow]

@@ -28,7 +28,7 @@ from harness.load.saturation import (
     limiting_resource,
     over_saturation,
 )
-from harness.load.slo import SloTable
+from harness.load.slo_table import SloTable
 from harness.report import capacity as report
 from harness.report.schema import validate_record
 

@@ -12,7 +12,7 @@ import report_fixtures as fixtures
 from harness.load.goodput import goodput
 from harness.load.records import RequestRecord
 from harness.load.series import by_concurrency, over_time
-from harness.load.slo import SloTable
+from harness.load.slo_table import SloTable
 from harness.load.stats import latency_stats
 from harness.report.render_html import render_html
 from harness.report.render_md import render_markdown

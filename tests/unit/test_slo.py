@@ -31,7 +31,8 @@ from harness.load.profiles import min_requests_for
 from harness.load.prompts import chat_prompts
 from harness.load.records import RequestRecord, read_records, record_line
 from harness.load.routing import in_flight_at_send, routing_under_load
-from harness.load.slo import check_slos, fallback_problem, slo_table, slo_tree
+from harness.load.slo import check_slos, fallback_problem
+from harness.load.slo_table import slo_table, slo_tree
 from harness.load.stats import kv_pool, route_reasons
 from harness.report.render_html import render_html
 from harness.report.render_md import render_markdown
