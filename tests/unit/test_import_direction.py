@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2] / "harness"
 # Top to bottom. A top-level module (harness/x.py) is its own package `x`.
 LAYERS: list[tuple[str, ...]] = [
     ("cli", "pytest_plugin"),
+    ("pytest_stack",),
     ("pytest_require",),
     ("tune_capacity",),
     ("tune",),

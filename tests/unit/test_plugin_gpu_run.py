@@ -19,7 +19,7 @@ import pytest
 from _pytest.terminal import TerminalReporter
 
 from harness import progress
-from harness.pytest_plugin import _progress_writer
+from harness.pytest_stack import _progress_writer
 
 STACK_TESTS = """
 import os, signal

@@ -327,7 +327,7 @@ def test_progress_inside_a_test_reaches_the_terminal_under_fd_capture(tmp_path: 
     the plugin's writer suspends it, so a bring-up line shows as it happens, not only when a
     test fails."""
     (tmp_path / "test_child.py").write_text(
-        "from harness.pytest_plugin import _progress_writer\n"
+        "from harness.pytest_stack import _progress_writer\n"
         "def test_a(pytestconfig):\n"
         "    _progress_writer(pytestconfig)('bring-up line')\n"
         "    print('captured print')\n"

@@ -210,7 +210,7 @@ from pathlib import Path
 import pytest
 
 import harness.report.browser as browser
-from harness import pytest_plugin
+from harness import pytest_stack
 from harness.errors import HarnessError
 from harness.report.record import RunRecord
 
@@ -227,7 +227,7 @@ def rec(pytestconfig):
     run_dir = Path(str(pytestconfig.rootpath)) / "reports" / "runs" / "20261207T084758Z-twin"
     run_dir.mkdir(parents=True, exist_ok=True)
     record = RunRecord(run_dir, "twin")
-    pytestconfig.stash[pytest_plugin._RECORD] = record
+    pytestconfig.stash[pytest_stack._RECORD] = record
     return record
 """
 
