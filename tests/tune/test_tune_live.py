@@ -4,7 +4,9 @@ against it and capacity is measured again; the decision follows the two capaciti
 change rolled back is restored byte for byte with the twin back up on the previous file.
 
 The change takes the primary from max-num-seqs 3 to 1: steady's local chats then queue for one
-slot, so the capacity must not rise, and the change is rolled back.
+slot. Each search has 3 short probes, none left for a repeat, so no end of either interval is
+confirmed by a second trial and the verdict must be "within the noise": roll back (the rules
+for raised and lowered are unit-tested in tests/unit/test_tune_capacity.py).
 
 The tune stops the session's twin (registered as up, tests/tune/conftest.py), so this test runs
 after every other test that uses the stack (`takes_the_stack`, ordered last by tests/conftest.py).
@@ -35,7 +37,8 @@ SELECT = "test_requests_beyond_max_num_seqs_wait and primary"
 # Two bring-ups, two capacity searches and the burst; a loaded 2-core machine may take three
 # times that.
 TUNE_TIMEOUT_S = 1500
-# "capacity before the change: 4.2 req/s (interval 4-8, primary slots)"; "open": no upper end.
+# "capacity before the change: 4.2 req/s (interval 4-8, primary slots; 1 and 1 trial(s) at its
+# ends)"; "open": no upper end.
 CAPACITY = re.compile(
     r"capacity (before|after) the change: +([\d.]+) req/s \(interval ([\d.]+)-([\d.]+|open),"
 )
@@ -62,7 +65,7 @@ def capacities(out: str) -> dict[str, tuple[float, float, float | None]]:
 
 @pytest.mark.takes_the_stack
 @pytest.mark.any_primary_pool
-def test_a_tune_judged_by_capacity_follows_the_capacities_and_rolls_back(
+def test_a_tune_judged_by_capacity_follows_the_capacities(
     stack: Any, up_twin: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
     compose, env = up_twin
@@ -89,12 +92,13 @@ def test_a_tune_judged_by_capacity_follows_the_capacities_and_rolls_back(
             assert step in out, f"no {step!r} in the tune's output:\n{tail}"  # fmt: skip
         assert out.index("measuring capacity before") < out.index("wrote "), tail
 
-        # The decision follows the capacities it printed: kept only when the rate held after
-        # the change is at or above one that failed before; one slot of three never is.
+        # The decision follows the capacities it printed. Three probes leave none for a
+        # repeat, so neither end of either interval was confirmed by a second trial: however
+        # far apart the two answers, the tune cannot call them beyond the noise, and rolls back.
         caps = capacities(out)
-        (cb, lb, ub), (ca, la, _) = caps["before"], caps["after"]
-        raised = ub is not None and la >= ub
-        assert not raised and ca <= cb * 1.15, f"1 slot of 3 raised the capacity: {caps}\n{tail}"
+        (_, lb, _), (ca, _, _) = caps["before"], caps["after"]
+        moved = re.search(r"^capacity (raised|lowered|within the noise)$", out, re.M)
+        assert moved and moved[1] == "within the noise", f"{caps}:\n{tail}"
         assert proc.returncode == 1, f"exit code {proc.returncode}, not 1 (rolled back):\n{tail}"
         assert "verdict: roll back" in out and "restored from" in out, tail
 
@@ -102,7 +106,8 @@ def test_a_tune_judged_by_capacity_follows_the_capacities_and_rolls_back(
         runs = sorted(p for p in (tmp_path / "reports" / "runs").glob("*-twin") if p.is_dir())
         capacity_runs = sorted((tmp_path / "reports" / "runs").glob("*-twin-capacity"))
         assert len(capacity_runs) == 2, f"capacity runs: {capacity_runs}\n{tail}"
-        assert len(runs) == 2, f"tune's runs: {runs}\n{tail}"  # the verification, the restore
+        # The verification's run, and the restore's bring-up after the rollback.
+        assert len(runs) == 2, f"tune's runs: {runs}\n{tail}"
         record = json.loads((runs[0] / "record.json").read_text())
         argv = record["stack"]["engine_args"]["vllm-primary"]
         assert argv[argv.index("--max-num-seqs") + 1] == str(NEW_SEQS), argv
@@ -113,6 +118,7 @@ def test_a_tune_judged_by_capacity_follows_the_capacities_and_rolls_back(
         assert outcomes.get(burst_test) == "passed", (outcomes, tail)
         judged = record["tune"]["capacity"]
         assert judged["keep"] is False and judged["acceptance_passed"] is True, judged
+        assert judged["change"] == "within the noise", judged
         assert judged["before"]["interval_rps"][0] == lb and judged["after"]["capacity_rps"] == ca
 
         # Rolled back byte for byte, and the twin is up again with the previous file.
