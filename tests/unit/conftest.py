@@ -61,3 +61,16 @@ def noop_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def no_stack_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty reports root and state directory, and a test failure if any stack is brought up:
+    for commands whose bad input must stop them before anything starts."""
+    monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("HARNESS_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.delenv("HARNESS_CONFIG", raising=False)
+    import harness.stack.factory as factory
+
+    monkeypatch.setattr(factory, "make_backend", lambda *a, **k: pytest.fail("a stack started"))
+    return tmp_path / "reports"

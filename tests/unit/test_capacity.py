@@ -382,17 +382,6 @@ def test_the_record_section_validates_and_renders(tmp_path: Path) -> None:
 # -- bad input --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("HARNESS_REPORTS_DIR", str(tmp_path / "reports"))
-    monkeypatch.delenv("HARNESS_CONFIG", raising=False)
-    import harness.stack.factory as factory
-
-    monkeypatch.setattr(factory, "make_backend", lambda *a, **k: pytest.fail("a stack started"))
-    return tmp_path / "reports"
-
-
 @pytest.mark.parametrize(
     "argv, named",
     [
@@ -403,20 +392,20 @@ def reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ],
 )
 def test_bad_options_exit_2_before_anything_starts(
-    argv: list[str], named: str, reports: Path, capsys: pytest.CaptureFixture[str]
+    argv: list[str], named: str, no_stack_reports: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["capacity", *argv])
     assert exc.value.code == 2
     assert named in capsys.readouterr().err
-    assert not reports.exists()
+    assert not no_stack_reports.exists()
 
 
 def test_a_bad_capacity_table_exits_2_before_anything_starts(
-    reports: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    no_stack_reports: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "harness.toml"
     config.write_text("[capacity]\nstart_rps = -1.0\n")
     assert main(["--config", str(config), "capacity"]) == 2
     assert "start rate -1 req/s: must be above 0" in capsys.readouterr().err
-    assert not reports.exists()
+    assert not no_stack_reports.exists()

@@ -104,17 +104,6 @@ def test_a_cell_records_both_bounds_and_whether_they_agree() -> None:
     assert (off["predicted_bound"], off["agrees"]) == (NONE, False)
 
 
-@pytest.fixture
-def reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("HARNESS_REPORTS_DIR", str(tmp_path / "reports"))
-    monkeypatch.delenv("HARNESS_CONFIG", raising=False)
-    import harness.stack.factory as factory
-
-    monkeypatch.setattr(factory, "make_backend", lambda *a, **k: pytest.fail("a stack started"))
-    return tmp_path / "reports"
-
-
 @pytest.mark.parametrize(
     "argv, config, named",
     [
@@ -125,14 +114,14 @@ def reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ],
 )
 def test_bad_input_exits_2_before_anything_starts(
-    argv: list[str], config: str, named: str, reports: Path, tmp_path: Path,
+    argv: list[str], config: str, named: str, no_stack_reports: Path, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     path = tmp_path / "harness.toml"
     path.write_text(config)
     assert main(["--config", str(path), "envelope", *argv]) == 2
     assert named in capsys.readouterr().err
-    assert not reports.exists()
+    assert not no_stack_reports.exists()
 
 
 def test_no_two_requests_of_an_envelope_share_a_first_kv_block() -> None:
