@@ -115,8 +115,10 @@ def capacity_judgement(acceptance_passed: bool, before: Capacity, after: Capacit
     elif unconfirmed(before, after):
         lines.append(
             f"the intervals are apart, but a rate that decides it was probed fewer than "
-            f"{MIN_TRIALS} times (more probes give repeats: --capacity-probes 8): roll back, a "
-            "change made for capacity that shows none beyond the noise is not kept"
+            f"{MIN_TRIALS} times (the searches repeat [capacity] repeat_probes rates near "
+            "their knee: raise it, and --capacity-probes with it, so that both ends are "
+            "repeated): roll back, a change made for capacity that shows none beyond the noise "
+            "is not kept"
         )
     else:
         lines.append(
