@@ -290,6 +290,25 @@ MUTATIONS: tuple[Mutation, ...] = (
             "test_capacity_is_measured_before_the_write_and_after_the_verification",
         ),
     ),
+    Mutation(
+        "ingress-run-constraint",
+        "the run's traefik reads only the run's own containers (docker provider constraint)",
+        "harness/stack/containers/ingress.py",
+        "    constraint = run_constraint(run_id)\n",
+        '    constraint = ""\n',
+        (
+            "tests/unit/test_container_ingress.py::"
+            "test_the_emulated_gpu_starts_the_compose_traefik_last_on_the_run_network_only",
+        ),
+    ),
+    Mutation(
+        "tunnel-origin-port",
+        "cloudflared's origin counts as traefik only on its entrypoint's port",
+        "harness/stack/tunnel_config.py",
+        "    if parts.hostname not in origin.hosts or port not in origin.ports:",
+        "    if parts.hostname not in origin.hosts:",
+        ("tests/unit/test_tunnel_check.py::test_only_traefiks_name_on_its_entrypoint_port_counts",),
+    ),
 )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli.common import DEFAULT_COMPOSE, check_target_inputs, examples
-from harness.errors import InputError
+from harness.errors import HarnessError, InputError
 
 ROLES = ("primary", "classifier")
 # The reference ai-router's default classifier timeout (ROUTER_CLASSIFIER_TIMEOUT_S): a slower
@@ -56,7 +56,7 @@ def predicted_pool(
     try:
         plan = run_check(compose, settings).plan
         return int(plan.engine(name).kv_capacity_tokens), "the preflight's VRAM model"
-    except Exception as exc:
+    except (HarnessError, KeyError) as exc:  # a model or card the VRAM model cannot size
         return None, f"no VRAM-model prediction ({type(exc).__name__}: {exc})"
 
 
