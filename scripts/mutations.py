@@ -291,6 +291,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
     ),
     Mutation(
+        "tune-envelope-changed-cells",
+        "tune --envelope reports every envelope cell whose verdict or bound changed",
+        "harness/tune_envelope.py",
+        "        if cell_text(cells_b.get((p, k))) != cell_text(cells_a.get((p, k)))\n",
+        "        if cells_b.get((p, k)) is None\n",
+        (
+            "tests/unit/test_tune_envelope.py::"
+            "test_the_difference_names_each_changed_cell_and_the_safe_concurrency",
+        ),
+    ),
+    Mutation(
         "ingress-run-constraint",
         "the run's traefik reads only the run's own containers (docker provider constraint)",
         "harness/stack/containers/ingress.py",

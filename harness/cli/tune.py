@@ -24,7 +24,7 @@ from harness.cli.tune_flags import (
     engine_flag_list,
 )
 from harness.cli.tune_judge import add_judge_arguments
-from harness.errors import StackError
+from harness.errors import InputError, StackError
 
 # -- harness check --against ------------------------------------------------------------------
 
@@ -289,6 +289,9 @@ def cmd_tune(ns: argparse.Namespace) -> int:
     from harness.telemetry.nvml import total_memory_or_none
     from harness.tune import Tune, Verification, check_text, judge, propose
 
+    if ns.envelope and ns.judge != "capacity":
+        raise InputError(f"--envelope {ns.envelope}: the envelope is measured only with "
+                         "--judge capacity (beside its two capacity searches)")  # fmt: skip
     overrides = {"check.gpu_memory": ns.gpu_memory} if ns.gpu_memory else {}
     settings = load_settings(ns.config, overrides)
     edits = [parse_flag_edit(t) for t in ns.changes] + [parse_env_edit(t) for t in ns.env]
@@ -316,7 +319,7 @@ def cmd_tune(ns: argparse.Namespace) -> int:
 
         capacity = CapacityJudge(
             ns.compose, "twin" if target == "twin" else "attach", ns.config,
-            ns.capacity_probes, ns.capacity_probe,
+            ns.capacity_probes, ns.capacity_probe, ns.envelope, (*ns.changes, *ns.env),
         )  # fmt: skip
 
     def decide(v: Verification) -> Any:
@@ -369,6 +372,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
             "harness tune --env ai-router.XAI_MODEL=grok-4-fast --reviewed",
             "harness tune --target gpu vllm-primary.--max-num-seqs=4   # on the GPU box",
             "harness tune vllm-primary.--max-num-seqs=4 --judge capacity --rollback-on-fail",
+            "harness tune vllm-primary.--max-num-seqs=2 --judge capacity --envelope primary",
         ),
     )
     tune.add_argument(

@@ -5,10 +5,10 @@ load.conversation.conversation)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from harness.report.svg import esc, table
+from harness.report.svg import esc, md_table, table
 from harness.units import count, number, percent
 
 TURN_HEAD = ["turn", "requests", "TTFT p50 ms", "TTFT p95 ms", "TTFT mean ms"]
@@ -73,19 +73,14 @@ def lines(sec: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _md_table(head: Sequence[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return out + ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows]
-
-
 def markdown(doc: Mapping[str, Any]) -> list[str]:
     """report.md's conversation section; [] when the run had no conversation profile."""
     sec = _section(doc)
     if sec is None:
         return []
     out = ["## Conversations", "", *(f"- {line}" for line in lines(sec)), ""]
-    out += [*_md_table(TURN_HEAD, turn_rows(sec)), ""]
-    return [*out, *_md_table(HISTORY_HEAD, history_rows(sec)), ""]
+    out += [*md_table(TURN_HEAD, turn_rows(sec)), ""]
+    return [*out, *md_table(HISTORY_HEAD, history_rows(sec)), ""]
 
 
 def html(doc: Mapping[str, Any]) -> str:

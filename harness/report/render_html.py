@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.report import capacity, conversation, envelope, gpu_cost, summary, svg, verdict
+from harness.report import capacity, conversation, envelope, gpu_cost, summary, svg, tune, verdict
 from harness.report.compare import Comparison
 from harness.report.compare_render import cells, verdict_line
 from harness.report.html_load import load, trends
@@ -429,7 +429,7 @@ def render_html(
     comparison_: Comparison | None = None,
 ) -> str:
     """The whole page. `run_dir` supplies the load timelines; `history` the trend plots."""
-    body = [header(doc, comparison_), why_failed(doc), slo_table(doc)]
+    body = [header(doc, comparison_), why_failed(doc), tune.html(doc), slo_table(doc)]
     if comparison_ is not None:
         body.append(comparison(comparison_))
     body += [routing(doc), long_context(doc), load(doc, run_dir), gpu_cost.html(doc, run_dir)]

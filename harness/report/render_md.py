@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.report import capacity, conversation, envelope, gpu_cost, replay, summary, verdict
+from harness.report import (
+    capacity,
+    conversation,
+    envelope,
+    gpu_cost,
+    replay,
+    summary,
+    tune,
+    verdict,
+)
 from harness.report.compare import Comparison
 from harness.report.compare_render import render_table, verdict_line
 from harness.report.waterfall_table import waterfall_lines, waterfall_rows, waterfall_table
@@ -322,7 +331,7 @@ def slo_table(doc: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(doc: dict[str, Any], comparison_: Comparison | None = None) -> str:
-    parts = header(doc) + why_failed(doc) + slo_table(doc) + what_ran(doc)
+    parts = header(doc) + why_failed(doc) + tune.markdown(doc) + slo_table(doc) + what_ran(doc)
     if comparison_ is not None:
         parts += comparison(comparison_)
     results = acceptance(doc) + load(doc) + gpu_cost.markdown(doc)

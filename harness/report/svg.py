@@ -3,7 +3,7 @@
 Each function returns one `<svg>` element as a string with an `id` and a `<title>`, sized by
 its viewBox so it scales with the page. Every piece of text goes through `esc`. No script, no
 external resource, no xmlns (inline SVG in HTML needs none). The text helpers the report's
-sections share (`esc`, `fmt`, `table`, `slug`) live here too.
+sections share (`esc`, `fmt`, `table`, `md_table`, `slug`) live here too.
 """
 
 from __future__ import annotations
@@ -38,6 +38,15 @@ def table(head: Sequence[str], rows: Sequence[Sequence[object]], cls: Sequence[s
         c = f' class="{esc(cls[i])}"' if i < len(cls) and cls[i] else ""
         out.append(f"<tr{c}>" + "".join(_td(x) for x in r) + "</tr>")
     return "".join(out) + "</table>"
+
+
+def md_table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """The same table for report.md, a line per row; a cell's own '|' reads as '/'."""
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return out + [
+        "| " + " | ".join("-" if c is None else str(c).replace("|", "/") for c in r) + " |"
+        for r in rows
+    ]
 
 
 def _td(x: object) -> str:
