@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("tune_capacity",),
     ("tune",),
     ("report",),
+    ("tune_envelope",),
     ("load",),
     ("stack",),
     ("twin", "fakes"),
