@@ -36,7 +36,7 @@ def lines(doc: Mapping[str, Any]) -> list[str]:
     if sec is None:
         return []
     changes = ", ".join(sec.get("changes") or ()) or "see the engine arguments"
-    verdict = "keep" if sec["keep"] else "roll back (or refuse, without --rollback-on-fail)"
+    verdict = "keep" if sec["keep"] else "roll back"
     out = [
         f"change: {changes}",
         f"verdict: {verdict}; acceptance {'passed' if sec['acceptance_passed'] else 'failed'}, "
