@@ -202,6 +202,7 @@ def run_probe(
         arriving or sampler.rows, classifier=stack.classifier.name, primary=stack.primary.name,
         max_num_seqs=seqs, kv_full=cfg.kv_full, bound_share=cfg.bound_share,
     )  # fmt: skip
+    cost = gpu_power_section(power, records)  # on gpu and attach; "not measured" elsewhere
     result = ProbeResult(
         rate_rps=rate_rps,
         goodput_share=good["all"]["fraction"],
@@ -216,6 +217,7 @@ def run_probe(
         resource=resource,
         directory=str(out),
         extra={
+            "tokens_per_joule": cost.get("tokens_per_joule"),
             "failed": sum(not r.ok for r in records),
             "abandoned": sum(1 for r in records if (r.error or "").startswith("abandoned")),
             "stopped_early_s": watcher.at_s,
@@ -234,7 +236,7 @@ def run_probe(
         "over_saturated": oversat,
         "invalid_reason": behind,
         "resource": list(result.resource or ()),
-        "gpu_power": gpu_power_section(power, records),
+        "gpu_power": cost,
         **result.extra,
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=2, default=str))

@@ -4,6 +4,7 @@ share, the knee and its interval marked)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from harness.load.capacity import ProbeResult, SearchPlan, SearchResult
 from harness.load.probe import ProbeConfig
 from harness.load.slo_table import SloTable
 from harness.report import svg
-from harness.report.svg import esc, table
+from harness.report.svg import esc, md_table, table
 from harness.units import ms, number, percent
 
 
@@ -38,6 +39,7 @@ def _probe_doc(n: int, phase: str, r: ProbeResult, share: float, run_dir: Path) 
         "abandoned": r.extra.get("abandoned"),
         "stopped_early_s": r.extra.get("stopped_early_s"),
         "dispatch_delay_p95_s": r.extra.get("dispatch_delay_p95_s"),
+        "tokens_per_joule": r.extra.get("tokens_per_joule"),
         "duration_s": r.extra.get("duration_s"),
         "dir": where,
     }
@@ -108,10 +110,26 @@ def probe_line(n: int, most: int, phase: str, r: ProbeResult, share: float) -> s
     )
 
 
+def tokens_per_joule(sec: Mapping[str, Any]) -> str | None:
+    """The card's output tokens per joule in the probes at the interval's lower end (the
+    highest rate that held), where NVML measured them; None on the twins."""
+    lo = sec["knee"]["interval_rps"][0]
+    at = [p for p in sec["probes"] if p.get("tokens_per_joule") is not None and p["holds"]]
+    if not at:
+        return None
+    knee = [p for p in at if lo is not None and math.isclose(p["rate_rps"], lo)] or at
+    best = max(knee, key=lambda p: p["rate_rps"])
+    return (
+        f"GPU cost at {_rate(best['rate_rps'])}: {number(best['tokens_per_joule'])} output "
+        f"tokens per joule (probe {best['n']}; every probe's in the table)"
+    )
+
+
 def console_lines(sec: Mapping[str, Any]) -> list[str]:
     k = sec["knee"]
     lo, hi = k["interval_rps"]
     tlo, thi = k["interval_tok_s"]
+    cost = tokens_per_joule(sec)
     return [
         f"capacity ({sec['profile']} through the ai-router, {sec['target']}, goodput >= "
         f"{percent(sec['goodput_share'])}): {_rate(k['capacity_rps'])}, "
@@ -120,14 +138,21 @@ def console_lines(sec: Mapping[str, Any]) -> list[str]:
         f"limiting resource: {k['limiting_resource']} ({k['why']})",
         f"{len(sec['probes'])} probes of {number(sec['probe_s'])} s in {number(sec['wall_s'])} "
         f"s; search ended: {sec['stopped']}",
+        *([cost] if cost else []),
     ]
 
 
+def _measured_cost(sec: Mapping[str, Any]) -> bool:
+    return any(p.get("tokens_per_joule") is not None for p in sec["probes"])
+
+
 def _rows(sec: Mapping[str, Any]) -> list[list[object]]:
+    cost = _measured_cost(sec)
     return [
         [
             p["n"], p["phase"], number(p["rate_rps"]), number(p["offered_rps"]), p["requests"],
             percent(p["goodput_share"]), ms(p["ttft_p95_s"]), number(p["waiting_max"]),
+            *([number(p.get("tokens_per_joule"))] if cost else []),
             "yes" if p["valid"] else "no", "holds" if p["holds"] else "fails",
             p["over_saturated"] or p["invalid_reason"] or "",
         ]
@@ -139,6 +164,14 @@ HEAD = [
     "probe", "phase", "rate req/s", "sent req/s", "requests", "goodput", "p95 TTFT",
     "waiting max", "valid", "verdict", "note",
 ]  # fmt: skip
+COST_COLUMN = "tok/J"  # after "waiting max", where NVML measured the probes
+
+
+def head(sec: Mapping[str, Any]) -> list[str]:
+    if not _measured_cost(sec):
+        return HEAD
+    at = HEAD.index("waiting max") + 1
+    return [*HEAD[:at], COST_COLUMN, *HEAD[at:]]
 
 
 def markdown(doc: Mapping[str, Any]) -> list[str]:
@@ -147,10 +180,7 @@ def markdown(doc: Mapping[str, Any]) -> list[str]:
     if not sec:
         return []
     out = ["## Capacity", "", *(f"- {line}" for line in console_lines(sec)), ""]
-    out.append("| " + " | ".join(HEAD) + " |")
-    out.append("|" + "---|" * len(HEAD))
-    out += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in _rows(sec)]
-    return [*out, ""]
+    return [*out, *md_table(head(sec), _rows(sec)), ""]
 
 
 def html(doc: Mapping[str, Any]) -> str:
@@ -160,7 +190,7 @@ def html(doc: Mapping[str, Any]) -> str:
         return ""
     lines = "".join(f"<li>{esc(line)}</li>" for line in console_lines(sec))
     return f'<h2>Capacity</h2><ul>{lines}</ul><div class="plots">{curve(sec)}</div>' + table(
-        HEAD, _rows(sec)
+        head(sec), _rows(sec)
     )
 
 
