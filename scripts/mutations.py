@@ -4,7 +4,8 @@ tests named beside it must fail on it.
 
 The tree (tracked files and untracked ones git does not ignore, as they are on disk) is copied
 to a temporary folder; the working tree is never touched. The named tests first run unmutated
-there and must pass; then each mutation is applied alone, its tests run with this interpreter
+there and must pass; then each mutation is applied alone (two at a time by default, each in a
+copy of its own: `--jobs`), its tests run with this interpreter
 (`-p no:cacheprovider -q -x`), and the file is put back. PYTHONPATH puts the copy's `harness`
 and `ai_router` ahead of the editable installs, and a child session is checked to import them
 from the copy before anything runs: otherwise a mutation would look killed or survived for the
@@ -23,10 +24,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -407,6 +410,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--show", action="store_true", help="print how the tests failed on each mutation"
     )
+    parser.add_argument(
+        "--jobs", type=int, default=min(2, os.cpu_count() or 1),
+        help="mutations tested at once, each in its own copy of the tree (default: 2, or 1 "
+        "on one core)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     known = {m.name: m for m in MUTATIONS}
     if args.list:
@@ -417,12 +425,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wrong:
         parser.error(f"unknown mutation(s) {', '.join(wrong)}; see --list")
     chosen = [known[n] for n in args.names] if args.names else list(MUTATIONS)
-    return run(chosen, show=args.show)
+    if args.jobs < 1:
+        parser.error(f"--jobs: {args.jobs}: must be 1 or more")
+    return run(chosen, show=args.show, jobs=args.jobs)
 
 
-def run(chosen: Sequence[Mutation], *, show: bool = False, root: Path = ROOT) -> int:
-    """Apply each of `chosen` to a copy of `root` in turn and print the table; 0 when every
-    one was killed."""
+def apply_and_test(m: Mutation, tree: Path, env: Mapping[str, str]) -> tuple[str, float, str]:
+    """Apply `m` alone to `tree`, run its tests, put the file back: (verdict, seconds, output)."""
+    path = tree / m.path
+    original = path.read_text()
+    write_fresh(path, original.replace(m.old, m.new, 1))
+    t0 = time.monotonic()
+    try:
+        rc, out = run_tests(tree, env, m.tests)
+    finally:
+        write_fresh(path, original)
+    verdict = {0: "survived", 1: "killed"}.get(rc, f"error (exit {rc})")
+    return verdict, time.monotonic() - t0, out
+
+
+def run(chosen: Sequence[Mutation], *, show: bool = False, root: Path = ROOT, jobs: int = 1) -> int:
+    """Apply each of `chosen` alone to a copy of `root` (`jobs` copies, a mutation at a time
+    in each) and print the table; 0 when every one was killed."""
     started = time.monotonic()
     bad = [f"{m.name}: {why}" for m in chosen if (why := unappliable(m, root))]
     if bad:
@@ -444,19 +468,36 @@ def run(chosen: Sequence[Mutation], *, show: bool = False, root: Path = ROOT) ->
             print(f"the unmutated tests do not pass (exit {rc}), so no kill would mean anything:")
             print(tail(out))
             return 1
+        # One copy per job, each mutation applied alone in one of them; the table keeps the
+        # listed order whichever job finished first.
+        copies = [copy]
+        for k in range(1, min(jobs, len(chosen))):
+            extra = Path(tmp) / f"tree-{k}"
+            copy_tree(root, extra)
+            copies.append(extra)
+        todo: queue.Queue[int] = queue.Queue()
+        for i in range(len(chosen)):
+            todo.put(i)
+        results: dict[int, tuple[str, float, str]] = {}
+
+        def work(tree: Path) -> None:
+            tree_env = child_env(tree)
+            while True:
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                results[i] = apply_and_test(chosen[i], tree, tree_env)
+
+        threads = [threading.Thread(target=work, args=(c,)) for c in copies]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         rows: list[tuple[str, str, float]] = []
         details: list[str] = []
-        for m in chosen:
-            path = copy / m.path
-            original = path.read_text()
-            write_fresh(path, original.replace(m.old, m.new, 1))
-            t0 = time.monotonic()
-            try:
-                rc, out = run_tests(copy, env, m.tests)
-            finally:
-                write_fresh(path, original)
-            took = time.monotonic() - t0
-            verdict = {0: "survived", 1: "killed"}.get(rc, f"error (exit {rc})")
+        for i, m in enumerate(chosen):
+            verdict, took, out = results[i]
             rows.append((m.name, verdict, took))
             if verdict != "killed" or show:
                 details.append(f"{m.name} ({m.protects}): {verdict}\n{tail(out)}")

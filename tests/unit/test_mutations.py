@@ -35,6 +35,10 @@ def test_every_listed_mutation_is_killed() -> None:
     print(done.stdout, done.stderr)
     assert done.returncode == 0, f"a protection is not proven:\n{done.stdout}\n{done.stderr}"
     assert " | survived " not in done.stdout
+    # Two at a time by default, in two copies; the table keeps the listed order.
+    listed = [m.name for m in script().MUTATIONS]
+    rows = [line.split(" | ")[0].strip() for line in done.stdout.splitlines() if " | " in line]
+    assert rows[1:] == listed, rows
 
 
 def test_a_mutation_no_test_catches_is_reported_as_survived(
