@@ -18,7 +18,7 @@ capacity that does not show any is not worth the risk of keeping it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,11 +129,16 @@ def capacity_judgement(acceptance_passed: bool, before: Capacity, after: Capacit
 
 
 def tune_section(
-    acceptance_passed: bool, before: Capacity, after: Capacity, j: Judgement
+    acceptance_passed: bool,
+    before: Capacity,
+    after: Capacity,
+    j: Judgement,
+    changes: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """record.json's `tune.capacity` of the verification run."""
+    """record.json's `tune.capacity` of the verification run; `changes` as given to tune."""
     return {
         "judge": "capacity",
+        "changes": list(changes),
         "acceptance_passed": acceptance_passed,
         "before": before.doc(),
         "after": after.doc(),

@@ -305,6 +305,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
     ),
     Mutation(
+        "capacity-cost-at-knee",
+        "the capacity report's GPU cost is the knee's (highest rate that held), no other probe's",
+        "harness/report/capacity.py",
+        'if p.get("tokens_per_joule") is not None and math.isclose(p["rate_rps"], lo)',
+        'if p.get("tokens_per_joule") is not None',
+        (
+            "tests/unit/test_capacity_cost.py::"
+            "test_the_knee_line_names_the_probe_at_the_highest_rate_that_held",
+        ),
+    ),
+    Mutation(
         "ingress-run-constraint",
         "the run's traefik reads only the run's own containers (docker provider constraint)",
         "harness/stack/containers/ingress.py",

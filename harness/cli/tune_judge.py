@@ -54,16 +54,15 @@ class CapacityJudge:
     def envelope_argv(self) -> list[str]:
         return [*self.command("envelope"), "--engine", str(self.envelope)]
 
-    def child_run(self, argv: list[str], what: str, ok: tuple[int, ...] = (0,)) -> Path:
-        """Run a harness command that records a run; the run's directory. A StackError when it
-        exits otherwise than `ok` or records no run."""
+    def child_run(self, name: str, argv: list[str], what: str, ok: tuple[int, ...] = (0,)) -> Path:
+        """Run `harness <name>` (`argv`), which records a run ending in -<name>; the run's
+        directory. A StackError when it exits otherwise than `ok` or records no run."""
         from harness.report.run_dir import reports_root
 
         runs = reports_root() / "runs"
         seen = set(runs.glob("*")) if runs.is_dir() else set()
         print(f"tune: measuring {what}: harness {' '.join(argv[1:])}", flush=True)
         proc = subprocess.run(argv, env=os.environ.copy())
-        name = argv[argv.index("--target") - 1]  # the command: its runs end in -<command>
         made = sorted(p for p in runs.glob(f"*-{name}") if p not in seen) if runs.is_dir() else []
         if proc.returncode not in ok or not made:
             ran = f"its run: {made[-1]}" if made else "no run was recorded"
@@ -74,14 +73,14 @@ class CapacityJudge:
         """One `harness capacity` run; its answer (harness.tune_capacity.Capacity)."""
         from harness.tune_capacity import Capacity
 
-        run = self.child_run(self.argv(), f"capacity {when}")
+        run = self.child_run("capacity", self.argv(), f"capacity {when}")
         doc = json.loads((run / "record.json").read_text())
         return Capacity.from_section(doc["capacity"]["result"], run)
 
     def measure_envelope(self, when: str) -> tuple[Path, Any]:
         """One `harness envelope` run (exit 1, cells off the KV model's prediction, is still a
         measurement); its directory and `envelope.result`."""
-        run = self.child_run(self.envelope_argv(), f"the envelope {when}", ok=(0, 1))
+        run = self.child_run("envelope", self.envelope_argv(), f"the envelope {when}", (0, 1))
         doc = json.loads((run / "record.json").read_text())
         return run, (doc.get("envelope") or {}).get("result")
 
@@ -121,8 +120,7 @@ class CapacityJudge:
             path = run_dir / "record.json"
             doc = json.loads(path.read_text())
             tune = doc.setdefault("tune", {})
-            tune["capacity"] = tune_section(passed, self.before, after, verdict)
-            tune["capacity"]["changes"] = list(self.changes)
+            tune["capacity"] = tune_section(passed, self.before, after, verdict, self.changes)
             if envelope is not None:
                 tune["envelope"] = envelope
             path.write_text(json.dumps(doc, indent=2))

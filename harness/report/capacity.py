@@ -111,17 +111,19 @@ def probe_line(n: int, most: int, phase: str, r: ProbeResult, share: float) -> s
 
 
 def tokens_per_joule(sec: Mapping[str, Any]) -> str | None:
-    """The card's output tokens per joule in the probes at the interval's lower end (the
-    highest rate that held), where NVML measured them; None on the twins."""
+    """The card's output tokens per joule in the last probe at the interval's lower end (the
+    highest rate that held in every trial), where NVML measured it; None on the twins."""
     lo = sec["knee"]["interval_rps"][0]
-    at = [p for p in sec["probes"] if p.get("tokens_per_joule") is not None and p["holds"]]
+    at = [
+        p for p in sec["probes"]
+        if p.get("tokens_per_joule") is not None and math.isclose(p["rate_rps"], lo)
+    ]  # fmt: skip
     if not at:
         return None
-    knee = [p for p in at if lo is not None and math.isclose(p["rate_rps"], lo)] or at
-    best = max(knee, key=lambda p: p["rate_rps"])
+    last = at[-1]
     return (
-        f"GPU cost at {_rate(best['rate_rps'])}: {number(best['tokens_per_joule'])} output "
-        f"tokens per joule (probe {best['n']}; every probe's in the table)"
+        f"GPU cost at {_rate(last['rate_rps'])}: {number(last['tokens_per_joule'])} output "
+        f"tokens per joule (probe {last['n']}; every probe's in the table)"
     )
 
 

@@ -43,7 +43,7 @@ def lines(doc: Mapping[str, Any]) -> list[str]:
         f"capacity {sec['change']}",
         f"capacity before: {capacity_text(sec['before'])}",
         f"capacity after: {capacity_text(sec['after'])}",
-        *(line for line in sec.get("lines", ())[3:]),
+        *sec.get("lines", ())[3:],  # the judge's reasons, after the three lines restated above
     ]
     envelope = (doc.get("tune") or {}).get("envelope")
     if envelope is not None:

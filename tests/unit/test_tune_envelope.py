@@ -169,7 +169,7 @@ def tuned_record() -> dict[str, Any]:
     j = capacity_judgement(True, before, after)
     doc = fixtures.record()
     doc["tune"] = {
-        "capacity": {**tune_section(True, before, after, j), "changes": ["vllm-primary.x=1"]},
+        "capacity": tune_section(True, before, after, j, ["vllm-primary.x=1"]),
         "envelope": envelope_diff({"engines": [BEFORE]}, {"engines": [AFTER]}),
     }
     return doc
